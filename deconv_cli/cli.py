@@ -1,0 +1,200 @@
+"""The ``deconv`` command line: argv -> Job -> run_job -> report. No shape math, no numpy here.
+
+Errors: a DeconvError becomes one line on stderr (``Error: <problem>. <fix>``) and its exit code
+(2: the configuration would be rejected, 1: a runtime failure such as a bad file). Click's own usage
+errors exit 2 too.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+
+import click
+
+from . import __version__
+from .conventions import STYLES
+from .errors import ConfigError, DeconvError
+
+STYLE_NAMES = tuple(STYLES)
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_set(items: tuple[str, ...]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs; VALUE is a Python literal (ast.literal_eval), bare words are strings."""
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE", "write e.g. --set stride=2")
+        if key in options:
+            raise ConfigError(f"--set {key} is given twice", "keep one")
+        text = text.strip()
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            if not _BARE_WORD.match(text):
+                raise ConfigError(
+                    f"--set {key}={text}: the value is not a Python literal",
+                    "use a number, a tuple like (2,1,1), a list, or a word like same",
+                ) from None
+            options[key] = text
+    return options
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    cleaned = text.strip().strip("()[]")
+    try:
+        return tuple(int(v) for v in cleaned.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"shape {text!r} is not a list of integers", "write e.g. 1,16,10,32,32") from None
+
+
+def _fail(error: DeconvError) -> None:
+    click.echo(f"Error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def style_options(fn):
+    for decorator in reversed([
+        click.option("--style", default="torch", show_default=True, type=click.Choice(STYLE_NAMES),
+                     help="Whose keyword names, padding rules and tensor layouts to use."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="One option in the style's own keyword name; VALUE is a Python literal. Repeatable."),
+        click.option("--quirks", is_flag=True,
+                     help="Reproduce a released framework's known defect instead of its documented semantics."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="deconv")
+def cli() -> None:
+    """Transposed convolution on saved tensors, in any framework's own keywords.
+
+    Tensors: x.npy, x.npz:name, x.h5:/group/dataset (or - for .npy on stdin/stdout).
+    Styles: mindspore, megengine, oneflow, dragon, torch (default), onnx.
+
+    \b
+    Example:
+      deconv run x.npy w.npy --set stride=2 --set padding=1 -o y.npy
+      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 --set stride=(2,1,1)
+    """
+
+
+@cli.command()
+@click.argument("input")
+@click.argument("weight")
+@click.option("--bias", metavar="TENSOR", help="Optional bias tensor (C_out,) (or the style's bias shape).")
+@click.option("-o", "--output", required=True, metavar="OUT", help="Where to write the result (.npy, .npz[:name], .h5[:/path], -).")
+@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@style_options
+def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, as_json):
+    """Run a transposed convolution and write the output.
+
+    Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
+    shapes, dtype, device, engine and timings to stdout.
+
+    \b
+    Example:
+      deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
+          --set stride=2 --set padding=1 --set output_padding=1 -o y.npy
+    """
+    from .job import Job, run_job
+    from .report import print_derivation, print_json, print_warnings
+
+    try:
+        job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
+                  device=device, force=force, quirks=quirks)
+        result = run_job(job)
+    except DeconvError as error:
+        _fail(error)
+    print_warnings(result.derivation.warnings, sys.stderr)
+    if not quiet:
+        print_derivation(result.derivation, sys.stderr)
+    if as_json:
+        print_json(result.as_dict())
+
+
+@cli.command()
+@click.argument("input", required=False)
+@click.argument("weight", required=False)
+@click.option("--bias", metavar="TENSOR", help="Bias tensor (only its header is read).")
+@click.option("--input-shape", metavar="N,C,...", help="Input shape, instead of an INPUT file.")
+@click.option("--weight-shape", metavar="C_in,...", help="Weight shape, instead of a WEIGHT file.")
+@click.option("--bias-shape", metavar="C_out", help="Bias shape, instead of --bias.")
+@style_options
+def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json):
+    """Derive the output shape without reading any tensor data.
+
+    Shapes come from file headers or from --input-shape/--weight-shape.
+
+    \b
+    Example:
+      deconv shape --style onnx --input-shape 1,1,3,3 --weight-shape 1,2,3,3 \\
+          --set strides=(3,2) --set auto_pad=SAME_UPPER --json
+    """
+    from .job import plan
+    from .report import print_derivation, print_json, print_warnings
+
+    try:
+        shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
+        record = plan(style, parse_set(sets), *shapes, quirks=quirks)
+    except DeconvError as error:
+        _fail(error)
+    print_warnings(record.warnings, sys.stderr)
+    if as_json:
+        print_json(record.as_dict())
+    else:
+        print_derivation(record, sys.stdout, weight_shape=shapes[1])
+
+
+def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape):
+    from . import tensor_io
+
+    def pick(role, path, text):
+        if (path is None) == (text is None):
+            raise ConfigError(f"give either a {role.upper()} file or --{role}-shape", "see deconv shape --help")
+        return parse_shape(text) if text is not None else tensor_io.peek(tensor_io.parse_ref(path)).shape
+
+    if bias is not None and bias_shape is not None:
+        raise ConfigError("give either --bias or --bias-shape, not both")
+    bias_dims = parse_shape(bias_shape) if bias is None else tensor_io.peek(tensor_io.parse_ref(bias)).shape
+    return pick("input", input, input_shape), pick("weight", weight, weight_shape), bias_dims
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def info(files, as_json):
+    """List the arrays in tensor files: name, shape, dtype (headers only).
+
+    \b
+    Example:
+      deconv info samples/onnx.npz samples/torch_x.npy
+    """
+    from . import tensor_io
+    from .report import print_info, print_json
+
+    try:
+        found = {path: tensor_io.describe(tensor_io.parse_ref(path)) for path in files}
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json({p: [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in infos] for p, infos in found.items()})
+    else:
+        for path, infos in found.items():
+            print_info(path, infos, sys.stdout)
+
+
+def main() -> None:
+    cli(prog_name="deconv")

@@ -1,0 +1,77 @@
+"""The canonical, framework-free description of one transposed convolution.
+
+Per spatial dimension (kernel k, stride s, dilation d, input length n):
+
+    full  = (n - 1)*s + d*(k - 1) + 1          # the un-cropped transposed-conv result
+    out   = full - lo - hi                     # (lo, hi) is the crop pair
+    y[o]  = y_full[o + lo]                     # zero (then + bias) where o + lo is outside [0, full)
+
+So ``padding=p, output_padding=a`` is the crop pair ``(p, p - a)``; a negative crop extends the output
+with positions that receive only the bias. Two spellings of one deconvolution give equal configs.
+
+Layouts are not options: ``channels_last`` says where the channel axis of the input (and output) is,
+``batched`` whether there is a batch axis, and ``weight_perm`` reorders the weight file's axes before a
+plain reshape to the canonical weight ``(C_in, C_out/groups, *kernel)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+Shape = tuple[int, ...]
+Crops = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class DeconvConfig:
+    kernel: Shape
+    stride: Shape
+    dilation: Shape
+    crops: Crops
+    groups: int
+    in_channels: int
+    out_channels: int
+    batched: bool = True
+    channels_last: bool = False
+    weight_perm: Shape | None = None  # None: the weight file is already (C_in, C_out/g, *k) in order
+
+    def __post_init__(self) -> None:
+        rank = len(self.kernel)
+        if rank not in (1, 2, 3):
+            raise ConfigError(f"spatial rank {rank} is not supported", "use a 1-D, 2-D or 3-D convolution")
+        for name in ("stride", "dilation", "crops"):
+            if len(getattr(self, name)) != rank:
+                raise ConfigError(f"{name} has {len(getattr(self, name))} values for a {rank}-D convolution")
+        for name in ("kernel", "stride", "dilation"):
+            if min(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be positive in every dimension")
+        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ConfigError(
+                f"groups={self.groups} must divide input channels {self.in_channels} "
+                f"and output channels {self.out_channels}"
+            )
+
+    @property
+    def rank(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def weight_shape(self) -> Shape:
+        """The canonical weight shape ``(C_in, C_out/groups, *kernel)``."""
+        return (self.in_channels, self.out_channels // self.groups, *self.kernel)
+
+    def input_axes(self) -> tuple[int | None, int, tuple[int, ...]]:
+        """(batch axis or None, channel axis, spatial axes) of the input tensor."""
+        lead = 1 if self.batched else 0
+        spatial = tuple(range(lead + (0 if self.channels_last else 1), lead + self.rank + (0 if self.channels_last else 1)))
+        channel = lead + self.rank if self.channels_last else lead
+        return (0 if self.batched else None), channel, spatial
+
+    def output_shape(self, batch: int | None, spatial: Shape) -> Shape:
+        """The output tensor's shape in this config's layout."""
+        lead = (batch,) if self.batched else ()
+        if self.channels_last:
+            return (*lead, *spatial, self.out_channels)
+        return (*lead, self.out_channels, *spatial)

@@ -1,0 +1,137 @@
+"""Pieces every convention module needs: the Parsed record and option coercion with clear errors."""
+
+from __future__ import annotations
+
+import difflib
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..config import DeconvConfig, Shape
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A convention's result: the canonical config plus how each value was derived (kept beside it,
+    so that two spellings of one deconvolution compare equal on ``config``)."""
+
+    config: DeconvConfig
+    dim_notes: tuple[tuple[str, ...], ...] = ()
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def check_keywords(options: Mapping[str, object], keywords: Mapping[str, str], style: str) -> None:
+    """Reject unknown keywords, suggesting the closest known one."""
+    for key in options:
+        if key in keywords:
+            continue
+        close = difflib.get_close_matches(key, list(keywords), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"{style} takes: {', '.join(sorted(keywords))}"
+        raise ConfigError(f"unknown option '{key}' for style {style}", hint)
+
+
+def as_int(name: str, value: object) -> int:
+    """An int option; bools, floats and strings are refused rather than coerced."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be an integer")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name}={value!r} must be an integer") from None
+
+
+def as_ints(name: str, value: object, rank: int, *, lengths: Sequence[int] | None = None, scalar: bool = True) -> Shape:
+    """An int or a sequence of ints. An int is repeated ``rank`` times (when ``scalar``);
+    a sequence must have one of ``lengths`` (default: exactly ``rank``) values."""
+    lengths = tuple(lengths or (rank,))
+    if isinstance(value, (list, tuple)):
+        if len(value) not in lengths:
+            want = " or ".join(str(n) for n in lengths)
+            raise ConfigError(f"{name}={_fmt(value)} has {len(value)} values, expected {want}")
+        return tuple(as_int(name, v) for v in value)
+    if scalar and not isinstance(value, (str, bytes)):
+        return (as_int(name, value),) * rank
+    want = " or ".join(str(n) for n in lengths)
+    raise ConfigError(f"{name}={value!r} must be {'an integer or ' if scalar else ''}a tuple of {want} integers")
+
+
+def _fmt(value: object) -> str:
+    return repr(tuple(value)) if isinstance(value, (list, tuple)) else repr(value)
+
+
+def fmt(values: Sequence[int]) -> str:
+    """(1, 2) for tuples, 1 for single values: how messages quote per-dimension numbers."""
+    return str(values[0]) if len(values) == 1 else str(tuple(values))
+
+
+def positive(name: str, values: Shape, rule: str) -> Shape:
+    if min(values) < 1:
+        raise ConfigError(f"{name}={fmt(values)} must be positive ({rule})")
+    return values
+
+
+def non_negative(name: str, values: Shape, rule: str) -> Shape:
+    if min(values) < 0:
+        raise ConfigError(f"{name}={fmt(values)} must not be negative ({rule})")
+    return values
+
+
+def check_kernel(name: str, value: object, kernel: Shape, framework: str) -> None:
+    """An optional kernel keyword must agree with the weight tensor's spatial dims."""
+    given = as_ints(name, value, len(kernel))
+    if given != kernel:
+        raise ConfigError(
+            f"{name}={fmt(given)} does not match the weight's kernel {fmt(kernel)} ({framework} checks this)",
+            f"drop {name} or pass {name}={fmt(kernel)}",
+        )
+
+
+def check_equal(name: str, value: object, actual: int, what: str, framework: str) -> None:
+    if as_int(name, value) != actual:
+        raise ConfigError(f"{name}={value} but {what} is {actual} ({framework} checks this)", f"pass {name}={actual}")
+
+
+def check_bias(bias_shape: Shape | None, out_channels: int, *, accept: Sequence[Shape], framework: str) -> None:
+    """The bias must have one of the accepted shapes (each a shape with out_channels filled in)."""
+    if bias_shape is None:
+        return
+    if tuple(bias_shape) not in [tuple(s) for s in accept]:
+        shapes = " or ".join(str(tuple(s)) for s in accept)
+        raise ConfigError(f"bias has shape {tuple(bias_shape)}; {framework} needs {shapes} for {out_channels} output channels")
+
+
+def check_output_sizes(sizes: Shape, framework: str, formulas: Sequence[str] = ()) -> None:
+    if min(sizes) < 1:
+        raise ConfigError(f"calculated output size {fmt(sizes)} is too small ({framework} needs every dimension >= 1)")
+
+
+def check_groups(groups: int, in_channels: int, framework: str) -> None:
+    if groups < 1:
+        raise ConfigError(f"groups={groups} must be positive ({framework})")
+    if in_channels % groups:
+        raise ConfigError(
+            f"groups={groups} must divide input channels {in_channels} ({framework} rejects it)",
+            "pick a group count that divides the channels",
+        )
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One canonical config written in a style's own keywords (what ``deconv explain`` prints).
+
+    ``options`` parsed by the style with ``input_shape``/``weight_shape`` gives back the same config,
+    up to layout, when ``expressible``. When it is not, ``options`` give the nearest config and ``crop``
+    says what to do to its output per spatial dim: ``[[lo, hi], ...]`` more to cut from the start/end
+    (negative: positions to add, holding only the bias); ``reason`` says why.
+    """
+
+    style: str
+    options: dict
+    input_shape: Shape
+    weight_shape: Shape
+    weight: str
+    expressible: bool = True
+    crop: tuple[tuple[int, int], ...] | None = None
+    reason: str | None = None

@@ -1,0 +1,25 @@
+"""Engines run a canonical DeconvConfig on arrays. numpy and cupy are imported only here, on demand."""
+
+from __future__ import annotations
+
+from ..errors import DeconvError
+
+
+def get_engine(device: str, arrays=()):
+    """The engine module for 'cpu', 'gpu' or 'auto' (gpu when CuPy and a device are usable)."""
+    if device == "cpu":
+        from . import numpy_engine
+
+        return numpy_engine
+    if device in ("gpu", "auto"):
+        from . import cupy_engine
+
+        problem = cupy_engine.unavailable()
+        if problem is None:
+            return cupy_engine
+        if device == "gpu":
+            raise DeconvError(f"--device gpu: {problem}", "install the gpu extra (pip install 'deconv-cli[gpu]') on a machine with an NVIDIA GPU, or use --device cpu")
+        from . import numpy_engine
+
+        return numpy_engine
+    raise DeconvError(f"unknown device '{device}'", "use cpu, gpu or auto")

@@ -1,0 +1,37 @@
+"""The GPU engine: the generic algorithm bound to CuPy (cuBLAS GEMMs, strided adds on the device)."""
+
+from __future__ import annotations
+
+from ..config import DeconvConfig, Shape
+from . import _generic
+
+NAME = "cupy"
+DEVICE = "gpu"
+
+
+def unavailable() -> str | None:
+    """None when CuPy imports and sees a CUDA device; otherwise what is missing."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "CuPy sees no CUDA device"
+    except Exception as exc:  # CUDA driver/runtime errors come in several types
+        return f"CuPy cannot reach a CUDA device ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape):
+    import cupy
+
+    to_device = cupy.asarray
+    y = _generic.deconvolve(to_device(x), to_device(w), None if bias is None else to_device(bias), config, out_spatial, xp=cupy)
+    return y
+
+
+def to_host(array):
+    import cupy
+
+    return cupy.asnumpy(array)

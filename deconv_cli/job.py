@@ -1,0 +1,128 @@
+"""A Job is one deconvolution request; ``plan`` is the pure part, ``run_job`` the whole pipeline.
+
+    style options + shapes --parse--> DeconvConfig --derive--> Derivation
+    [load input/weight/bias --engine--> output --save--> OUT]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from . import conventions, tensor_io
+from .config import Shape
+from .errors import ConfigError, DeconvError
+from .shapes import Derivation, derive
+
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+def plan(
+    style: str,
+    options: Mapping[str, object],
+    input_shape: Shape,
+    weight_shape: Shape,
+    bias_shape: Shape | None = None,
+    *,
+    quirks: bool = False,
+    dtypes: Mapping[str, str] | None = None,
+) -> Derivation:
+    """Parse a style's options against the shapes and derive the output. Reads no data."""
+    convention = conventions.get(style)
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    bias_shape = None if bias_shape is None else tuple(bias_shape)
+    if dtypes:
+        check_dtypes(dtypes, convention)
+    parsed = convention.parse(
+        options, input_shape=input_shape, weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks
+    )
+    return derive(
+        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes, warnings=parsed.warnings,
+        style=style, options=tuple(options.items()),
+    )
+
+
+def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
+    """All tensors share one floating dtype that the style's framework computes in."""
+    for role, dtype in dtypes.items():
+        if dtype not in FLOAT_DTYPES:
+            raise ConfigError(f"{role} has dtype {dtype}; deconv computes in float16, float32 or float64", f"cast the {role} to float32")
+    if len(set(dtypes.values())) > 1:
+        found = ", ".join(f"{role} {dtype}" for role, dtype in dtypes.items())
+        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype")
+    dtype = next(iter(dtypes.values()))
+    if dtype not in convention.DTYPES:
+        raise ConfigError(
+            f"{convention.FRAMEWORK} does not compute in {dtype} (it takes {', '.join(convention.DTYPES)})",
+            f"cast the tensors to {convention.DTYPES[-1] if dtype == 'float64' else 'float32'}",
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    input: str
+    weight: str
+    output: str
+    bias: str | None = None
+    style: str = "torch"
+    options: Mapping[str, object] = field(default_factory=dict)
+    device: str = "cpu"
+    force: bool = False
+    quirks: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    derivation: Derivation
+    dtype: str
+    device: str
+    engine: str
+    timings: dict
+
+    def as_dict(self) -> dict:
+        record = self.derivation.as_dict()
+        record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings)
+        return record
+
+
+def run_job(job: Job) -> Result:
+    """Validate everything from headers, then load, compute and save atomically."""
+    from .engines import get_engine
+
+    refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
+    if job.bias is not None:
+        refs["bias"] = tensor_io.parse_ref(job.bias)
+    out_ref = tensor_io.parse_ref(job.output)
+    stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
+    if len(stdin_users) > 1:
+        raise DeconvError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}")
+
+    t0 = time.perf_counter()
+    infos = {role: tensor_io.peek(ref) for role, ref in refs.items() if ref.path != "-"}
+    arrays = {role: tensor_io.load(ref) for role, ref in refs.items() if ref.path == "-"}
+    for role, array in arrays.items():
+        infos[role] = tensor_io.ArrayInfo(role, tuple(array.shape), str(array.dtype))
+    derivation = plan(
+        job.style, job.options, infos["input"].shape, infos["weight"].shape,
+        infos["bias"].shape if "bias" in infos else None,
+        quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()},
+    )
+    tensor_io.check_writable(out_ref, force=job.force)
+    engine = get_engine(job.device)
+    for role, ref in refs.items():
+        if role not in arrays:
+            arrays[role] = tensor_io.load(ref)
+    t1 = time.perf_counter()
+    try:
+        output = engine.deconvolve(
+            arrays["input"], arrays["weight"], arrays.get("bias"), derivation.config, derivation.output_spatial
+        )
+        output = engine.to_host(output)
+    except MemoryError:
+        raise DeconvError(f"out of memory computing an output of shape {derivation.output_shape}", "use a smaller batch") from None
+    t2 = time.perf_counter()
+    tensor_io.save(out_ref, output, force=job.force)
+    t3 = time.perf_counter()
+    timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
+    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings)

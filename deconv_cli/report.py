@@ -1,0 +1,72 @@
+"""Rendering for people (rich on a terminal, plain text when piped or NO_COLOR) and for machines (JSON).
+
+The only module that imports rich, and only when it draws a table on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TextIO
+
+from .shapes import Derivation
+from .tensor_io import ArrayInfo
+
+
+def _fancy(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(v) for v in shape) + ")"
+
+
+def headline(d: Derivation, weight_shape=None) -> str:
+    weight = f" weight {_shape(weight_shape)}" if weight_shape is not None else ""
+    return f"{d.style}: input {_shape(d.input_shape)}{weight} -> output {_shape(d.output_shape)}"
+
+
+def derivation_lines(d: Derivation) -> list[str]:
+    """Plain text: one line per spatial dimension with the formulas and the option notes."""
+    lines = []
+    for dim in d.dims:
+        how = "; ".join(dim.notes) or f"crop {dim.crop}"
+        lines.append(f"  dim {dim.axis}: {dim.full_formula}; {how}; {dim.out_formula}")
+    lines += [f"  note: {n}" for n in d.notes]
+    return lines
+
+
+def print_derivation(d: Derivation, stream: TextIO, weight_shape=None) -> None:
+    if not _fancy(stream):
+        stream.write("\n".join([headline(d, weight_shape), *derivation_lines(d)]) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=headline(d, weight_shape), title_justify="left")
+    for column in ("dim", "in", "k", "s", "d", "full", "crop (lo, hi)", "out", "how"):
+        table.add_column(column, justify="right" if column not in ("how", "crop (lo, hi)") else "left")
+    for dim in d.dims:
+        table.add_row(
+            str(dim.axis), str(dim.size_in), str(dim.kernel), str(dim.stride), str(dim.dilation),
+            str(dim.full), str(dim.crop), str(dim.size_out), "\n".join((*dim.notes, dim.out_formula)),
+        )
+    console = Console(file=stream)
+    console.print(table)
+    for note in d.notes:
+        console.print(f"note: {note}")
+
+
+def print_warnings(warnings, stream: TextIO) -> None:
+    for warning in warnings:
+        stream.write(f"Warning: {warning}\n")
+
+
+def print_info(path: str, infos: list[ArrayInfo], stream: TextIO) -> None:
+    for info in infos:
+        stream.write(f"{path}\t{info.name}\t{_shape(info.shape)}\t{info.dtype}\n")
+
+
+def print_json(record, stream: TextIO = sys.stdout) -> None:
+    stream.write(json.dumps(record, indent=None) + "\n")
