@@ -22,12 +22,28 @@ class Parsed:
     warnings: tuple[str, ...] = ()
 
 
+# The same concept under each framework's name: an unknown keyword from another style is pointed to
+# this style's spelling before falling back to the closest-looking name.
+SYNONYMS = (
+    ("stride", "strides"),
+    ("dilation", "dilations"),
+    ("padding", "pads", "pad"),
+    ("groups", "group"),
+    ("kernel_size", "kernel_shape"),
+    ("output_size", "output_shape", "input_size"),
+    ("in_channels", "in_channel"),
+    ("out_channels", "out_channel"),
+    ("auto_pad", "pad_mode"),
+)
+
+
 def check_keywords(options: Mapping[str, object], keywords: Mapping[str, str], style: str) -> None:
-    """Reject unknown keywords, suggesting the closest known one."""
+    """Reject unknown keywords, suggesting this style's name for the concept or the closest known one."""
     for key in options:
         if key in keywords:
             continue
-        close = difflib.get_close_matches(key, list(keywords), n=1)
+        same = [k for group in SYNONYMS if key in group for k in group if k in keywords]
+        close = same or difflib.get_close_matches(key, list(keywords), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"{style} takes: {', '.join(sorted(keywords))}"
         raise ConfigError(f"unknown option '{key}' for style {style}", hint)
 
@@ -62,8 +78,13 @@ def _fmt(value: object) -> str:
 
 
 def fmt(values: Sequence[int]) -> str:
-    """(1, 2) for tuples, 1 for single values: how messages quote per-dimension numbers."""
-    return str(values[0]) if len(values) == 1 else str(tuple(values))
+    """How messages quote per-dimension numbers: 2 when every dimension has it, else (1, 2)."""
+    return str(values[0]) if len(set(values)) == 1 else str(tuple(values))
+
+
+def fmt_shape(values: Sequence[int]) -> str:
+    """Sizes and kernels are always quoted as tuples: (3, 3)."""
+    return str(tuple(values))
 
 
 def positive(name: str, values: Shape, rule: str) -> Shape:
@@ -83,8 +104,8 @@ def check_kernel(name: str, value: object, kernel: Shape, framework: str) -> Non
     given = as_ints(name, value, len(kernel))
     if given != kernel:
         raise ConfigError(
-            f"{name}={fmt(given)} does not match the weight's kernel {fmt(kernel)} ({framework} checks this)",
-            f"drop {name} or pass {name}={fmt(kernel)}",
+            f"{name}={fmt_shape(given)} does not match the weight's kernel {fmt_shape(kernel)} ({framework} checks this)",
+            f"drop {name} or pass {name}={fmt_shape(kernel)}",
         )
 
 
@@ -100,11 +121,6 @@ def check_bias(bias_shape: Shape | None, out_channels: int, *, accept: Sequence[
     if tuple(bias_shape) not in [tuple(s) for s in accept]:
         shapes = " or ".join(str(tuple(s)) for s in accept)
         raise ConfigError(f"bias has shape {tuple(bias_shape)}; {framework} needs {shapes} for {out_channels} output channels")
-
-
-def check_output_sizes(sizes: Shape, framework: str, formulas: Sequence[str] = ()) -> None:
-    if min(sizes) < 1:
-        raise ConfigError(f"calculated output size {fmt(sizes)} is too small ({framework} needs every dimension >= 1)")
 
 
 def check_groups(groups: int, in_channels: int, framework: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
 from ..shapes import full_length, split_total
-from ._common import Parsed, as_int, as_ints, check_bias, check_groups, check_kernel, check_keywords, fmt
+from ._common import Parsed, as_int, as_ints, check_bias, check_groups, check_kernel, check_keywords, fmt, fmt_shape
 
 NAME = "onnx"
 FRAMEWORK = "ONNX ConvTranspose (opset 17; onnxruntime 1.31)"
@@ -71,7 +71,7 @@ def parse(
             f"pads cannot be used together with auto_pad={auto_pad} (onnxruntime rejects the model)",
             "drop pads or set auto_pad=NOTSET",
         )
-    pads = as_ints("pads", options.get("pads", 0), rank, lengths=(2 * rank,))
+    pads = as_ints("pads", options.get("pads", (0,) * 2 * rank), rank, lengths=(2 * rank,), scalar=False)
     if min(strides) < 1:
         raise ConfigError(f"strides={fmt(strides)} must be positive (onnxruntime rejects it)")
     if min(dilations) < 1:
@@ -119,7 +119,7 @@ def parse(
 
     sizes = [full - lo - hi for full, (lo, hi) in zip(fulls, crops)]
     if min(sizes) < 1:
-        raise ConfigError(f"computed output dimension {fmt(sizes)} is <= 0 (onnxruntime rejects it)", "reduce pads")
+        raise ConfigError(f"computed output dimension {fmt_shape(sizes)} is <= 0 (onnxruntime rejects it)", "reduce pads")
     config = DeconvConfig(
         kernel=kernel, stride=strides, dilation=dilations, crops=tuple(crops), groups=group,
         in_channels=input_shape[1], out_channels=out_channels,

@@ -15,7 +15,18 @@ from collections.abc import Mapping
 from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
 from ..shapes import full_length
-from ._common import Parsed, as_int, as_ints, check_bias, check_equal, check_groups, check_kernel, check_keywords, fmt
+from ._common import (
+    Parsed,
+    as_int,
+    as_ints,
+    check_bias,
+    check_equal,
+    check_groups,
+    check_kernel,
+    check_keywords,
+    fmt,
+    fmt_shape,
+)
 
 NAME = "torch"
 FRAMEWORK = "PyTorch 2.13"
@@ -99,7 +110,7 @@ def parse(
     sizes = [full_length(n, k, s, d) - lo - hi for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, crops)]
     if min(sizes) < 1:
         raise ConfigError(
-            f"calculated output size {fmt(sizes)} is too small (PyTorch needs every output dimension >= 1)",
+            f"calculated output size {fmt_shape(sizes)} is too small (PyTorch needs every output dimension >= 1)",
             "reduce padding",
         )
     dim_notes = tuple(
@@ -144,7 +155,7 @@ def _output_padding_from_size(value, spatial, kernel, stride, padding, dilation,
     high = [lo + s - 1 for lo, s in zip(low, stride)]
     if any(not lo <= n <= hi for n, lo, hi in zip(sizes, low, high)):
         raise ConfigError(
-            f"requested an output size of {fmt(sizes)}, but valid sizes range from {fmt(low)} to {fmt(high)} "
+            f"requested an output size of {fmt_shape(sizes)}, but valid sizes range from {fmt_shape(low)} to {fmt_shape(high)} "
             "(PyTorch rejects it)"
         )
     return tuple(n - lo for n, lo in zip(sizes, low))
