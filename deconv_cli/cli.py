@@ -155,7 +155,7 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     if as_json:
         print_json(record.as_dict())
     else:
-        print_derivation(record, sys.stdout, weight_shape=shapes[1])
+        print_derivation(record, sys.stdout)
 
 
 def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape):

@@ -18,7 +18,11 @@ class DeconvError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message}. {self.hint}" if self.hint else f"{self.message}."
+        """``<problem>. <Fix>.``: the hint is a sentence of its own."""
+        if not self.hint:
+            return f"{self.message}."
+        hint = self.hint[0].upper() + self.hint[1:]
+        return f"{self.message}. {hint}" + ("" if hint[-1] in ".?!" else ".")
 
 
 class ConfigError(DeconvError):

@@ -39,7 +39,7 @@ def plan(
     )
     return derive(
         parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes, warnings=parsed.warnings,
-        style=style, options=tuple(options.items()),
+        style=style, options=tuple(options.items()), weight_shape=weight_shape,
     )
 
 

@@ -22,9 +22,8 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(v) for v in shape) + ")"
 
 
-def headline(d: Derivation, weight_shape=None) -> str:
-    weight = f" weight {_shape(weight_shape)}" if weight_shape is not None else ""
-    return f"{d.style}: input {_shape(d.input_shape)}{weight} -> output {_shape(d.output_shape)}"
+def headline(d: Derivation) -> str:
+    return f"{d.style}: input {_shape(d.input_shape)} weight {_shape(d.weight_shape)} -> output {_shape(d.output_shape)}"
 
 
 def derivation_lines(d: Derivation) -> list[str]:
@@ -37,14 +36,14 @@ def derivation_lines(d: Derivation) -> list[str]:
     return lines
 
 
-def print_derivation(d: Derivation, stream: TextIO, weight_shape=None) -> None:
+def print_derivation(d: Derivation, stream: TextIO) -> None:
     if not _fancy(stream):
-        stream.write("\n".join([headline(d, weight_shape), *derivation_lines(d)]) + "\n")
+        stream.write("\n".join([headline(d), *derivation_lines(d)]) + "\n")
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=headline(d, weight_shape), title_justify="left")
+    table = Table(title=headline(d), title_justify="left")
     for column in ("dim", "in", "k", "s", "d", "full", "crop (lo, hi)", "out", "how"):
         table.add_column(column, justify="right" if column not in ("how", "crop (lo, hi)") else "left")
     for dim in d.dims:

@@ -93,6 +93,7 @@ class Derivation:
     warnings: tuple[str, ...] = ()
     style: str = ""
     options: tuple[tuple[str, object], ...] = ()
+    weight_shape: Shape = ()
 
     @property
     def output_spatial(self) -> Shape:
@@ -106,6 +107,7 @@ class Derivation:
             "style": self.style,
             "options": {k: _jsonable(v) for k, v in self.options},
             "input_shape": list(self.input_shape),
+            "weight_shape": list(self.weight_shape),
             "output_shape": list(self.output_shape),
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
             "dims": [d.as_dict() for d in self.dims],
@@ -129,6 +131,7 @@ def derive(
     warnings: tuple[str, ...] = (),
     style: str = "",
     options: tuple[tuple[str, object], ...] = (),
+    weight_shape: Shape = (),
 ) -> Derivation:
     """Check the input shape against the config and derive the output shape.
 
@@ -167,4 +170,7 @@ def derive(
         dims.append(dim)
     batch = input_shape[batch_axis] if batch_axis is not None else None
     output_shape = config.output_shape(batch, tuple(d.size_out for d in dims))
-    return Derivation(config, input_shape, output_shape, tuple(dims), tuple(notes), tuple(warnings), style, tuple(options))
+    return Derivation(
+        config, input_shape, output_shape, tuple(dims), tuple(notes), tuple(warnings), style, tuple(options),
+        tuple(weight_shape),
+    )

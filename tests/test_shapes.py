@@ -43,7 +43,7 @@ def test_output_shape_in_layout():
     "shape, message",
     [
         ((1, 3, 5, 5), "input has 4 dimensions (1, 3, 5, 5), a batched 1-D deconvolution needs 3."),
-        ((1, 4, 5), "input has 4 channels (axis 1) but the weight expects 3. check the weight layout and the data format"),
+        ((1, 4, 5), "input has 4 channels (axis 1) but the weight expects 3. Check the weight layout and the data format."),
     ],
 )
 def test_derive_rejects_mismatches(shape, message):
@@ -63,7 +63,7 @@ def test_negative_output_is_rejected():
         (dict(stride=(0,)), "stride=(0,) must be positive in every dimension."),
         (dict(groups=2), "groups=2 must divide input channels 3 and output channels 2."),
         (dict(kernel=(1, 1, 1, 1), stride=(1,) * 4, dilation=(1,) * 4, crops=((0, 0),) * 4),
-         "spatial rank 4 is not supported. use a 1-D, 2-D or 3-D convolution"),
+         "spatial rank 4 is not supported. Use a 1-D, 2-D or 3-D convolution."),
     ],
 )
 def test_config_validates_itself(overrides, message):

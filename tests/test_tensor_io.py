@@ -51,10 +51,10 @@ def test_npz_and_h5_names(tmp_path):
     assert tensor_io.peek(parse_ref(f"{npz}:w")).shape == (3,)
     with pytest.raises(TensorFileError) as err:
         tensor_io.peek(parse_ref(str(npz)))
-    assert str(err.value) == f"{npz} holds 2 arrays (x, w). name one, e.g. {npz}:x"
+    assert str(err.value) == f"{npz} holds 2 arrays (x, w). Name one, e.g. {npz}:x."
     with pytest.raises(TensorFileError) as err:
         tensor_io.peek(parse_ref(f"{npz}:y"))
-    assert str(err.value) == f"{npz} has no array 'y'. it holds: x, w"
+    assert str(err.value) == f"{npz} has no array 'y'. It holds: x, w."
 
     h5 = tmp_path / "t.h5"
     with h5py.File(h5, "w") as f:
@@ -68,8 +68,8 @@ def test_npz_and_h5_names(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"", "is not a valid .npy file (bad header). re-save it with numpy.save"),
-        (b"hello world, not numpy", "is not a valid .npy file (bad header). re-save it with numpy.save"),
+        (b"", "is not a valid .npy file (bad header). Re-save it with numpy.save."),
+        (b"hello world, not numpy", "is not a valid .npy file (bad header). Re-save it with numpy.save."),
         (b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'", "is not a valid .npy file (bad header)."),
     ],
 )
@@ -85,7 +85,7 @@ def test_truncated_npy_fails_on_load(tmp_path):
     path = tmp_path / "cut.npy"
     np.save(path, np.zeros((100, 100), dtype=np.float32))
     path.write_bytes(path.read_bytes()[:500])
-    with pytest.raises(TensorFileError, match="the file is truncated or corrupt"):
+    with pytest.raises(TensorFileError, match="The file is truncated or corrupt"):
         tensor_io.load(parse_ref(str(path)))
 
 
@@ -123,7 +123,7 @@ def test_no_clobber_without_force(tmp_path):
     path.write_bytes(b"precious")
     with pytest.raises(TensorFileError) as err:
         tensor_io.save(parse_ref(str(path)), np.zeros(2), force=False)
-    assert str(err.value) == f"output {path} already exists. pass --force to replace it"
+    assert str(err.value) == f"output {path} already exists. Pass --force to replace it."
     assert path.read_bytes() == b"precious"
     tensor_io.save(parse_ref(str(path)), np.zeros(2), force=True)
     assert np.load(path).shape == (2,)
@@ -144,7 +144,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 def test_unwritable_targets(tmp_path):
     with pytest.raises(TensorFileError, match="output folder .* does not exist"):
         tensor_io.check_writable(parse_ref(str(tmp_path / "no" / "y.npy")), force=False)
-    with pytest.raises(TensorFileError, match="a .npy file holds one unnamed array. drop the ':name'"):
+    with pytest.raises(TensorFileError, match="a .npy file holds one unnamed array. Drop the ':name'"):
         tensor_io.check_writable(parse_ref(str(tmp_path / "y.npy:name")), force=False)
     (tmp_path / "d.npy").mkdir()
     with pytest.raises(TensorFileError, match="is a directory"):

@@ -67,9 +67,9 @@ BASE = ((1, 4, 5, 5), (4, 2, 3, 3))
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(auto_pad="same"), "auto_pad='same': unknown AutoPadType string. use one of NOTSET, SAME_UPPER, SAME_LOWER, VALID"),
+        (dict(auto_pad="same"), "auto_pad='same': unknown AutoPadType string. Use one of NOTSET, SAME_UPPER, SAME_LOWER, VALID."),
         (dict(auto_pad="VALID", pads=[0, 0, 0, 0]),
-         "pads cannot be used together with auto_pad=VALID (onnxruntime rejects the model). drop pads or set auto_pad=NOTSET"),
+         "pads cannot be used together with auto_pad=VALID (onnxruntime rejects the model). Drop pads or set auto_pad=NOTSET."),
         (dict(pads=[1, 1]), "pads=(1, 1) has 2 values, expected 4."),
         (dict(pads=[1, 1, -1, 1]), "pads=(1, 1, -1, 1) must not be negative (onnxruntime rejects it)."),
         (dict(strides=[0, 1]), "strides=(0, 1) must be positive (onnxruntime rejects it)."),
@@ -77,15 +77,15 @@ BASE = ((1, 4, 5, 5), (4, 2, 3, 3))
         (dict(dilations=3, output_padding=[1, 0]),
          "output_padding[0] (1) must be at least 0 and less than the stride (1) (onnxruntime rejects it; dilation does not "
          "relax this)."),
-        (dict(group=3), "groups=3 must divide input channels 4 (ONNX rejects it). pick a group count that divides the channels"),
+        (dict(group=3), "groups=3 must divide input channels 4 (ONNX rejects it). Pick a group count that divides the channels."),
         (dict(kernel_shape=[2, 2]), "kernel_shape=(2, 2) does not match the weight's kernel (3, 3) (ONNX checks this). "
-         "drop kernel_shape or pass kernel_shape=(3, 3)"),
+         "Drop kernel_shape or pass kernel_shape=(3, 3)."),
         (dict(output_shape=[9, 9, 9]), "output_shape=(9, 9, 9) has 3 values, expected 2."),
         (dict(output_shape=[7, 10]),
          "output_shape[1]=10 is inconsistent with the input: at most 7 is reachable (full 7 + output_padding 0 + stride 1 "
          "- 1; onnxruntime rejects it)."),
-        (dict(pads=[4, 4, 4, 4]), "computed output dimension (-1, -1) is <= 0 (onnxruntime rejects it). reduce pads"),
-        (dict(padding=1), "unknown option 'padding' for style onnx. did you mean 'pads'?"),
+        (dict(pads=[4, 4, 4, 4]), "computed output dimension (-1, -1) is <= 0 (onnxruntime rejects it). Reduce pads."),
+        (dict(padding=1), "unknown option 'padding' for style onnx. Did you mean 'pads'?"),
     ],
 )
 def test_rejections(options, message):

@@ -44,9 +44,9 @@ BASE = ((1, 4, 5, 5), (4, 2, 3, 3))
         (dict(stride=2, output_padding=2), None,
          "output_padding=2 must be smaller than either stride 2 or dilation 1 in every dimension (PyTorch rejects it)."),
         (dict(groups=3), None,
-         "groups=3 must divide input channels 4 (PyTorch 2.13 rejects it). pick a group count that divides the channels"),
+         "groups=3 must divide input channels 4 (PyTorch 2.13 rejects it). Pick a group count that divides the channels."),
         (dict(padding=4), None,
-         "calculated output size (-1, -1) is too small (PyTorch needs every output dimension >= 1). reduce padding"),
+         "calculated output size (-1, -1) is too small (PyTorch needs every output dimension >= 1). Reduce padding."),
         (dict(stride=2, output_size=(12, 12)), None,
          "requested an output size of (12, 12), but valid sizes range from (11, 11) to (12, 12) (PyTorch rejects it)."
          .replace("(12, 12), but", "(13, 13), but")),
@@ -56,11 +56,11 @@ BASE = ((1, 4, 5, 5), (4, 2, 3, 3))
         (dict(padding_mode="reflect"), None,
          "padding_mode='reflect': only 'zeros' padding mode is supported for transposed convolutions."),
         (dict(kernel_size=4), None, "kernel_size=(4, 4) does not match the weight's kernel (3, 3) (PyTorch 2.13 checks this). "
-         "drop kernel_size or pass kernel_size=(3, 3)"),
-        (dict(out_channels=3), None, "out_channels=3 but weight.shape[1] * groups is 2 (PyTorch 2.13 checks this). pass out_channels=2"),
-        (dict(bias=True), None, "bias=True but no bias tensor was given. pass --bias FILE"),
+         "Drop kernel_size or pass kernel_size=(3, 3)."),
+        (dict(out_channels=3), None, "out_channels=3 but weight.shape[1] * groups is 2 (PyTorch 2.13 checks this). Pass out_channels=2."),
+        (dict(bias=True), None, "bias=True but no bias tensor was given. Pass --bias FILE."),
         ({}, (1, 2, 1, 1), "bias has shape (1, 2, 1, 1); PyTorch (a 1-D bias) needs (2,) for 2 output channels."),
-        (dict(strides=2), None, "unknown option 'strides' for style torch. did you mean 'stride'?"),
+        (dict(strides=2), None, "unknown option 'strides' for style torch. Did you mean 'stride'?"),
     ],
 )
 def test_rejections(options, bias_shape, message):
@@ -76,7 +76,7 @@ def test_rejections(options, bias_shape, message):
     "input_shape, weight_shape, message",
     [
         ((1, 5, 5, 5), (4, 2, 3, 3), "weight of shape (4, 2, 3, 3) expects 4 input channels, but the input has 5 "
-         "(PyTorch rejects it). PyTorch's weight is (C_in, C_out/groups, *kernel)"),
+         "(PyTorch rejects it). PyTorch's weight is (C_in, C_out/groups, *kernel)."),
         ((5, 5), (4, 2, 3, 3), "input has 2 dimensions (5, 5); conv_transpose2d expects 3-D (unbatched) or 4-D (batched) input."),
         ((1, 4, 5, 5), (4, 2, 3, 3, 3, 3), "weight has 6 dimensions (4, 2, 3, 3, 3, 3); PyTorch needs (C_in, C_out/groups, "
          "*kernel) with 1 to 3 kernel dims."),
