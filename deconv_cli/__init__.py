@@ -23,11 +23,17 @@ def derive(input_shape, weight_shape, *, style: str = "torch", bias_shape=None, 
     return plan(style, options, input_shape, weight_shape, bias_shape, quirks=quirks)
 
 
-def deconvolve(input, weight, bias=None, *, style: str = "torch", device: str = "cpu", quirks: bool = False, **options):
-    """Transposed convolution with a style's keywords. NumPy in -> NumPy out, CuPy in -> CuPy out."""
+def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str = "cpu", quirks: bool = False, **options):
+    """Transposed convolution with a style's keywords. NumPy in -> NumPy out, CuPy in -> CuPy out.
+
+    The tensors are positional, so a style's own ``bias=True`` keyword (torch's module check) reaches
+    the style; ``bias=<array>`` is taken as the bias tensor.
+    """
     from .engines import get_engine
     from .job import plan
 
+    if bias is None and hasattr(options.get("bias"), "shape"):
+        bias = options.pop("bias")
     on_gpu = type(input).__module__.split(".")[0] == "cupy"
     engine = get_engine("gpu" if on_gpu else device)
     dtypes = {"input": str(input.dtype), "weight": str(weight.dtype)}

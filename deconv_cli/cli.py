@@ -196,5 +196,24 @@ def info(files, as_json):
             print_info(path, infos, sys.stdout)
 
 
+@cli.command()
+@click.argument("names", nargs=-1, type=click.Choice(STYLE_NAMES), metavar="[STYLE]...")
+def styles(names):
+    """List each style's keywords (its framework's own names) with a line of help.
+
+    \b
+    Example:
+      deconv styles onnx dragon
+    """
+    from . import conventions
+
+    for name in names or STYLE_NAMES:
+        module = conventions.get(name)
+        click.echo(f"{name} ({module.FRAMEWORK}; dtypes {', '.join(module.DTYPES)})")
+        width = max(len(k) for k in module.KEYWORDS)
+        for keyword, text in module.KEYWORDS.items():
+            click.echo(f"  {keyword:<{width}}  {text}")
+
+
 def main() -> None:
     cli(prog_name="deconv")

@@ -19,7 +19,7 @@ def _fancy(stream: TextIO) -> bool:
 
 
 def _shape(shape) -> str:
-    return "(" + ", ".join(str(v) for v in shape) + ")"
+    return str(tuple(shape))
 
 
 def headline(d: Derivation) -> str:
@@ -67,5 +67,5 @@ def print_info(path: str, infos: list[ArrayInfo], stream: TextIO) -> None:
         stream.write(f"{path}\t{info.name}\t{_shape(info.shape)}\t{info.dtype}\n")
 
 
-def print_json(record, stream: TextIO = sys.stdout) -> None:
-    stream.write(json.dumps(record, indent=None) + "\n")
+def print_json(record, stream: TextIO | None = None) -> None:
+    (stream or sys.stdout).write(json.dumps(record) + "\n")

@@ -139,10 +139,10 @@ def _crop_for_target(axis, full, op, stride, target, auto_pad, explicit, quirks)
         )
     lo, hi = split_total(total, larger_at_end=upper)
     lo_hi_note = f"total crop T = {full} + {op} - {target} = {total}, split {'floor' if upper else 'ceil'} -> ({lo}, {hi - op})"
-    if total >= 0:
-        return (lo, hi - op), (source, lo_hi_note), None
-    # T < 0: the spec pads zeros on both sides; onnxruntime does not.
     ort = (0, full - target) if explicit else (0, -op)
+    if total >= 0 or ort == (lo, hi - op):
+        return (lo, hi - op), (source, lo_hi_note), None
+    # T < 0: the spec pads zeros on both sides; onnxruntime puts them all at the end.
     ort_len = target if explicit else full + op
     warning = (
         f"{RUNTIME} deviates from the ONNX spec on axis {axis}: {source} exceeds full + output_padding = {full + op}; "

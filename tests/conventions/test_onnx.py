@@ -99,3 +99,9 @@ def test_unbatched_and_rank_mismatch_are_rejected():
         derive((4, 5, 5), (4, 2, 3, 3), style="onnx")
     with pytest.raises(ConfigError, match="bias has shape"):
         derive(*BASE, style="onnx", bias_shape=(1, 2, 1, 1))
+
+
+def test_no_warning_where_spec_and_onnxruntime_agree():
+    """T = -1 with the ceil split puts no zero at the start: both give crop (0, -1)."""
+    record = derive((1, 2, 4), (2, 2, 3), style="onnx", strides=[3], output_shape=[13])
+    assert record.config.crops == ((0, -1),) and not record.warnings

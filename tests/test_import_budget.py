@@ -1,0 +1,51 @@
+"""Start-up stays fast: `deconv --help` and `deconv shape` (from shapes) import no numpy, h5py, rich or cupy.
+
+Checked in a fresh subprocess, as array-api-compat's test_no_dependencies does; timing is `make bench`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("numpy", "h5py", "rich", "cupy", "torch", "onnx", "onnxruntime")
+
+PROBE = """
+import json, sys
+from deconv_cli.cli import cli
+try:
+    cli.main(args={args!r}, prog_name="deconv", standalone_mode=False)
+except SystemExit:
+    pass
+sys.stdout.flush()
+sys.stderr.write(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["shape", "--input-shape", "1,16,10,32,32", "--weight-shape", "16,3,4,6,2", "--set", "stride=2", "--json"],
+        ["shape", "--style", "onnx", "--input-shape", "1,1,3,3", "--weight-shape", "1,2,3,3", "--set", "auto_pad=SAME_UPPER"],
+        ["shape", "--input-shape", "1,4,5,5", "--weight-shape", "4,2,3,3", "--set", "groups=3"],  # an error path too
+    ],
+)
+def test_no_heavy_imports(args):
+    done = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)], capture_output=True, text=True, check=False)
+    imported = json.loads(done.stderr.strip().splitlines()[-1])
+    assert imported == [], f"{args} imported {imported}"
+
+
+def test_npy_headers_are_read_without_numpy(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((1, 4, 5, 5), dtype=np.float32))
+    np.save(tmp_path / "w.npy", np.zeros((4, 2, 3, 3), dtype=np.float32))
+    args = ["shape", str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), "--json"]
+    done = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)], capture_output=True, text=True, check=False)
+    assert json.loads(done.stdout)["output_shape"] == [1, 2, 7, 7]
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
