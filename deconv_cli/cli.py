@@ -125,37 +125,99 @@ def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, 
         print_json(result.as_dict())
 
 
+def shape_sources(fn):
+    for decorator in reversed([
+        click.argument("input", required=False),
+        click.argument("weight", required=False),
+        click.option("--bias", metavar="TENSOR", help="Bias tensor (only its header is read)."),
+        click.option("--input-shape", metavar="N,C,...", help="Input shape, instead of an INPUT file."),
+        click.option("--weight-shape", metavar="C_in,...", help="Weight shape, instead of a WEIGHT file."),
+        click.option("--bias-shape", metavar="C_out", help="Bias shape, instead of --bias."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
 @cli.command()
-@click.argument("input", required=False)
-@click.argument("weight", required=False)
-@click.option("--bias", metavar="TENSOR", help="Bias tensor (only its header is read).")
-@click.option("--input-shape", metavar="N,C,...", help="Input shape, instead of an INPUT file.")
-@click.option("--weight-shape", metavar="C_in,...", help="Weight shape, instead of a WEIGHT file.")
-@click.option("--bias-shape", metavar="C_out", help="Bias shape, instead of --bias.")
+@shape_sources
 @style_options
-def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json):
+@click.option("--target-shape", metavar="H,W,...", help="Solve the style's size option for these spatial output sizes.")
+@click.option("--all-styles", is_flag=True, help="Show the same deconvolution written in every style.")
+def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles):
     """Derive the output shape without reading any tensor data.
 
-    Shapes come from file headers or from --input-shape/--weight-shape.
+    Shapes come from file headers or from --input-shape/--weight-shape. Also lists, per dimension, the
+    output sizes the style's size options (output_padding, output_shape, input_size, ...) can reach.
 
     \b
     Example:
       deconv shape --style onnx --input-shape 1,1,3,3 --weight-shape 1,2,3,3 \\
           --set strides=(3,2) --set auto_pad=SAME_UPPER --json
+      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 --set stride=2 --target-shape 33,33
     """
     from .job import plan
-    from .report import print_derivation, print_json, print_warnings
+    from .report import print_all_styles, print_derivation, print_json, print_reachable, print_warnings
+    from .solve import reachable, solve
 
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         record = plan(style, parse_set(sets), *shapes, quirks=quirks)
+        if target_shape is not None:
+            record = solve(record, parse_shape(target_shape), shapes[2], quirks=quirks)
+        sizes = reachable(record, shapes[2], quirks=quirks)
+        others = _all_styles(record) if all_styles else None
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
     if as_json:
-        print_json(record.as_dict())
+        data = record.as_dict()
+        data["reachable"] = [{kw: {str(k): v for k, v in per.items()} for kw, per in dim.items()} for dim in sizes]
+        if others is not None:
+            data["all_styles"] = [e.as_dict() for e in others]
+        print_json(data)
+        return
+    print_derivation(record, sys.stdout)
+    print_reachable(sizes, sys.stdout)
+    if others is not None:
+        print_all_styles(others, sys.stdout)
+
+
+def _all_styles(record):
+    from .explain import explain
+
+    return [explain(record, name) for name in STYLE_NAMES]
+
+
+@cli.command(name="explain")
+@shape_sources
+@style_options
+@click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), help="The style to write the call in.")
+def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target):
+    """Print the equivalent call in another style, with the weight re-layout.
+
+    Where the target style cannot express the configuration (asymmetric padding in torch, say), it
+    prints the nearest call and the crop to apply to its output.
+
+    \b
+    Example:
+      deconv explain --style onnx --input-shape 1,4,5,5 --weight-shape 4,2,3,3 \\
+          --set strides=[2,2] --set pads=[1,1,0,0] --to torch
+    """
+    from .explain import explain
+    from .job import plan
+    from .report import print_explanation, print_json, print_warnings
+
+    try:
+        shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
+        record = plan(style, parse_set(sets), *shapes, quirks=quirks)
+        explanation = explain(record, target)
+    except DeconvError as error:
+        _fail(error)
+    print_warnings(record.warnings, sys.stderr)
+    if as_json:
+        print_json(explanation.as_dict())
     else:
-        print_derivation(record, sys.stdout)
+        print_explanation(explanation, sys.stdout)
 
 
 def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape):

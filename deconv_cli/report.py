@@ -57,6 +57,38 @@ def print_derivation(d: Derivation, stream: TextIO) -> None:
         console.print(f"note: {note}")
 
 
+def print_reachable(reachable, stream: TextIO) -> None:
+    """One line per dimension: which sizes each size option reaches."""
+    from .solve import ranges
+
+    for axis, per_keyword in enumerate(reachable):
+        text = "; ".join(f"{ranges(sizes)} with {keyword}" for keyword, sizes in per_keyword.items())
+        stream.write(f"  dim {axis} reachable: {text or 'only this size'}\n")
+
+
+def print_explanation(explanation, stream: TextIO) -> None:
+    e = explanation.expression
+    verdict = "expressible" if e.expressible else "not expressible exactly"
+    lines = [f"{explanation.source} -> {e.style}: {verdict}", f"  {explanation.command()}"]
+    if explanation.output_shape is not None:
+        lines.append(f"  output: {_shape(explanation.output_shape)}")
+    if explanation.input:
+        lines.append(f"  input: {explanation.input}")
+    lines.append(f"  weight: {explanation.weight}")
+    if not e.expressible:
+        lines.append(f"  {e.reason}")
+    stream.write("\n".join(lines) + "\n")
+
+
+def print_all_styles(explanations, stream: TextIO) -> None:
+    stream.write("all styles:\n")
+    width = max(len(e.expression.style) for e in explanations)
+    for e in explanations:
+        shape = _shape(e.output_shape) if e.output_shape is not None else "-"
+        note = "" if e.expression.expressible else f"  (not expressible: crop {e.expression.crop} more)"
+        stream.write(f"  {e.expression.style:<{width}}  {shape:<20} {' '.join(e.set) or '(defaults)'}{note}\n")
+
+
 def print_warnings(warnings, stream: TextIO) -> None:
     for warning in warnings:
         stream.write(f"Warning: {warning}\n")

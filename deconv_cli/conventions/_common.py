@@ -151,3 +151,39 @@ class Expression:
     expressible: bool = True
     crop: tuple[tuple[int, int], ...] | None = None
     reason: str | None = None
+
+
+def compact(values: Sequence[int]) -> int | tuple[int, ...]:
+    """The shortest spelling of per-dimension values: 2 when every dimension has it, else (1, 2)."""
+    return values[0] if len(set(values)) == 1 else tuple(values)
+
+
+def express_first(style: str, parse, config: DeconvConfig, input_shape: Shape, weight_shape: Shape, weight: str,
+                  candidates) -> Expression:
+    """The first candidate spelling that parses back to exactly ``config``'s crops; else the first that
+    parses at all, with the residual crop to apply to its output.
+
+    ``candidates`` yields option dicts, best first. Verifying each by parsing it is what makes the
+    round trip parse(express(config)) == config hold by construction.
+    """
+    nearest = None
+    for options in candidates:
+        try:
+            got = parse(options, input_shape=input_shape, weight_shape=weight_shape).config
+        except ConfigError:
+            continue
+        residual = tuple((lo - glo, hi - ghi) for (lo, hi), (glo, ghi) in zip(config.crops, got.crops))
+        if got.stride != config.stride or got.dilation != config.dilation or got.groups != config.groups:
+            continue
+        if all(r == (0, 0) for r in residual):
+            return Expression(style, options, input_shape, weight_shape, weight)
+        if nearest is None:
+            nearest = (options, residual)
+    if nearest is None:
+        return Expression(style, {}, input_shape, weight_shape, weight, expressible=False,
+                          reason=f"{style} has no spelling for this configuration")
+    options, residual = nearest
+    return Expression(
+        style, options, input_shape, weight_shape, weight, expressible=False, crop=residual,
+        reason=f"{style} cannot express crops {tuple(config.crops)}; crop its output by {residual} (negative: add bias-only positions)",
+    )

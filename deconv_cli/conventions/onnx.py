@@ -20,13 +20,27 @@ from collections.abc import Mapping
 from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
 from ..shapes import full_length, split_total
-from ._common import Parsed, as_int, as_ints, check_bias, check_groups, check_kernel, check_keywords, fmt, fmt_shape
+from ._common import (
+    Expression,
+    Parsed,
+    as_int,
+    as_ints,
+    check_bias,
+    check_groups,
+    check_kernel,
+    check_keywords,
+    express_first,
+    fmt,
+    fmt_shape,
+)
 
 NAME = "onnx"
 FRAMEWORK = "ONNX ConvTranspose (opset 17; onnxruntime 1.31)"
 RUNTIME = "onnxruntime 1.31"
 DTYPES = ("float16", "float32", "float64")
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+# keywords that set the output size (deconv shape lists what they reach and solves --target-shape)
+SIZE_KEYWORDS = (("output_padding", "offset"), ("output_shape", "size"))
 KEYWORDS = {
     "kernel_shape": "ints: checked against the weight's spatial dims",
     "strides": "ints: stride per spatial axis (default 1)",
@@ -152,3 +166,33 @@ def _crop_for_target(axis, full, op, stride, target, auto_pad, explicit, quirks)
     if quirks:
         return ort, (source, f"--quirks: {RUNTIME} behaviour -> crop {ort}"), None
     return (lo, hi - op), (source, lo_hi_note), warning + " (computing the spec; pass --quirks for onnxruntime's result)"
+
+
+def express(config: DeconvConfig, input_shape: Shape) -> Expression:
+    """ONNX attributes for a canonical config: pads + output_padding, else an output_shape split."""
+    rank = config.rank
+    shape = tuple(input_shape) if config.batched else (1, *input_shape)
+    base = {"strides": list(config.stride), "dilations": list(config.dilation), "group": config.groups}
+    base = {k: v for k, v in base.items() if v not in ([1] * rank, 1)}
+    ops = [min(max(0, -hi), s - 1) for (_, hi), s in zip(config.crops, config.stride)]
+    begins = [max(lo, 0) for lo, _ in config.crops]
+    ends = [max(hi + op, 0) for (_, hi), op in zip(config.crops, ops)]
+    fulls = [full_length(n, k, s, d) for n, k, s, d in zip(shape[2:], config.kernel, config.stride, config.dilation)]
+    targets = [full - lo - hi for full, (lo, hi) in zip(fulls, config.crops)]
+
+    def with_pads(pads, output_padding):
+        options = dict(base)
+        if any(pads):
+            options["pads"] = pads
+        if any(output_padding):
+            options["output_padding"] = output_padding
+        return options
+
+    candidates = [
+        with_pads(begins + ends, ops),
+        dict(base, output_shape=targets),
+        dict(base, output_shape=targets, auto_pad="SAME_UPPER"),
+        with_pads(begins + ends, [0] * rank),
+        with_pads([0] * 2 * rank, [0] * rank),
+    ]
+    return express_first(NAME, parse, config, shape, config.weight_shape, "as is: (C, M/group, *kernel_shape)", candidates)

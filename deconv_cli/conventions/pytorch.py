@@ -16,6 +16,7 @@ from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
 from ..shapes import full_length
 from ._common import (
+    Expression,
     Parsed,
     as_int,
     as_ints,
@@ -24,6 +25,8 @@ from ._common import (
     check_groups,
     check_kernel,
     check_keywords,
+    compact,
+    express_first,
     fmt,
     fmt_shape,
 )
@@ -31,6 +34,8 @@ from ._common import (
 NAME = "torch"
 FRAMEWORK = "PyTorch 2.13"
 DTYPES = ("float16", "float32", "float64")
+# keywords that set the output size (deconv shape lists what they reach and solves --target-shape)
+SIZE_KEYWORDS = (("output_padding", "offset"), ("output_size", "size"))
 KEYWORDS = {
     "stride": "int or tuple: stride of the transposed convolution (default 1)",
     "padding": "int or tuple: dilation*(kernel-1)-padding zeros are added to both sides (default 0)",
@@ -159,3 +164,23 @@ def _output_padding_from_size(value, spatial, kernel, stride, padding, dilation,
             "(PyTorch rejects it)"
         )
     return tuple(n - lo for n, lo in zip(sizes, low))
+
+
+def express(config: DeconvConfig, input_shape: Shape) -> Expression:
+    """torch keywords for a canonical config: padding p = lo, output_padding = lo - hi."""
+    rank = config.rank
+    base = {"stride": compact(config.stride), "dilation": compact(config.dilation), "groups": config.groups}
+
+    def spell(padding, output_padding):
+        options = dict(base, padding=compact(padding), output_padding=compact(output_padding))
+        return {k: v for k, v in options.items() if v != DEFAULTS[k]}
+
+    exact = spell([lo for lo, _ in config.crops], [lo - hi for lo, hi in config.crops])
+    near_p = [max(lo, 0) for lo, _ in config.crops]
+    near_op = [min(max(p - hi, 0), max(s, d) - 1) for p, (_, hi), s, d in zip(near_p, config.crops, config.stride, config.dilation)]
+    shape = tuple(input_shape) if config.batched or len(input_shape) == rank + 1 else tuple(input_shape)
+    return express_first(NAME, parse, config, shape, config.weight_shape, "as is: (C_in, C_out/groups, *kernel)",
+                         [exact, spell(near_p, near_op), spell(near_p, [0] * rank), spell([0] * rank, [0] * rank)])
+
+
+DEFAULTS = {"stride": 1, "dilation": 1, "groups": 1, "padding": 0, "output_padding": 0}
