@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,21 @@ from .errors import ConfigError, DeconvError
 from .shapes import Derivation, derive
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
+_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
+# Above this many bytes of input + output, a batched job streams batch slices from and to disk.
+DEFAULT_MEMORY_BUDGET = 2 << 30
+
+
+def memory_budget() -> int:
+    """Bytes of input + output a job may hold in memory (DECONV_MEMORY_BUDGET overrides, e.g. 512M)."""
+    text = os.environ.get("DECONV_MEMORY_BUDGET", "").strip().upper()
+    if not text:
+        return DEFAULT_MEMORY_BUDGET
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
+    try:
+        return int(float(text.rstrip("KMG")) * scale)
+    except ValueError:
+        raise DeconvError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G") from None
 
 
 def plan(
@@ -110,6 +127,15 @@ def run_job(job: Job) -> Result:
     )
     tensor_io.check_writable(out_ref, force=job.force)
     engine = get_engine(job.device)
+    dtype = infos["input"].dtype
+    total = (math.prod(infos["input"].shape) + math.prod(derivation.output_shape)) * _ITEMSIZE[dtype]
+    streamable = tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
+    if derivation.config.batched and streamable and "input" not in arrays and total > memory_budget():
+        try:
+            times = _stream(refs, out_ref, derivation, engine, dtype, job.force)
+        except MemoryError:
+            raise _out_of_memory(derivation) from None
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
     for role, ref in refs.items():
         if role not in arrays:
             arrays[role] = tensor_io.load(ref)
@@ -120,9 +146,45 @@ def run_job(job: Job) -> Result:
         )
         output = engine.to_host(output)
     except MemoryError:
-        raise DeconvError(f"out of memory computing an output of shape {derivation.output_shape}", "use a smaller batch") from None
+        raise _out_of_memory(derivation) from None
     t2 = time.perf_counter()
     tensor_io.save(out_ref, output, force=job.force)
     t3 = time.perf_counter()
     timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
     return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings)
+
+
+def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bool) -> dict:
+    """Batch slices from disk through the engine to disk: input and output are never whole in memory."""
+    t0 = time.perf_counter()
+    weight = tensor_io.load(refs["weight"])
+    bias = tensor_io.load(refs["bias"]) if "bias" in refs else None
+    source = tensor_io.open_slices(refs["input"])
+    n = derivation.input_shape[0]
+    per_sample = (math.prod(derivation.input_shape[1:]) + math.prod(derivation.output_shape[1:])) * _ITEMSIZE[dtype]
+    chunk = max(1, memory_budget() // 2 // per_sample)
+    load = compute = save = 0.0
+    try:
+        with tensor_io.StreamWriter(out_ref, derivation.output_shape, dtype, force=force) as sink:
+            load += time.perf_counter() - t0
+            for start in range(0, n, chunk):
+                t1 = time.perf_counter()
+                x = source[start : start + chunk]
+                t2 = time.perf_counter()
+                y = engine.to_host(engine.deconvolve(x, weight, bias, derivation.config, derivation.output_spatial))
+                t3 = time.perf_counter()
+                sink[start : start + chunk] = y
+                load, compute, save = load + t2 - t1, compute + t3 - t2, save + time.perf_counter() - t3
+            t4 = time.perf_counter()
+            sink.commit()
+            save += time.perf_counter() - t4
+    finally:
+        source.close()
+    return {"load_s": round(load, 6), "compute_s": round(compute, 6), "save_s": round(save, 6), "chunks": -(-n // chunk)}
+
+
+def _out_of_memory(derivation: Derivation) -> DeconvError:
+    return DeconvError(
+        f"out of memory computing an output of shape {derivation.output_shape}",
+        "lower DECONV_MEMORY_BUDGET to stream smaller batch slices (needs .npy or .h5 input and output)",
+    )

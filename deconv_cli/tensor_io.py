@@ -240,3 +240,118 @@ def save(ref: Ref, array, *, force: bool) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# ---------------------------------------------------------------- streaming (inputs larger than memory)
+
+
+class _Sliceable:
+    """Batch slices of an array that stays on disk: plain reads at an offset of a C-ordered .npy
+    (no memory map, whose touched pages would stay resident), or an open HDF5 dataset."""
+
+    def __init__(self, ref: Ref):
+        import numpy as np
+
+        self.ref, self._file, self._h5 = ref, None, None
+        info = peek(ref)
+        if ref.kind == ".h5":
+            self._h5 = _h5py().File(ref.path, "r")
+            self._data = self._h5[info.name]
+            self.shape, self.dtype = tuple(self._data.shape), self._data.dtype
+            return
+        self._file = open(ref.path, "rb")
+        major, _ = np.lib.format.read_magic(self._file)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(self._file)
+        if fortran:
+            self._file.close()
+            self._file, self._data = None, load(ref)  # Fortran order: slices are strided, use the map
+        self.shape, self.dtype, self._offset = tuple(shape), np.dtype(dtype), self._file.tell() if self._file else 0
+
+    def __getitem__(self, index: slice):
+        import numpy as np
+
+        try:
+            if self._file is None:
+                return np.ascontiguousarray(self._data[index])
+            start, stop, _ = index.indices(self.shape[0])
+            row = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+            self._file.seek(self._offset + start * row)
+            data = np.fromfile(self._file, dtype=self.dtype, count=(stop - start) * row // self.dtype.itemsize)
+            if data.size * self.dtype.itemsize != (stop - start) * row:
+                raise ValueError("file ends early")
+            return data.reshape((stop - start, *self.shape[1:]))
+        except (OSError, ValueError) as exc:
+            raise TensorFileError(f"cannot read {self.ref}: {exc}", "the file is truncated or corrupt; re-save it") from None
+
+    def close(self) -> None:
+        for handle in (self._file, self._h5):
+            if handle is not None:
+                handle.close()
+
+
+def can_stream(ref: Ref) -> bool:
+    """Whether a reference can be read or written a batch slice at a time."""
+    return ref.path != "-" and ref.kind in (".npy", ".h5")
+
+
+def open_slices(ref: Ref) -> _Sliceable:
+    return _Sliceable(ref)
+
+
+class StreamWriter:
+    """Write an output one batch slice after another into a temporary file; ``commit`` renames it into
+    place. .npy slices are appended with plain writes after the header (no memory map); .h5 slices go
+    into a dataset. As a context manager, leaving without ``commit`` removes the temporary file.
+    """
+
+    def __init__(self, ref: Ref, shape, dtype, *, force: bool):
+        import numpy as np
+
+        check_writable(ref, force=force)
+        self.ref, self.force, self._h5, self._file, self._done = ref, force, None, None, False
+        fd, self.tmp = tempfile.mkstemp(prefix=".deconv-", suffix=ref.kind, dir=os.path.dirname(os.path.abspath(ref.path)))
+        try:
+            if ref.kind == ".npy":
+                self._file = os.fdopen(fd, "wb")
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+                np.lib.format.write_array_header_1_0(self._file, header)
+            else:
+                os.close(fd)
+                self._h5 = _h5py().File(self.tmp, "w")
+                self._data = self._h5.create_dataset(ref.key or "output", shape=tuple(shape), dtype=dtype)
+        except OSError as exc:
+            self.__exit__()
+            raise TensorFileError(f"cannot write {ref.path}: {exc}", "check free space and permissions") from None
+
+    def __setitem__(self, index: slice, value) -> None:
+        """Slices must come in order (start = where the previous one stopped) for .npy outputs."""
+        import numpy as np
+
+        try:
+            if self._file is not None:
+                self._file.write(np.ascontiguousarray(value).tobytes())
+            else:
+                self._data[index] = value
+        except OSError as exc:
+            raise TensorFileError(f"cannot write {self.ref.path}: {exc}", "check free space and permissions") from None
+
+    def commit(self) -> None:
+        self._close()
+        check_writable(self.ref, force=self.force)
+        os.replace(self.tmp, self.ref.path)
+        self._done = True
+
+    def _close(self) -> None:
+        for handle in (self._file, self._h5):
+            if handle is not None:
+                handle.close()
+        self._file = self._h5 = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+        if not self._done and os.path.exists(self.tmp):
+            os.unlink(self.tmp)

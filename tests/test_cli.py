@@ -251,3 +251,38 @@ def test_api_takes_torch_bias_keyword_and_bias_tensor(rng):
     np.testing.assert_array_equal(deconv_cli.deconvolve(x, w, bias=b, stride=2), with_keyword)
     with pytest.raises(ConfigError, match="bias=True but no bias tensor was given"):
         deconv_cli.deconvolve(x, w, bias=True)
+
+
+@pytest.mark.parametrize("source, target", [("x.npy", "y.npy"), ("x.h5:/data/x", "y.h5:/y")])
+def test_batches_over_the_memory_budget_stream_through_disk(tensors, tmp_path, monkeypatch, source, target):
+    """With a tiny budget the job reads and writes one batch slice at a time; the result is the same."""
+    import h5py
+
+    x, w, b = tensors
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("data/x", data=x)
+    assert invoke("run", "x.npy", "w.npy", "--bias", "b.npy", "--set", "stride=2", "-o", "whole.npy").exit_code == 0
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")
+    result = invoke("run", source, "w.npy", "--bias", "b.npy", "--set", "stride=2", "-o", target, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["timings"]["chunks"] == 2  # one sample per slice
+    from deconv_cli import tensor_io
+
+    streamed = tensor_io.load(tensor_io.parse_ref(target))
+    np.testing.assert_array_equal(streamed, np.load(tmp_path / "whole.npy"))
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".deconv-")]
+
+
+def test_a_failing_stream_leaves_no_file(tensors, tmp_path, monkeypatch):
+    from deconv_cli.engines import numpy_engine
+
+    def broken(*args):
+        raise MemoryError
+
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")
+    monkeypatch.setattr(numpy_engine, "deconvolve", broken)
+    before = sorted(os.listdir(tmp_path))
+    result = invoke("run", "x.npy", "w.npy", "-o", "y.npy")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: out of memory")
+    assert sorted(os.listdir(tmp_path)) == before
