@@ -70,8 +70,11 @@ def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
         raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype")
     dtype = next(iter(dtypes.values()))
     if dtype not in convention.DTYPES:
+        # DTYPE_NOTES: what the framework really does with that dtype (an abort, a silent downcast)
+        what = getattr(convention, "DTYPE_NOTES", {}).get(dtype, "")
         raise ConfigError(
-            f"{convention.FRAMEWORK} does not compute in {dtype} (it takes {', '.join(convention.DTYPES)})",
+            f"{convention.FRAMEWORK} does not compute in {dtype} (it takes {', '.join(convention.DTYPES)})"
+            + (f": {what}" if what else ""),
             f"cast the tensors to {convention.DTYPES[-1] if dtype == 'float64' else 'float32'}",
         )
 

@@ -286,3 +286,13 @@ def test_a_failing_stream_leaves_no_file(tensors, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: out of memory")
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_dtype_refusal_says_what_the_framework_would_do(tensors, tmp_path):
+    np.save(tmp_path / "x16.npy", np.zeros((1, 4, 5, 6), dtype=np.float16))
+    np.save(tmp_path / "w16.npy", np.zeros((4, 3, 3, 3), dtype=np.float16))
+    result = invoke("run", "x16.npy", "w16.npy", "--style", "dragon", "-o", "y.npy")
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: Dragon 0.3.0 does not compute in float16 (it takes float32, float64): Dragon aborts "
+                             "the process (FP16 is unsupported for CPUContext). Cast the tensors to float32.\n")
+    assert not (tmp_path / "y.npy").exists()

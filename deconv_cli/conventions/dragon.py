@@ -44,6 +44,7 @@ from ._common import Expression, Parsed, as_int, as_ints, check_keywords, fmt
 NAME = "dragon"
 FRAMEWORK = "Dragon 0.3.0"
 DTYPES = ("float32", "float64")
+DTYPE_NOTES = {"float16": "Dragon aborts the process (FP16 is unsupported for CPUContext)"}
 PADDINGS = ("VALID", "SAME", "SAME_UPPER", "SAME_LOWER")
 DATA_FORMATS = ("NCHW", "NHWC")
 KEYWORDS = {

@@ -31,6 +31,7 @@ from ._common import Expression, Parsed, as_int, as_ints, check_equal, check_ker
 NAME = "megengine"
 FRAMEWORK = "MegEngine 1.13"
 DTYPES = ("float16", "float32")
+DTYPE_NOTES = {"float64": "MegEngine silently computes and returns float32"}
 MODULE_ARGS = ("in_channels", "out_channels", "kernel_size", "bias")
 SIZE_KEYWORDS = (("output_padding", "offset"),)
 KEYWORDS = {

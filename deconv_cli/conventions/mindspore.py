@@ -40,6 +40,7 @@ from ._common import Expression, Parsed, as_int, as_ints, check_bias, check_keyw
 NAME = "mindspore"
 FRAMEWORK = "MindSpore 2.10"
 DTYPES = ("float16", "float32")
+DTYPE_NOTES = {"float64": "MindSpore raises TypeError"}
 PAD_MODES = ("valid", "same", "pad")
 ONEDNN = "could not create a primitive descriptor"
 SIZE_KEYWORDS = (("output_padding", "offset"), ("input_size", "full_size"))

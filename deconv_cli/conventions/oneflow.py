@@ -25,6 +25,7 @@ from ._common import Expression, Parsed, as_int, as_ints, check_bias, check_equa
 NAME = "oneflow"
 FRAMEWORK = "OneFlow 0.9.0"
 DTYPES = ("float32", "float64")
+DTYPE_NOTES = {"float16": "OneFlow has no CPU kernel for it"}
 KEYWORDS = {
     "stride": "int or tuple: stride of the transposed convolution (default 1)",
     "padding": "int or tuple: crop from both ends of the full result; negative adds zeros (default 0)",
