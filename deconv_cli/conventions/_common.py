@@ -114,6 +114,29 @@ def check_equal(name: str, value: object, actual: int, what: str, framework: str
         raise ConfigError(f"{name}={value} but {what} is {actual} ({framework} checks this)", f"pass {name}={actual}")
 
 
+def check_module_args(options: Mapping[str, object], *, in_channels: int, out_channels: int, groups: int, kernel: Shape,
+                      bias_shape: Shape | None, framework: str) -> None:
+    """The ConvTranspose*d module constructor arguments (torch, OneFlow, MegEngine), checked against the tensors."""
+    for key, actual, what in (("in_channels", in_channels, "the input's channel count"),
+                              ("out_channels", out_channels, "weight.shape[1] * groups")):
+        if key in options:
+            if as_int(key, options[key]) % groups:
+                raise ConfigError(f"{key}={options[key]} must be divisible by groups={groups} ({framework} rejects it)")
+            check_equal(key, options[key], actual, what, framework)
+    if "kernel_size" in options:
+        check_kernel("kernel_size", options["kernel_size"], kernel, framework)
+    if "bias" in options:
+        want = options["bias"]
+        if not isinstance(want, bool):
+            raise ConfigError(f"bias={want!r} must be True or False")
+        if want != (bias_shape is not None):
+            raise ConfigError(f"bias={want} but {'no' if want else 'a'} bias tensor was given",
+                              "pass --bias FILE" if want else "drop --bias or set bias=True")
+    mode = options.get("padding_mode", "zeros")
+    if mode != "zeros":
+        raise ConfigError(f"padding_mode={mode!r}: {framework} transposed convolutions only pad with zeros")
+
+
 def check_bias(bias_shape: Shape | None, out_channels: int, *, accept: Sequence[Shape], framework: str) -> None:
     """The bias must have one of the accepted shapes (each a shape with out_channels filled in)."""
     if bias_shape is None:

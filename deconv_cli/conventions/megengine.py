@@ -26,7 +26,16 @@ from dataclasses import replace
 from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
 from ..shapes import full_length
-from ._common import Expression, Parsed, as_int, as_ints, check_equal, check_kernel, check_keywords, express_first, fmt
+from ._common import (
+    Expression,
+    Parsed,
+    as_int,
+    as_ints,
+    check_keywords,
+    check_module_args,
+    express_first,
+    fmt,
+)
 
 NAME = "megengine"
 FRAMEWORK = "MegEngine 1.13"
@@ -87,7 +96,8 @@ def parse(
         raise ConfigError(f"padding={fmt(padding)} must not be negative ({FRAMEWORK} rejects it)")
     if min(op) < 0:
         raise ConfigError(f"output_padding={fmt(op)} must not be negative ({FRAMEWORK} rejects it)")
-    _check_module_args(options, in_channels, out_channels, groups, kernel, bias_shape)
+    check_module_args(options, in_channels=in_channels, out_channels=out_channels, groups=groups, kernel=kernel,
+                      bias_shape=bias_shape, framework=FRAMEWORK)
     notes = []
     if bias_shape is not None:
         want = (1, out_channels) + (1,) * rank
@@ -143,27 +153,6 @@ def _weight(weight_shape, rank, groups, input_shape):
             f"MegEngine's weight is {layout}")
     return tuple(kernel), in_channels, out_channels
 
-
-def _check_module_args(options, in_channels, out_channels, groups, kernel, bias_shape) -> None:
-    """The ConvTranspose{2,3}d constructor arguments, checked against the tensors."""
-    for key, actual, what in (("in_channels", in_channels, "the input's channel count"),
-                              ("out_channels", out_channels, "the weight's output channels")):
-        if key in options:
-            if as_int(key, options[key]) % groups:
-                raise ConfigError(f"{key}={options[key]} must be divisible by groups={groups} ({FRAMEWORK} rejects it)")
-            check_equal(key, options[key], actual, what, FRAMEWORK)
-    if "kernel_size" in options:
-        check_kernel("kernel_size", options["kernel_size"], kernel, FRAMEWORK)
-    if "bias" in options:
-        want = options["bias"]
-        if not isinstance(want, bool):
-            raise ConfigError(f"bias={want!r} must be True or False")
-        if want != (bias_shape is not None):
-            raise ConfigError(f"bias={want} but {'no' if want else 'a'} bias tensor was given",
-                              "pass --bias FILE" if want else "drop --bias or set bias=True")
-    mode = options.get("padding_mode", "zeros")
-    if mode != "zeros":
-        raise ConfigError(f"padding_mode={mode!r}: {FRAMEWORK} transposed convolutions only pad with zeros")
 
 
 def _output_padding(options, rank, stride, op, groups, quirks):

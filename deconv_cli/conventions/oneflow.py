@@ -20,7 +20,16 @@ from collections.abc import Mapping
 from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
 from ..shapes import full_length
-from ._common import Expression, Parsed, as_int, as_ints, check_bias, check_equal, check_kernel, check_keywords, fmt
+from ._common import (
+    Expression,
+    Parsed,
+    as_int,
+    as_ints,
+    check_bias,
+    check_keywords,
+    check_module_args,
+    fmt,
+)
 
 NAME = "oneflow"
 FRAMEWORK = "OneFlow 0.9.0"
@@ -90,7 +99,8 @@ def parse(
             "OneFlow's weight is (C_in, C_out/groups, *kernel)",
         )
     out_channels = weight_shape[1] * groups
-    _check_module_args(options, in_channels, out_channels, groups, kernel, bias_shape)
+    check_module_args(options, in_channels=in_channels, out_channels=out_channels, groups=groups, kernel=kernel,
+                      bias_shape=bias_shape, framework=FRAMEWORK)
     check_bias(bias_shape, out_channels, accept=[(out_channels,)], framework="OneFlow (a 1-D bias)")
 
     spatial = input_shape[2:]
@@ -128,27 +138,6 @@ def _dim_note(p: int, op: int, s: int, d: int) -> tuple[str, ...]:
         extra.append(f"negative padding {p}: {-p} bias-only positions at each end")
     return (note, *extra)
 
-
-def _check_module_args(options, in_channels, out_channels, groups, kernel, bias_shape) -> None:
-    """The nn.ConvTranspose*d constructor arguments, checked against the tensors."""
-    if "in_channels" in options:
-        check_equal("in_channels", options["in_channels"], in_channels, "the input's channel count", FRAMEWORK)
-    if "out_channels" in options:
-        check_equal("out_channels", options["out_channels"], out_channels, "weight.shape[1] * groups", FRAMEWORK)
-    if "kernel_size" in options:
-        check_kernel("kernel_size", options["kernel_size"], kernel, FRAMEWORK)
-    if "bias" in options:
-        want = options["bias"]
-        if not isinstance(want, bool):
-            raise ConfigError(f"bias={want!r} must be True or False")
-        if want != (bias_shape is not None):
-            raise ConfigError(
-                f"bias={want} but {'no' if want else 'a'} bias tensor was given",
-                "pass --bias FILE" if want else "drop --bias or set bias=True",
-            )
-    mode = options.get("padding_mode", "zeros")
-    if mode != "zeros":
-        raise ConfigError(f"padding_mode={mode!r}: only `zeros` padding mode is supported (OneFlow asserts it)")
 
 
 def express(config: DeconvConfig, input_shape: Shape) -> Expression:

@@ -21,10 +21,9 @@ from ._common import (
     as_int,
     as_ints,
     check_bias,
-    check_equal,
     check_groups,
-    check_kernel,
     check_keywords,
+    check_module_args,
     compact,
     express_first,
     fmt,
@@ -97,7 +96,8 @@ def parse(
             "PyTorch's weight is (C_in, C_out/groups, *kernel)",
         )
     out_channels = weight_shape[1] * groups
-    _check_module_args(options, in_channels, out_channels, kernel, bias_shape)
+    check_module_args(options, in_channels=in_channels, out_channels=out_channels, groups=groups, kernel=kernel,
+                      bias_shape=bias_shape, framework=FRAMEWORK)
     check_bias(bias_shape, out_channels, accept=[(out_channels,)], framework="PyTorch (a 1-D bias)")
 
     spatial = tuple(input_shape[-rank:])
@@ -128,27 +128,6 @@ def parse(
     )
     return Parsed(config, dim_notes)
 
-
-def _check_module_args(options, in_channels, out_channels, kernel, bias_shape) -> None:
-    """The nn.ConvTranspose*d constructor arguments, checked against the tensors."""
-    if "in_channels" in options:
-        check_equal("in_channels", options["in_channels"], in_channels, "the input's channel count", FRAMEWORK)
-    if "out_channels" in options:
-        check_equal("out_channels", options["out_channels"], out_channels, "weight.shape[1] * groups", FRAMEWORK)
-    if "kernel_size" in options:
-        check_kernel("kernel_size", options["kernel_size"], kernel, FRAMEWORK)
-    if "bias" in options:
-        want = options["bias"]
-        if not isinstance(want, bool):
-            raise ConfigError(f"bias={want!r} must be True or False")
-        if want != (bias_shape is not None):
-            raise ConfigError(
-                f"bias={want} but {'no' if want else 'a'} bias tensor was given",
-                "pass --bias FILE" if want else "drop --bias or set bias=True",
-            )
-    mode = options.get("padding_mode", "zeros")
-    if mode != "zeros":
-        raise ConfigError(f"padding_mode={mode!r}: only 'zeros' padding mode is supported for transposed convolutions")
 
 
 def _output_padding_from_size(value, spatial, kernel, stride, padding, dilation, batched) -> Shape:

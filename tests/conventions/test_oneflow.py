@@ -56,7 +56,7 @@ def test_shapes(input_shape, weight_shape, options, crops, output_shape):
         ((1, 2, 4), (2, 3, 3), (1, 3), {},
          "bias has shape (1, 3); OneFlow (a 1-D bias) needs (3,) for 3 output channels."),
         ((1, 2, 4), (2, 3, 3), None, dict(padding_mode="reflect"),
-         "padding_mode='reflect': only `zeros` padding mode is supported (OneFlow asserts it)."),
+         "padding_mode='reflect': OneFlow 0.9.0 transposed convolutions only pad with zeros."),
         ((1, 2, 4), (2, 3, 3), None, dict(padding=(1, 5)),
          "padding=(1, 5) has 2 values for a 1-D convolution (OneFlow keeps the shape of the first 1 but computes "
          "different values: silent garbage). Pass 1 values."),

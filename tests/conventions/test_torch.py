@@ -54,7 +54,7 @@ BASE = ((1, 4, 5, 5), (4, 2, 3, 3))
         (dict(stride=2.5), None, "stride=2.5 must be an integer."),
         (dict(stride=(1, 2, 3)), None, "stride=(1, 2, 3) has 3 values, expected 2."),
         (dict(padding_mode="reflect"), None,
-         "padding_mode='reflect': only 'zeros' padding mode is supported for transposed convolutions."),
+         "padding_mode='reflect': PyTorch 2.13 transposed convolutions only pad with zeros."),
         (dict(kernel_size=4), None, "kernel_size=(4, 4) does not match the weight's kernel (3, 3) (PyTorch 2.13 checks this). "
          "Drop kernel_size or pass kernel_size=(3, 3)."),
         (dict(out_channels=3), None, "out_channels=3 but weight.shape[1] * groups is 2 (PyTorch 2.13 checks this). Pass out_channels=2."),
