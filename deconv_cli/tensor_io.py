@@ -13,8 +13,6 @@ import io
 import os
 import struct
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 
 from .errors import TensorFileError
@@ -74,6 +72,8 @@ def parse_ref(text: str) -> Ref:
 
 def describe(ref: Ref) -> list[ArrayInfo]:
     """Every array in the file (or the named one), from headers only."""
+    import zipfile  # lazily: `deconv shape` on .npy files never needs it
+
     try:
         if ref.kind == ".npy":
             if ref.path == "-":
@@ -173,6 +173,8 @@ def _h5py():
 
 def load(ref: Ref):
     """The array a reference selects. .npy files are memory-mapped; nothing is ever unpickled."""
+    import zipfile
+
     import numpy as np
 
     info = None if ref.path == "-" else peek(ref)  # validates the header and the name first
@@ -214,6 +216,8 @@ def check_writable(ref: Ref, *, force: bool) -> None:
 
 def save(ref: Ref, array, *, force: bool) -> None:
     """Write atomically: a temporary file in the target folder, then os.replace. Never partial."""
+    import tempfile
+
     import numpy as np
 
     if ref.path == "-":
@@ -306,6 +310,8 @@ class StreamWriter:
     """
 
     def __init__(self, ref: Ref, shape, dtype, *, force: bool):
+        import tempfile
+
         import numpy as np
 
         check_writable(ref, force=force)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,8 @@ def check_keywords(options: Mapping[str, object], keywords: Mapping[str, str], s
     for key in options:
         if key in keywords:
             continue
+        import difflib  # only on this error path: it is slow to import
+
         same = [k for group in SYNONYMS if key in group for k in group if k in keywords]
         close = same or difflib.get_close_matches(key, list(keywords), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"{style} takes: {', '.join(sorted(keywords))}"
