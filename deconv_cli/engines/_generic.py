@@ -1,25 +1,41 @@
-"""One transposed-convolution algorithm, written against an array namespace ``xp`` (numpy or cupy).
+"""One transposed-convolution algorithm family, written against an array namespace ``xp`` (numpy or cupy).
 
-Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out).
-For every kernel tap t (a Python loop over taps, never over elements), one GEMM per group gives the
-contribution of all input positions i to output positions ``o = i*s + t*d - lo``:
+Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out); the full
+index of output position ``o`` is ``f = o + lo`` and input ``i`` reaches it through tap ``t`` when
+``f = i*s + t*d``. Three paths compute the same sum; ``choose_path`` picks one by measured rules.
 
-    cols[n, g, co, t, i] = sum_ci W[g, ci, co, t] * X[n, g, ci, i]        # one matmul for all taps
-    Y[n, g, co, o]      += cols[..., t, i]   for the i whose o lies in [0, out)
+``phase`` (sub-pixel): output positions ``o = p + s*q`` of one phase ``p`` (per dim, ``0 <= p < s``) are
+reached only by the taps with ``(t*d - p - lo) % s == 0``, from input ``i = q - m_t`` where
+``m_t = (t*d - p - lo) // s``. So every phase is an ordinary correlation: gather the shifted input
+slabs of its taps into columns (zero where ``i`` leaves the input), one GEMM per group
 
-The i-range that lands inside the output is computed per tap and dimension, so crops of either sign
-(padding, output_padding, target shapes) cost nothing extra and nothing outside the output is written.
-The batch is processed in chunks so that the column buffer stays bounded.
+    Y_p[g, co, n, q] = sum_(ci, t) W[g, co, ci, t] * X_p[g, ci, t, n, q]          # batch folded into N
+
+and every output element is written exactly once (bias and the float16 cast fused into that write).
+
+``scatter`` (GEMM + col2im): one GEMM per group and chunk of taps gives the contribution of every input
+position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at ``o = i*s + t*d - lo``.
+A chunk of one tap is the per-tap GEMM.
+
+``depthwise`` (C_in = C_out = groups): no GEMM; per phase, a multiply-add per tap on the shifted input.
+
+Work is cut into items that write disjoint parts of the output (phases x batch x row blocks, or batch x
+output-channel blocks) and whose buffers stay under ``COLUMN_BUDGET_BYTES``; a backend may run the items on
+several threads (``parallel_map``). Crops of either sign only change index ranges: nothing outside the
+output is computed, and positions no tap reaches get the bias alone.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 from ..config import DeconvConfig, Shape
 
-COLUMN_BUDGET_BYTES = 64 << 20
+COLUMN_BUDGET_BYTES = 8 << 20
+MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
+PATHS = ("phase", "scatter", "depthwise")
 
 
 def to_canonical_input(x, config: DeconvConfig, xp):
@@ -27,8 +43,7 @@ def to_canonical_input(x, config: DeconvConfig, xp):
     if not config.batched:
         x = x[None]
     if config.channels_last:
-        rank = config.rank
-        x = xp.moveaxis(x, rank + 1, 1)
+        x = xp.moveaxis(x, config.rank + 1, 1)
     return x
 
 
@@ -62,60 +77,298 @@ def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[in
     return i0, i1, i0 * stride + offset
 
 
-def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, out=None):
+def choose_path(config: DeconvConfig, batch: int, spatial_in: Shape, out_spatial: Shape) -> str:
+    """The fastest path for a problem, by the rules measured on the benchmark suite (see bench.py).
+
+    - depthwise: one input and one output channel per group; no GEMM has any depth to exploit.
+    - scatter: few output channels per group (C_out/g <= 4) and a stride of 1 or a kernel much larger
+      than the stride; then the output-side columns are small and the input-side ones large.
+    - phase: everything else; each output element is written once and the GEMMs are deep.
+    """
+    g = config.groups
+    cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    if cin_g == 1 and cout_g == 1:
+        return "depthwise"
+    taps = math.prod(config.kernel)
+    phases = math.prod(config.stride)
+    if cout_g <= 4 and taps >= 4 * phases:
+        return "scatter"
+    return "phase"
+
+
+def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, out=None, path=None, parallel_map=None):
     """Run the transposed convolution; ``x``/``w``/``bias`` in the config's file layouts.
 
     Returns the output in the config's layout and the input's dtype (float16 accumulates in float32).
+    ``out`` (canonical layout) receives the result if given; ``path`` forces a path; ``parallel_map(fn, items)``
+    runs independent work items (default: one after another).
     """
+    out_dtype = xp.dtype(x.dtype)
     x = to_canonical_input(x, config, xp)
     w = to_canonical_weight(w, config, xp)
-    out_dtype = xp.dtype(x.dtype)
     acc = compute_dtype(out_dtype, xp)
-    n = x.shape[0]
-    y = xp.empty((n, config.out_channels, *out_spatial), dtype=out_dtype) if out is None else out
-    wg = _grouped_weight(w, config, acc, xp)
-    per_sample = math.prod(wg.shape[:3]) * math.prod(x.shape[2:]) * acc.itemsize
-    chunk = max(1, COLUMN_BUDGET_BYTES // max(per_sample, 1))
+    n, spatial_in = x.shape[0], tuple(x.shape[2:])
+    if out is None:
+        y_file = xp.empty(config.output_shape(n if config.batched else None, tuple(out_spatial)), dtype=out_dtype)
+        y = to_canonical_input(y_file, config, xp)  # the same layout rule maps the output to (N, C, *out)
+    else:
+        y = y_file = out
     b = None if bias is None else xp.asarray(bias).reshape(-1).astype(acc, copy=False)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        part = _compute_chunk(x[start:stop], wg, b, config, out_spatial, acc, xp)
-        y[start:stop] = part if part.dtype == out_dtype else part.astype(out_dtype)
-    return from_canonical_output(y, config, xp)
+    path = path or choose_path(config, n, spatial_in, tuple(out_spatial))
+    items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp)
+    if parallel_map is None or len(items) < 2:
+        for item in items:
+            item()
+    else:
+        parallel_map(_call, items)
+    return y_file if out is None else from_canonical_output(y, config, xp)
 
 
-def _grouped_weight(w, config: DeconvConfig, acc, xp):
-    """(C_in, C_out/g, *k) -> (g, C_out/g * K, C_in/g): the left operand of one matmul per group."""
+def _call(item):
+    return item()
+
+
+def _budget(unit: int, total: int) -> int:
+    """Bytes per work item: about half the work (two items for two threads), within [MIN_ITEM, COLUMN] bytes."""
+    return min(COLUMN_BUDGET_BYTES, max(unit, min(MIN_ITEM_BYTES, COLUMN_BUDGET_BYTES), total // 2))
+
+
+def _split(total: int, per_unit: int, budget: int) -> list[tuple[int, int]]:
+    """Cut [0, total) into blocks of at most max(1, budget // per_unit) units."""
+    step = max(1, budget // max(per_unit, 1))
+    return [(start, min(total, start + step)) for start in range(0, total, step)]
+
+
+def _blocks(batch: int, rows: int, bytes_per_row: int) -> list:
+    """(batch range, row range) pairs under the budget, two at least where the work is large enough."""
+    per_sample = rows * bytes_per_row
+    budget = _budget(bytes_per_row, batch * per_sample)
+    if per_sample <= budget:
+        return [(bs, (0, rows)) for bs in _split(batch, per_sample, budget)]
+    return [((i, i + 1), rs) for i in range(batch) for rs in _split(rows, bytes_per_row, budget)]
+
+
+# --- phase (sub-pixel) path -------------------------------------------------------------------------
+
+
+def _phase_taps(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape, phase: Shape):
+    """Per dim: the phase's length Q and its taps [(t, m)], keeping only taps that reach the input."""
+    dims = []
+    for a, p in enumerate(phase):
+        s, d, lo = config.stride[a], config.dilation[a], config.crops[a][0]
+        q = (out_spatial[a] - p + s - 1) // s
+        taps = [(t, (t * d - p - lo) // s) for t in range(config.kernel[a]) if (t * d - p - lo) % s == 0]
+        taps = [(t, m) for t, m in taps if max(0, m) < min(q, spatial_in[a] + m)]
+        dims.append((q, taps))
+    return dims
+
+
+def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
-    taps = math.prod(config.kernel)
-    wg = xp.reshape(w, (g, cin_g, cout_g * taps)).astype(acc, copy=False)
-    return xp.ascontiguousarray(xp.swapaxes(wg, 1, 2))
+    n, spatial_in = x.shape[0], tuple(x.shape[2:])
+    w_flat = xp.reshape(w, (config.in_channels, cout_g, -1))
+    items = []
+    for phase in itertools.product(*(range(min(s, o)) for s, o in zip(config.stride, out_spatial))):
+        dims = _phase_taps(config, spatial_in, out_spatial, phase)
+        q_shape = tuple(q for q, _ in dims)
+        view = (slice(None), slice(None)) + tuple(slice(p, None, s) for p, s in zip(phase, config.stride))
+        y_phase = y[view]
+        if any(not taps for _, taps in dims):
+            items.append(partial(_fill_bias, y_phase, b, xp))
+            continue
+        tap_list = list(itertools.product(*(taps for _, taps in dims)))
+        flat = [sum(t * math.prod(config.kernel[a + 1:]) for a, (t, _) in enumerate(tap)) for tap in tap_list]
+        taps = len(tap_list)
+        # (C_in, C_out/g, T) -> (g, C_out/g, C_in/g * T): the left operand of the phase's GEMM
+        wp = xp.reshape(w_flat[:, :, flat], (g, cin_g, cout_g, taps)).astype(acc, copy=False)
+        wp = xp.ascontiguousarray(xp.reshape(xp.transpose(wp, (0, 2, 1, 3)), (g, cout_g, cin_g * taps)))
+        row_bytes = (config.in_channels * taps + config.out_channels) * math.prod(q_shape[1:]) * acc.itemsize
+        for batch_range, row_range in _blocks(n, q_shape[0], row_bytes):
+            items.append(partial(_phase_item, x, wp, b, y_phase, tap_list, q_shape, batch_range, row_range,
+                                 config, acc, xp))
+    return items
 
 
-def _compute_chunk(x, wg, bias, config: DeconvConfig, out_spatial: Shape, acc, xp):
-    """One batch chunk: (n, C_in, *L) -> (n, C_out, *out) in the accumulation dtype."""
-    n, g = x.shape[0], config.groups
-    rank, kernel = config.rank, config.kernel
+def _fill_bias(y_view, b, xp):
+    if b is None:
+        y_view[...] = 0
+    else:
+        y_view[...] = xp.reshape(b, (1, -1) + (1,) * (y_view.ndim - 2))
+
+
+def _phase_item(x, wp, b, y_phase, tap_list, q_shape, batch_range, row_range, config, acc, xp):
+    """Gather one block's columns, one GEMM per group, one fused bias + cast + strided write."""
+    g = config.groups
+    cin_g = config.in_channels // g
+    (b0, b1), (r0, r1) = batch_range, row_range
+    nb, block = b1 - b0, (r1 - r0, *q_shape[1:])
     spatial_in = tuple(x.shape[2:])
-    cout_g = config.out_channels // g
-    xg = xp.reshape(x.astype(acc, copy=False), (n, g, config.in_channels // g, math.prod(spatial_in)))
-    cols = xp.matmul(wg[None], xg)  # (n, g, C_out/g * K, prod(L))
-    cols = xp.reshape(cols, (n, g, cout_g, *kernel, *spatial_in))
-    y = xp.zeros((n, g, cout_g, *out_spatial), dtype=acc)
-    for tap in itertools.product(*(range(k) for k in kernel)):
-        src, dst = [], []
-        for axis in range(rank):
-            offset = tap[axis] * config.dilation[axis] - config.crops[axis][0]
-            s = config.stride[axis]
-            i0, i1, o0 = tap_range(spatial_in[axis], out_spatial[axis], offset, s)
-            src.append(slice(i0, i1))
-            dst.append(slice(o0, o0 + (i1 - i0 - 1) * s + 1, s))
-            if i1 == i0:
+    # (nb, C_in, *L) -> (g, C_in/g, nb, *L), a view
+    xs = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, *spatial_in)), 0, 2)
+    cols = xp.empty((g, cin_g, len(tap_list), nb, *block), dtype=acc)
+    for j, tap in enumerate(tap_list):
+        dst, src = [], []
+        for a, (_, m) in enumerate(tap):
+            lo, hi = (r0, r1) if a == 0 else (0, q_shape[a])
+            q0, q1 = max(lo, m), min(hi, spatial_in[a] + m)
+            if q1 <= q0:
                 break
+            dst.append((q0 - lo, q1 - lo, hi - lo))
+            src.append(slice(q0 - m, q1 - m))
         else:
-            y[(Ellipsis, *dst)] += cols[(slice(None),) * 3 + tap + tuple(src)]
-    y = xp.reshape(y, (n, config.out_channels, *out_spatial))
-    if bias is not None:
-        y += xp.reshape(bias, (1, -1) + (1,) * rank)
-    return y
+            col = cols[:, :, j]
+            col[(Ellipsis, *(slice(d0, d1) for d0, d1, _ in dst))] = xs[(Ellipsis, *src)]
+            for a, (d0, d1, size) in enumerate(dst):  # zero where the tap reads outside the input
+                lead = (slice(None),) * (3 + a)
+                if d0 > 0:
+                    col[lead + (slice(0, d0),)] = 0
+                if d1 < size:
+                    col[lead + (slice(d1, size),)] = 0
+            continue
+        cols[:, :, j] = 0
+    res = xp.matmul(wp, xp.reshape(cols, (g, cin_g * len(tap_list), -1)))  # (g, C_out/g, nb * prod(block))
+    res = xp.moveaxis(xp.reshape(res, (config.out_channels, nb, *block)), 1, 0)
+    target = y_phase[b0:b1, :, r0:r1]
+    if b is None:
+        target[...] = res
+    else:
+        xp.add(res, xp.reshape(b, (1, -1) + (1,) * config.rank), out=target)
+
+
+# --- scatter (GEMM + col2im) path -------------------------------------------------------------------
+
+
+def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+    g = config.groups
+    cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    n, spatial_in = x.shape[0], tuple(x.shape[2:])
+    taps = math.prod(config.kernel)
+    # (C_in, C_out/g, K) -> (g, K, C_out/g, C_in/g): rows of one GEMM per tap chunk and channel block
+    wt = xp.reshape(xp.reshape(w, (config.in_channels, cout_g, taps)).astype(acc, copy=False), (g, cin_g, cout_g, taps))
+    wt = xp.ascontiguousarray(xp.transpose(wt, (0, 3, 2, 1)))
+    in_bytes = config.in_channels * math.prod(spatial_in) * acc.itemsize
+    out_bytes = config.out_channels * math.prod(out_spatial) * acc.itemsize
+    col_bytes = config.out_channels * taps * math.prod(spatial_in) * acc.itemsize
+    per_sample = in_bytes + col_bytes + (out_bytes if y.dtype != acc else 0)
+    items = []
+    if n > 1 and per_sample * n > COLUMN_BUDGET_BYTES // 2:
+        for batch_range in _split(n, per_sample, _budget(per_sample, per_sample * n)):
+            items.append(partial(_scatter_item, x, wt, b, y, batch_range, (0, cout_g), config, out_spatial, acc, xp))
+        return items
+    per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
+    for b0 in range(n):
+        for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g)):
+            items.append(partial(_scatter_item, x, wt, b, y, (b0, b0 + 1), channel_range, config, out_spatial, acc, xp))
+    return items
+
+
+def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, acc, xp):
+    """Columns for a batch block and output-channel block, then one strided add per tap."""
+    g, rank = config.groups, config.rank
+    cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    (b0, b1), (c0, c1) = batch_range, channel_range
+    nb, cb = b1 - b0, c1 - c0
+    spatial_in = tuple(x.shape[2:])
+    taps = wt.shape[1]
+    # (nb, C_in, *L) -> (g, C_in/g, nb * prod(L)), a copy in the accumulation dtype
+    xs = xp.reshape(xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, -1)), 0, 2), (g, cin_g, -1)).astype(acc)
+    target = xp.reshape(y[b0:b1], (nb, g, cout_g, *out_spatial))[:, :, c0:c1]
+    bias = None if b is None else xp.reshape(b, (1, g, cout_g) + (1,) * rank)[:, :, c0:c1]
+    disjoint, covered = _tap_cover(config, spatial_in, out_spatial)
+    # Taps that never share an output element are written once (bias and cast fused); others accumulate.
+    accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
+    if not covered:  # positions no tap reaches keep the bias alone
+        accum[...] = 0 if bias is None else bias
+    cols = xp.matmul(xp.reshape(wt[:, :, c0:c1], (g, taps * cb, cin_g)), xs)  # (g, K * cb, nb * prod(L))
+    cols = xp.reshape(cols, (g, taps, cb, nb, *spatial_in))
+    for j, (src, dst) in enumerate(_tap_slices(config, spatial_in, out_spatial)):
+        if src is None:
+            continue
+        part = xp.moveaxis(cols[:, j], 2, 0)[(Ellipsis, *src)]  # (g, cb, nb, *L) -> (nb, g, cb, *L)
+        if not disjoint:
+            accum[(Ellipsis, *dst)] += part
+        elif bias is None:
+            accum[(Ellipsis, *dst)] = part
+        else:
+            xp.add(part, bias, out=accum[(Ellipsis, *dst)])
+    if accum is not target:
+        target[...] = accum
+
+
+def _tap_slices(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape):
+    """Per tap (row-major): (input slices, output slices) of its scatter, or (None, None) if it misses."""
+    per_dim = []
+    for a in range(config.rank):
+        options = []
+        for t in range(config.kernel[a]):
+            offset = t * config.dilation[a] - config.crops[a][0]
+            i0, i1, o0 = tap_range(spatial_in[a], out_spatial[a], offset, config.stride[a])
+            options.append(None if i1 == i0 else (slice(i0, i1), slice(o0, o0 + (i1 - i0 - 1) * config.stride[a] + 1, config.stride[a])))
+        per_dim.append(options)
+    for tap in itertools.product(*per_dim):
+        if any(part is None for part in tap):
+            yield None, None
+        else:
+            yield tuple(src for src, _ in tap), tuple(dst for _, dst in tap)
+
+
+def _tap_cover(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> tuple[bool, bool]:
+    """(no two taps reach one output element, every output element is reached)."""
+    disjoint = all(d * (k - 1) < s for k, s, d in zip(config.kernel, config.stride, config.dilation))
+    if not disjoint:
+        return False, False
+    for a in range(config.rank):
+        reached = 0
+        for t in range(config.kernel[a]):
+            i0, i1, _ = tap_range(spatial_in[a], out_spatial[a], t * config.dilation[a] - config.crops[a][0], config.stride[a])
+            reached += i1 - i0
+        if reached != out_spatial[a]:
+            return True, False
+    return True, True
+
+
+# --- depthwise path ---------------------------------------------------------------------------------
+
+
+def _depthwise_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+    n, channels = x.shape[0], config.in_channels
+    spatial_in = tuple(x.shape[2:])
+    w_taps = xp.reshape(w, (channels, -1)).astype(acc)  # (C, K)
+    per_channel = (math.prod(out_spatial) + math.prod(spatial_in)) * acc.itemsize
+    budget = _budget(per_channel, per_channel * channels * n)
+    items = []
+    for b0 in range(n):
+        for channel_range in _split(channels, per_channel, budget):
+            items.append(partial(_depthwise_item, x, w_taps, b, y, b0, channel_range, config, out_spatial, acc, xp))
+    return items
+
+
+def _depthwise_item(x, w_taps, b, y, b0, channel_range, config, out_spatial, acc, xp):
+    """One sample, a block of channels: per phase, sum over its taps of shifted input times weight."""
+    rank = config.rank
+    c0, c1 = channel_range
+    xs = x[b0, c0:c1]  # (cb, *L)
+    spatial_in = tuple(xs.shape[1:])
+    bias = None if b is None else xp.reshape(b[c0:c1], (-1,) + (1,) * rank)
+    for phase in itertools.product(*(range(min(s, o)) for s, o in zip(config.stride, out_spatial))):
+        dims = _phase_taps(config, spatial_in, out_spatial, phase)
+        q_shape = tuple(q for q, _ in dims)
+        target = y[(b0, slice(c0, c1)) + tuple(slice(p, None, s) for p, s in zip(phase, config.stride))]
+        total = xp.zeros((c1 - c0, *q_shape), dtype=acc)
+        for tap in itertools.product(*(taps for _, taps in dims)):
+            dst, src = [], []
+            for a, (_, m) in enumerate(tap):
+                q0, q1 = max(0, m), min(q_shape[a], spatial_in[a] + m)
+                dst.append(slice(q0, q1))
+                src.append(slice(q0 - m, q1 - m))
+            flat = sum(t * math.prod(config.kernel[a + 1:]) for a, (t, _) in enumerate(tap))
+            weight = xp.reshape(w_taps[c0:c1, flat], (-1,) + (1,) * rank)
+            total[(slice(None), *dst)] += xs[(slice(None), *src)] * weight
+        if bias is None:
+            target[...] = total
+        else:
+            xp.add(total, bias, out=target)
+
+
+_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "depthwise": _depthwise_items}

@@ -1,0 +1,411 @@
+"""The benchmark suite of DESIGN.md section 4, timed against PyTorch and onnxruntime in the same run.
+
+    python -m deconv_cli.bench [--device cpu|gpu] [--threads 2] [--repeat 7] [--only NAME] [--json]
+
+Every configuration is timed interleaved (ours, torch, onnxruntime, ours, ...) so that load from other
+processes hits all of them alike; the table shows medians and ratios. Thread counts are pinned for every
+library: BLAS through threadpoolctl (or OPENBLAS/OMP_NUM_THREADS when numpy is not imported yet),
+``torch.set_num_threads`` and onnxruntime's ``intra_op_num_threads``. Peak memory is measured per
+configuration in a fresh subprocess (``ru_maxrss`` minus the resident size after imports and inputs),
+and start-up is the wall time of ``deconv shape`` against ``python -c pass``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    batch: int
+    in_channels: int
+    out_channels: int
+    spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, self.out_channels // self.groups, *self.kernel)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.in_channels, *self.spatial)
+
+    @property
+    def output_spatial(self) -> tuple[int, ...]:
+        return tuple(
+            (n - 1) * s + d * (k - 1) + 1 - 2 * p + a
+            for n, k, s, p, a, d in zip(
+                self.spatial, self.kernel, self.stride, self.padding, self.output_padding, self.dilation
+            )
+        )
+
+    @property
+    def flops(self) -> int:
+        """2 * MACs of the scatter definition (every input element times every tap and output channel)."""
+        return 2 * self.batch * self.in_channels * math.prod(self.spatial) * self.weight_shape[1] * math.prod(self.kernel)
+
+    def nbytes(self, itemsize: int = 4) -> int:
+        out = self.batch * self.out_channels * math.prod(self.output_spatial)
+        return itemsize * (math.prod(self.input_shape) + math.prod(self.weight_shape) + out + self.out_channels)
+
+    def options(self) -> dict:
+        return {"stride": self.stride, "padding": self.padding, "output_padding": self.output_padding,
+                "dilation": self.dilation, "groups": self.groups}
+
+
+def _case(name, batch, cin, cout, spatial, kernel, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    rank = len(spatial)
+
+    def per_dim(v):
+        return tuple(v) if isinstance(v, tuple) else (v,) * rank
+
+    return Case(name, batch, cin, cout, tuple(spatial), per_dim(kernel), per_dim(stride), per_dim(padding),
+                per_dim(output_padding), per_dim(dilation), groups)
+
+
+SUITE = (
+    _case("unet3d_64to32_32c_k2s2", 1, 64, 32, (32, 32, 32), 2, 2),
+    _case("unet3d_32to16_48c_k2s2", 1, 32, 16, (48, 48, 48), 2, 2),
+    _case("unet3d_128to64_16c_k2s2", 1, 128, 64, (16, 16, 16), 2, 2),
+    _case("unet3d_64to32_32c_k3s2p1op1", 1, 64, 32, (32, 32, 32), 3, 2, 1, 1),
+    _case("mge_doc_N2_3to64_k3s2p1", 2, 3, 64, (32, 32, 32), 3, 2, 1),
+    _case("ms_doc_16to3_k462", 32, 16, 3, (10, 32, 32), (4, 6, 2)),
+    _case("of_doc_N2_16to33_k352", 2, 16, 33, (10, 50, 100), (3, 5, 2), (2, 1, 1), (0, 4, 2)),
+    _case("dcgan_512to256_4x4_k4s2p1", 64, 512, 256, (4, 4), 4, 2, 1),
+    _case("dcgan_128to3_32x32_k4s2p1", 64, 128, 3, (32, 32), 4, 2, 1),
+    _case("fcn_21to21_64x64_k16s8p4", 1, 21, 21, (64, 64), 16, 8, 4),
+    _case("fcn_21to21_64x64_k16s8p4_g21", 1, 21, 21, (64, 64), 16, 8, 4, groups=21),
+    _case("hifigan1d_512to256_L2000_k16s8p4", 4, 512, 256, (2000,), 16, 8, 4),
+    _case("g4_64to64_32x32_k4s2p1", 8, 64, 64, (32, 32), 4, 2, 1, groups=4),
+    _case("dw_64to64_32x32_k4s2p1", 8, 64, 64, (32, 32), 4, 2, 1, groups=64),
+    _case("dil2_64to32_32x32_k3s2p2op1", 8, 64, 32, (32, 32), 3, 2, 2, 1, 2),
+    _case("tiny_4to4_8x8_k3", 1, 4, 4, (8, 8), 3),
+)
+
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "DECONV_THREADS")
+
+
+def pin_threads(threads: int) -> None:
+    """Pin every library's thread count; environment first (works only before the import), then live."""
+    for var in _THREAD_VARS:
+        os.environ[var] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads)
+
+
+def make_inputs(case: Case, dtype: str = "float32", seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case.input_shape, dtype=np.float32).astype(dtype, copy=False)
+    w = (rng.standard_normal(case.weight_shape, dtype=np.float32) * 0.1).astype(dtype, copy=False)
+    b = rng.standard_normal(case.out_channels, dtype=np.float32).astype(dtype, copy=False)
+    return x, w, b
+
+
+def _ours(case: Case, device: str, x, w, b, path: str | None = None):
+    from .engines import get_engine
+    from .job import plan
+
+    record = plan("torch", case.options(), x.shape, w.shape, b.shape)
+    engine = get_engine(device)
+    if device == "gpu":
+        import cupy
+
+        xd, wd, bd = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
+
+        def run():
+            engine.deconvolve(xd, wd, bd, record.config, record.output_spatial)
+            cupy.cuda.Device().synchronize()
+
+        return run
+    kwargs = {} if path is None else {"path": path}
+    return lambda: engine.deconvolve(x, w, b, record.config, record.output_spatial, **kwargs)
+
+
+def _torch(case: Case, device: str, threads: int, x, w, b):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    dev = "cuda" if device == "gpu" else "cpu"
+    if dev == "cuda" and not torch.cuda.is_available():
+        return None
+    fn = getattr(torch.nn.functional, f"conv_transpose{len(case.spatial)}d")
+    xt, wt, bt = (torch.from_numpy(a).to(dev) for a in (x, w, b))
+    args = (case.stride, case.padding, case.output_padding, case.groups, case.dilation)
+
+    def run():
+        with torch.no_grad():
+            fn(xt, wt, bt, *args)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def _onnxruntime(case: Case, device: str, threads: int, x, w, b):
+    if device != "cpu":
+        return None
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w", "b"], ["y"], kernel_shape=list(case.kernel), strides=list(case.stride),
+        pads=list(case.padding) * 2, output_padding=list(case.output_padding), dilations=list(case.dilation),
+        group=case.groups,
+    )
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape)) for n, a in (("x", x), ("w", w), ("b", b))]
+    graph = helper.make_graph([node], "deconv", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = {"x": x, "w": w, "b": b}
+    return lambda: session.run(None, feeds)
+
+
+def time_interleaved(runners: dict, repeat: int, settle_s: float = 0.02) -> dict:
+    """Median seconds per runner; one warm-up each, then rounds of one call each.
+
+    The pause before every call lets the previous library's spinning worker threads (OpenMP, onnxruntime)
+    go to sleep, so that no runner pays for its predecessor.
+    """
+    for run in runners.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeat):
+        for name, run in runners.items():
+            time.sleep(settle_s)
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def sgemm_peak(repeat: int = 5, size: int = 2048) -> float:
+    """Measured float32 matmul GFLOP/s with numpy (median of ``repeat``)."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    seconds = time_interleaved({"sgemm": lambda: a @ a}, repeat, settle_s=0.0)["sgemm"]
+    return 2 * size**3 / seconds / 1e9
+
+
+def startup(repeat: int = 5) -> dict:
+    """Wall seconds of ``deconv shape --input-shape ... --weight-shape ...`` against ``python -c pass``."""
+    script = os.path.join(os.path.dirname(sys.executable), "deconv")
+    command = [script] if os.path.exists(script) else [sys.executable, "-m", "deconv_cli"]
+    command += ["shape", "--input-shape", "1,64,32,32,32", "--weight-shape", "64,32,2,2,2", "--set", "stride=2"]
+
+    def wall(cmd):
+        runs = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            runs.append(time.perf_counter() - start)
+        return statistics.median(runs)
+
+    return {"deconv_shape_s": wall(command), "python_pass_s": wall([sys.executable, "-c", "pass"])}
+
+
+def _status_bytes(field: str) -> int:
+    """VmRSS / VmHWM of this process. (ru_maxrss would carry the parent's peak across fork + exec.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_probe(name: str, device: str) -> dict:
+    """In this (fresh) process: resident bytes after imports, then the peak of one call above that."""
+    import numpy  # noqa: F401  (the baseline includes numpy and the engine)
+
+    from .engines import get_engine
+
+    get_engine(device)
+    case = _by_name(name)
+    baseline = _status_bytes("VmRSS")
+    x, w, b = make_inputs(case)
+    _ours(case, device, x, w, b)()
+    peak = _status_bytes("VmHWM")
+    return {"peak_above_baseline": peak - baseline, "tensors": case.nbytes()}
+
+
+def memory(name: str, device: str, threads: int) -> dict:
+    env = dict(os.environ, **{var: str(threads) for var in _THREAD_VARS})
+    out = subprocess.run(
+        [sys.executable, "-m", "deconv_cli.bench", "--memory-probe", name, "--device", device],
+        check=True, capture_output=True, text=True, env=env,
+    )
+    return json.loads(out.stdout)
+
+
+def _by_name(name: str) -> Case:
+    for case in SUITE:
+        if case.name == name:
+            return case
+    raise SystemExit(f"no benchmark configuration named {name!r}; known: {', '.join(c.name for c in SUITE)}")
+
+
+@dataclass
+class Row:
+    name: str
+    path: str
+    ours_ms: float
+    gflops: float
+    peak_fraction: float
+    torch_ms: float | None = None
+    ort_ms: float | None = None
+    paths_ms: dict | None = None
+    peak_mem_mb: float | None = None
+    tensors_mb: float | None = None
+
+    @property
+    def vs_torch(self) -> float | None:
+        """> 1: we are faster than PyTorch by this factor."""
+        return None if self.torch_ms is None else self.torch_ms / self.ours_ms
+
+    @property
+    def vs_best(self) -> float | None:
+        peers = [t for t in (self.torch_ms, self.ort_ms) if t is not None]
+        return None if not peers else min(peers) / self.ours_ms
+
+
+def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), paths: bool = False,
+              peers: bool = True, measure_memory: bool = True, progress=None) -> dict:
+    pin_threads(threads)
+    import numpy as np  # noqa: F401  (after pinning)
+
+    from .engines import _generic
+    from .job import plan
+
+    cases = [_by_name(n) for n in only] if only else list(SUITE)
+    peak = sgemm_peak()
+    rows = []
+    for case in cases:
+        x, w, b = make_inputs(case)
+        record = plan("torch", case.options(), x.shape, w.shape, b.shape)
+        chosen = _generic.choose_path(record.config, case.batch, case.spatial, record.output_spatial)
+        runners = {"ours": _ours(case, device, x, w, b)}
+        if peers:
+            for label, factory in (("torch", _torch), ("onnxruntime", _onnxruntime)):
+                runner = factory(case, device, threads, x, w, b)
+                if runner is not None:
+                    runners[label] = runner
+        if paths and device == "cpu":
+            for p in _generic.PATHS:
+                if p == "depthwise" and not case.groups == case.in_channels == case.out_channels:
+                    continue
+                runners[f"path:{p}"] = _ours(case, device, x, w, b, path=p)
+        med = time_interleaved(runners, repeat)
+        ours = med["ours"]
+        row = Row(case.name, chosen, ours * 1e3, case.flops / ours / 1e9, case.flops / ours / 1e9 / peak,
+                  med.get("torch", 0) * 1e3 or None, med.get("onnxruntime", 0) * 1e3 or None,
+                  {k[5:]: v * 1e3 for k, v in med.items() if k.startswith("path:")} or None)
+        del x, w, b, runners
+        if measure_memory:
+            mem = memory(case.name, device, threads)
+            row.peak_mem_mb, row.tensors_mb = mem["peak_above_baseline"] / 2**20, mem["tensors"] / 2**20
+        rows.append(row)
+        if progress:
+            progress(row)
+    return {"device": device, "threads": threads, "repeat": repeat, "sgemm_peak_gflops": peak, "rows": rows}
+
+
+def summarize(result: dict) -> dict:
+    rows = result["rows"]
+    with_torch = [r for r in rows if r.vs_torch is not None]
+    with_best = [r for r in rows if r.vs_best is not None]
+    return {
+        "as_fast_as_torch": sum(r.vs_torch >= 1.0 for r in with_torch),
+        "within_2x_of_best": sum(r.vs_best >= 0.5 for r in with_best),
+        "ahead_of_every_peer": sum(r.vs_best >= 1.0 for r in with_best),
+        "compared": len(with_best),
+    }
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def format_row(row: Row) -> str:
+    mem = "-" if row.peak_mem_mb is None else f"{row.peak_mem_mb:7.1f}/{row.tensors_mb:<7.1f}"
+    extra = "" if not row.paths_ms else "  " + " ".join(f"{k}={v:.2f}" for k, v in row.paths_ms.items())
+    return (f"{row.name:34s} {row.path:9s} {row.ours_ms:9.2f} {row.gflops:7.1f} {100 * row.peak_fraction:5.1f}% "
+            f"{_fmt(row.torch_ms, '9.2f'):>9s} {_fmt(row.ort_ms, '9.2f'):>9s} {_fmt(row.vs_torch, '6.2f'):>6s} "
+            f"{_fmt(row.vs_best, '6.2f'):>6s} {mem:>15s}{extra}")
+
+
+HEADER = (f"{'configuration':34s} {'path':9s} {'ours ms':>9s} {'GFLOP/s':>7s} {'%peak':>6s} {'torch ms':>9s} "
+          f"{'ort ms':>9s} {'torch/':>6s} {'best/':>6s} {'peak MB/tensors':>15s}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="deconv bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="one configuration (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--paths", action="store_true", help="also time every applicable engine path")
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-probe", metavar="NAME", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe, args.device)))
+        return 0
+    only = [n for item in args.only for n in item.split(",") if n]
+
+    def progress(row):
+        if not args.json:
+            print(format_row(row), flush=True)
+
+    if not args.json:
+        print(HEADER)
+    result = run_suite(args.device, args.threads, args.repeat, only, args.paths, not args.no_peers,
+                       not args.no_memory, progress)
+    summary = summarize(result)
+    start = startup()
+    if args.json:
+        record = dict(result, rows=[dict(asdict(r), vs_torch=r.vs_torch, vs_best=r.vs_best) for r in result["rows"]],
+                      summary=summary, startup=start)
+        print(json.dumps(record, indent=1))
+        return 0
+    print(f"\nSGEMM peak (numpy float32 2048^3, {args.threads} threads): {result['sgemm_peak_gflops']:.1f} GFLOP/s; "
+          "torch/ and best/ are peer ms / our ms (>= 1: we are at least as fast)")
+    n = summary["compared"]
+    print(f"as fast as PyTorch: {summary['as_fast_as_torch']}/{n}; within 2x of the best peer: "
+          f"{summary['within_2x_of_best']}/{n}; ahead of every peer: {summary['ahead_of_every_peer']}/{n}")
+    print(f"start-up: deconv shape {start['deconv_shape_s'] * 1e3:.0f} ms wall, python -c pass "
+          f"{start['python_pass_s'] * 1e3:.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
