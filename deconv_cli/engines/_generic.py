@@ -77,23 +77,36 @@ def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[in
     return i0, i1, i0 * stride + offset
 
 
-def choose_path(config: DeconvConfig, batch: int, spatial_in: Shape, out_spatial: Shape) -> str:
-    """The fastest path for a problem, by the rules measured on the benchmark suite (see bench.py).
+SCATTER_OUTPUT_BYTES = 2 << 20  # per-sample output that the scatter's read-modify-write passes keep in cache
 
-    - depthwise: one input and one output channel per group; no GEMM has any depth to exploit.
-    - scatter: few output channels per group (C_out/g <= 4) and a stride of 1 or a kernel much larger
-      than the stride; then the output-side columns are small and the input-side ones large.
-    - phase: everything else; each output element is written once and the GEMMs are deep.
+
+def choose_path(config: DeconvConfig, batch: int, spatial_in: Shape, out_spatial: Shape) -> str:
+    """The path for a problem, by rules measured on the benchmark suite (``deconv bench --paths``).
+
+    With G = C_in/g * K * N * prod(L) gathered input columns (phase) against S = C_out/g * K * N * prod(L)
+    output columns (scatter), each scatter column element costing a read-modify-write of the output:
+    - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
+      up-convolutions): one GEMM for all taps and every output element written once;
+    - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3, dcgan 128->3: 5x, 5x faster);
+    - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256, the
+      dilation-2 case); not for large outputs (3-D U-Net k3s2, hifigan: phase equal or faster);
+    - depthwise for one input and one output channel per group only where ``DEPTHWISE`` says so;
+    - phase otherwise (fcn, grouped, few input channels: mge_doc 3->64 is 4x faster than scatter).
     """
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
-    if cin_g == 1 and cout_g == 1:
+    if all(d * (k - 1) < s for k, s, d in zip(config.kernel, config.stride, config.dilation)):
+        return "scatter"
+    if cin_g == 1 and cout_g == 1 and DEPTHWISE:
         return "depthwise"
-    taps = math.prod(config.kernel)
-    phases = math.prod(config.stride)
-    if cout_g <= 4 and taps >= 4 * phases:
+    if 4 * cout_g <= cin_g:
+        return "scatter"
+    if 3 * cout_g < 2 * cin_g and config.out_channels * math.prod(out_spatial) * 4 <= SCATTER_OUTPUT_BYTES:
         return "scatter"
     return "phase"
+
+
+DEPTHWISE = False  # measured: the phase path's batched per-channel GEMMs beat it on both depthwise configs
 
 
 def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, out=None, path=None, parallel_map=None):
