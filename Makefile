@@ -22,5 +22,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# The DESIGN.md suite against PyTorch and onnxruntime (2 threads); installs the bench extra first.
+bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/deconv bench
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

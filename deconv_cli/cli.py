@@ -277,5 +277,33 @@ def styles(names):
             click.echo(f"  {keyword:<{width}}  {text}")
 
 
+@cli.command(name="bench")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True, help="Threads for us and for every peer.")
+@click.option("--repeat", type=int, default=7, show_default=True, help="Timed calls per engine (medians).")
+@click.option("--only", multiple=True, metavar="NAME", help="One suite configuration (repeatable).")
+@click.option("--paths", is_flag=True, help="Also time every applicable engine path.")
+@click.option("--no-peers", is_flag=True, help="Skip PyTorch and onnxruntime.")
+@click.option("--no-memory", is_flag=True, help="Skip the per-configuration peak-memory subprocesses.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json):
+    """Time the DESIGN.md suite against PyTorch and onnxruntime, same threads, same run.
+
+    Prints median ms, GFLOP/s, the fraction of the measured SGEMM peak, ratios to the peers, peak memory
+    per configuration and the start-up time of `deconv shape`. Peers come from the bench extra.
+
+    \b
+    Example:
+      deconv bench --only dcgan_512to256_4x4_k4s2p1 --repeat 5
+    """
+    from .bench import main as bench_main
+
+    argv = ["--device", device, "--threads", str(threads), "--repeat", str(repeat)]
+    argv += [arg for name in only for arg in ("--only", name)]
+    argv += [flag for flag, on in (("--paths", paths), ("--no-peers", no_peers), ("--no-memory", no_memory),
+                                   ("--json", as_json)) if on]
+    sys.exit(bench_main(argv))
+
+
 def main() -> None:
     cli(prog_name="deconv")
