@@ -27,13 +27,14 @@ output is computed, and positions no tap reaches get the bias alone.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from functools import partial
 
 from ..config import DeconvConfig, Shape
 
-COLUMN_BUDGET_BYTES = 8 << 20
+COLUMN_BUDGET_BYTES = 4 << 20
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 PATHS = ("phase", "scatter", "depthwise")
 
@@ -176,24 +177,61 @@ def _phase_taps(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape, pha
     return dims
 
 
+@functools.lru_cache(maxsize=256)
+def _phase_plan(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> tuple:
+    """Per phase: (output view, Q, taps or None for a bias-only phase, flat tap indices). Pure ints."""
+    plan = []
+    for phase in itertools.product(*(range(min(s, o)) for s, o in zip(config.stride, out_spatial))):
+        dims = _phase_taps(config, spatial_in, out_spatial, phase)
+        view = (slice(None), slice(None)) + tuple(slice(p, None, s) for p, s in zip(phase, config.stride))
+        q_shape = tuple(q for q, _ in dims)
+        if any(not taps for _, taps in dims):
+            plan.append((view, q_shape, None, None))
+            continue
+        tap_list = tuple(itertools.product(*(taps for _, taps in dims)))
+        flat = [sum(t * math.prod(config.kernel[a + 1:]) for a, (t, _) in enumerate(tap)) for tap in tap_list]
+        plan.append((view, q_shape, tap_list, flat))
+    return tuple(plan)
+
+
+@functools.lru_cache(maxsize=1024)
+def _gather_plan(tap_list: tuple, q_shape: Shape, rows: tuple[int, int], spatial_in: Shape) -> tuple:
+    """Per tap: None (it misses this row block) or (column slices, input slices, border slices to zero)."""
+    plan = []
+    for tap in tap_list:
+        dst, src, borders = [], [], []
+        for a, (_, m) in enumerate(tap):
+            lo, hi = rows if a == 0 else (0, q_shape[a])
+            q0, q1 = max(lo, m), min(hi, spatial_in[a] + m)
+            if q1 <= q0:
+                plan.append(None)
+                break
+            dst.append(slice(q0 - lo, q1 - lo))
+            src.append(slice(q0 - m, q1 - m))
+            lead = (slice(None),) * (3 + a)  # (g, C_in/g, nb, *spatial) of one tap's column
+            if q0 > lo:
+                borders.append(lead + (slice(0, q0 - lo),))
+            if q1 < hi:
+                borders.append(lead + (slice(q1 - lo, hi - lo),))
+        else:
+            plan.append(((Ellipsis, *dst), (Ellipsis, *src), tuple(borders)))
+    return tuple(plan)
+
+
 def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     n, spatial_in = x.shape[0], tuple(x.shape[2:])
     w_flat = xp.reshape(w, (config.in_channels, cout_g, -1))
     items = []
-    for phase in itertools.product(*(range(min(s, o)) for s, o in zip(config.stride, out_spatial))):
-        dims = _phase_taps(config, spatial_in, out_spatial, phase)
-        q_shape = tuple(q for q, _ in dims)
-        view = (slice(None), slice(None)) + tuple(slice(p, None, s) for p, s in zip(phase, config.stride))
+    for view, q_shape, tap_list, flat in _phase_plan(config, spatial_in, tuple(out_spatial)):
         y_phase = y[view]
-        if any(not taps for _, taps in dims):
+        if tap_list is None:
             items.append(partial(_fill_bias, y_phase, b, xp))
             continue
-        tap_list = list(itertools.product(*(taps for _, taps in dims)))
-        flat = [sum(t * math.prod(config.kernel[a + 1:]) for a, (t, _) in enumerate(tap)) for tap in tap_list]
         taps = len(tap_list)
-        # (C_in, C_out/g, T) -> (g, C_out/g, C_in/g * T): the left operand of the phase's GEMM
+        # (C_in, C_out/g, T) -> (g, C_out/g, C_in/g * T): the left operand of the phase's GEMM; all phases
+        # together hold one copy of the weight
         wp = xp.reshape(w_flat[:, :, flat], (g, cin_g, cout_g, taps)).astype(acc, copy=False)
         wp = xp.ascontiguousarray(xp.reshape(xp.transpose(wp, (0, 2, 1, 3)), (g, cout_g, cin_g * taps)))
         row_bytes = (config.in_channels * taps + config.out_channels) * math.prod(q_shape[1:]) * acc.itemsize
@@ -220,26 +258,15 @@ def _phase_item(x, wp, b, y_phase, tap_list, q_shape, batch_range, row_range, co
     # (nb, C_in, *L) -> (g, C_in/g, nb, *L), a view
     xs = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, *spatial_in)), 0, 2)
     cols = xp.empty((g, cin_g, len(tap_list), nb, *block), dtype=acc)
-    for j, tap in enumerate(tap_list):
-        dst, src = [], []
-        for a, (_, m) in enumerate(tap):
-            lo, hi = (r0, r1) if a == 0 else (0, q_shape[a])
-            q0, q1 = max(lo, m), min(hi, spatial_in[a] + m)
-            if q1 <= q0:
-                break
-            dst.append((q0 - lo, q1 - lo, hi - lo))
-            src.append(slice(q0 - m, q1 - m))
-        else:
-            col = cols[:, :, j]
-            col[(Ellipsis, *(slice(d0, d1) for d0, d1, _ in dst))] = xs[(Ellipsis, *src)]
-            for a, (d0, d1, size) in enumerate(dst):  # zero where the tap reads outside the input
-                lead = (slice(None),) * (3 + a)
-                if d0 > 0:
-                    col[lead + (slice(0, d0),)] = 0
-                if d1 < size:
-                    col[lead + (slice(d1, size),)] = 0
+    for j, entry in enumerate(_gather_plan(tap_list, q_shape, (r0, r1), spatial_in)):
+        col = cols[:, :, j]
+        if entry is None:
+            col[...] = 0
             continue
-        cols[:, :, j] = 0
+        dst, src, borders = entry
+        col[dst] = xs[src]  # the float16 -> float32 conversion happens here, one block at a time
+        for border in borders:  # zero where the tap reads outside the input
+            col[border] = 0
     res = xp.matmul(wp, xp.reshape(cols, (g, cin_g * len(tap_list), -1)))  # (g, C_out/g, nb * prod(block))
     res = xp.moveaxis(xp.reshape(res, (config.out_channels, nb, *block)), 1, 0)
     target = y_phase[b0:b1, :, r0:r1]
@@ -257,9 +284,8 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     n, spatial_in = x.shape[0], tuple(x.shape[2:])
     taps = math.prod(config.kernel)
-    # (C_in, C_out/g, K) -> (g, K, C_out/g, C_in/g): rows of one GEMM per tap chunk and channel block
-    wt = xp.reshape(xp.reshape(w, (config.in_channels, cout_g, taps)).astype(acc, copy=False), (g, cin_g, cout_g, taps))
-    wt = xp.ascontiguousarray(xp.transpose(wt, (0, 3, 2, 1)))
+    # (C_in, C_out/g, K) -> (g, C_in/g, C_out/g * K); the GEMM reads its transpose (rows (co, tap)) in place
+    wt = xp.reshape(w, (g, cin_g, cout_g * taps)).astype(acc, copy=False)
     in_bytes = config.in_channels * math.prod(spatial_in) * acc.itemsize
     out_bytes = config.out_channels * math.prod(out_spatial) * acc.itemsize
     col_bytes = config.out_channels * taps * math.prod(spatial_in) * acc.itemsize
@@ -283,9 +309,13 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, 
     (b0, b1), (c0, c1) = batch_range, channel_range
     nb, cb = b1 - b0, c1 - c0
     spatial_in = tuple(x.shape[2:])
-    taps = wt.shape[1]
-    # (nb, C_in, *L) -> (g, C_in/g, nb * prod(L)), a copy in the accumulation dtype
-    xs = xp.reshape(xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, -1)), 0, 2), (g, cin_g, -1)).astype(acc)
+    taps = math.prod(config.kernel)
+    if nb == 1 and x.dtype == acc:  # (C_in, *L) -> (g, C_in/g, prod(L)): a view when x is channels-first
+        xs = xp.reshape(x[b0], (g, cin_g, -1))
+    else:  # (nb, C_in, *L) -> (g, C_in/g, nb * prod(L)): one copy, cast on the way
+        xs = xp.empty((g, cin_g, nb, math.prod(spatial_in)), dtype=acc)
+        xs[...] = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, -1)), 0, 2)
+        xs = xp.reshape(xs, (g, cin_g, -1))
     target = xp.reshape(y[b0:b1], (nb, g, cout_g, *out_spatial))[:, :, c0:c1]
     bias = None if b is None else xp.reshape(b, (1, g, cout_g) + (1,) * rank)[:, :, c0:c1]
     disjoint, covered = _tap_cover(config, spatial_in, out_spatial)
@@ -293,12 +323,12 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, 
     accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
     if not covered:  # positions no tap reaches keep the bias alone
         accum[...] = 0 if bias is None else bias
-    cols = xp.matmul(xp.reshape(wt[:, :, c0:c1], (g, taps * cb, cin_g)), xs)  # (g, K * cb, nb * prod(L))
-    cols = xp.reshape(cols, (g, taps, cb, nb, *spatial_in))
+    rows = xp.swapaxes(wt[:, :, c0 * taps:c1 * taps], 1, 2)  # (g, cb * K, C_in/g), a view
+    cols = xp.reshape(xp.matmul(rows, xs), (g, cb, taps, nb, *spatial_in))
     for j, (src, dst) in enumerate(_tap_slices(config, spatial_in, out_spatial)):
         if src is None:
             continue
-        part = xp.moveaxis(cols[:, j], 2, 0)[(Ellipsis, *src)]  # (g, cb, nb, *L) -> (nb, g, cb, *L)
+        part = xp.moveaxis(cols[:, :, j], 2, 0)[(Ellipsis, *src)]  # (g, cb, nb, *L) -> (nb, g, cb, *L)
         if not disjoint:
             accum[(Ellipsis, *dst)] += part
         elif bias is None:
@@ -309,8 +339,13 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, 
         target[...] = accum
 
 
-def _tap_slices(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape):
+@functools.lru_cache(maxsize=256)
+def _tap_slices(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> tuple:
     """Per tap (row-major): (input slices, output slices) of its scatter, or (None, None) if it misses."""
+    return tuple(_tap_slices_uncached(config, spatial_in, out_spatial))
+
+
+def _tap_slices_uncached(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape):
     per_dim = []
     for a in range(config.rank):
         options = []
@@ -326,6 +361,7 @@ def _tap_slices(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape):
             yield tuple(src for src, _ in tap), tuple(dst for _, dst in tap)
 
 
+@functools.lru_cache(maxsize=256)
 def _tap_cover(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> tuple[bool, bool]:
     """(no two taps reach one output element, every output element is reached)."""
     disjoint = all(d * (k - 1) < s for k, s, d in zip(config.kernel, config.stride, config.dilation))
