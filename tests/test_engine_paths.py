@@ -90,12 +90,25 @@ def test_every_path_matches_the_reference(name, dtype, rng):
         _check(config, x, w, None, path, dtype)
 
 
+@pytest.mark.parametrize("path", PATHS[:2])
+def test_float16_large_enough_for_several_items(path, rng, monkeypatch):
+    """float16 in and out, converted block by block, across several threaded items and the unfolded GEMM."""
+    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 4096)
+    monkeypatch.setattr(_generic, "MIN_ITEM_BYTES", 1024)
+    config = _config((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 8, 6)
+    x, w, b = _tensors(rng, config, 3, (17, 16), np.float16)
+    _check(config, x, w, b, path, np.float16)
+
+
+@pytest.mark.parametrize("fold_below", [1, 10**9])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_tiny_work_items_and_one_thread_change_nothing(name, rng, monkeypatch):
-    """A 1-byte budget cuts the work into the smallest items (per sample, row, channel); threads or not."""
+def test_tiny_work_items_and_one_thread_change_nothing(name, fold_below, rng, monkeypatch):
+    """A 1-byte budget cuts the work into the smallest items (per sample, row, channel); threads or not;
+    the scatter's batch folded into its GEMM or one GEMM per sample."""
     config, batch, spatial = CASES[name]
     x, w, b = _tensors(rng, config, batch, spatial)
     monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 1)
+    monkeypatch.setattr(_generic, "FOLD_BATCH_BELOW", fold_below)
     for threads in ("1", "2"):
         monkeypatch.setenv("DECONV_THREADS", threads)
         for path in _paths_for(config):
