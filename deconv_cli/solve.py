@@ -95,8 +95,11 @@ def solve(record: Derivation, target: Shape, bias_shape: Shape | None = None, *,
             start = _probe(record.style, options, record.input_shape, record.weight_shape, bias_shape, quirks)
             if start is None:
                 continue
-            value = tuple(next((c[a] for c in per_axis[a] if start.output_spatial[a] + c[a] == target[a]), -1)
-                          for a in range(rank))
+            found = [next((c[a] for c in per_axis[a] if start.output_spatial[a] + c[a] == target[a]), None)
+                     for a in range(rank)]
+            if None in found:
+                continue
+            value = tuple(found)
         elif kind == "size":
             value = target
         else:

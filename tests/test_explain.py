@@ -132,3 +132,19 @@ def test_target_shape_on_the_command_line():
                                       "--set", "strides=[2,2]", "--target-shape", "10,9", "--json"])
     record = json.loads(result.stdout)
     assert record["output_shape"] == [1, 2, 10, 9] and record["options"]["output_shape"] == [10, 9]
+
+
+@pytest.mark.parametrize(
+    "style, options, target, solved",
+    [
+        ("oneflow", dict(stride=2), (13, 12), {"output_padding": (2, 1)}),  # OneFlow takes any output_padding
+        ("dragon", dict(strides=2), (10, 12), {"output_shape": (10, 12)}),
+        ("megengine", dict(stride=(2, 2)), (12, 11), {"output_padding": (1, 0)}),
+        ("mindspore", dict(out_channel=4, kernel_size=3, pad_mode="pad", stride=2, input_size=(1, 2, 11, 11)), (12, 11),
+         {"input_size": (1, 2, 12, 11)}),
+    ],
+)
+def test_every_style_solves_its_own_size_option(style, options, target, solved):
+    record = solve(derive((1, 4, 5, 5), (4, 2, 3, 3), style=style, **options), target)
+    assert record.output_spatial == target
+    assert {k: v for k, v in record.options if k in solved} == solved

@@ -47,6 +47,8 @@ DTYPES = ("float32", "float64")
 DTYPE_NOTES = {"float16": "Dragon aborts the process (FP16 is unsupported for CPUContext)"}
 PADDINGS = ("VALID", "SAME", "SAME_UPPER", "SAME_LOWER")
 DATA_FORMATS = ("NCHW", "NHWC")
+# keywords that set the output size (deconv shape lists what they reach and solves --target-shape)
+SIZE_KEYWORDS = (("output_padding", "offset"), ("output_shape", "size"))
 KEYWORDS = {
     "kernel_shape": "int or ints: the kernel (default 3!); checked against the weight",
     "strides": "int or ints: stride per spatial axis (default 1)",

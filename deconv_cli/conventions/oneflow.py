@@ -35,6 +35,8 @@ NAME = "oneflow"
 FRAMEWORK = "OneFlow 0.9.0"
 DTYPES = ("float32", "float64")
 DTYPE_NOTES = {"float16": "OneFlow has no CPU kernel for it"}
+# keywords that set the output size (deconv shape lists what they reach and solves --target-shape)
+SIZE_KEYWORDS = (("output_padding", "offset"),)
 KEYWORDS = {
     "stride": "int or tuple: stride of the transposed convolution (default 1)",
     "padding": "int or tuple: crop from both ends of the full result; negative adds zeros (default 0)",
