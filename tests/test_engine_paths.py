@@ -13,6 +13,7 @@ from deconv_cli.engines import _generic, numpy_engine
 from deconv_cli.shapes import full_length
 
 PATHS = _generic.PATHS
+GEMM_PATHS = ("phase", "scatter", "tap")
 
 
 def _config(kernel, stride, dilation, crops, groups, cin, cout, **layout):
@@ -90,7 +91,7 @@ def test_every_path_matches_the_reference(name, dtype, rng):
         _check(config, x, w, None, path, dtype)
 
 
-@pytest.mark.parametrize("path", PATHS[:2])
+@pytest.mark.parametrize("path", GEMM_PATHS)
 def test_float16_large_enough_for_several_items(path, rng, monkeypatch):
     """float16 in and out, converted block by block, across several threaded items and the unfolded GEMM."""
     monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 4096)
@@ -119,7 +120,7 @@ def test_weight_permutation_is_applied_on_every_path(rng):
     config = _config((3, 2), (2, 1), (1, 1), ((1, 0), (0, 0)), 1, 3, 2, weight_perm=(1, 0, 2, 3))
     x, w, b = _tensors(rng, config, 2, (3, 4))
     want = reference_deconv(x, w, b, stride=config.stride, dilation=config.dilation, crops=config.crops, groups=1)
-    for path in PATHS[:2]:
+    for path in GEMM_PATHS:
         got = numpy_engine.deconvolve(x, np.ascontiguousarray(w.transpose(1, 0, 2, 3)), b, config,
                                       _out_spatial(config, (3, 4)), path=path)
         np.testing.assert_allclose(got, want, atol=1e-12)
@@ -167,6 +168,15 @@ def test_rule_widening_grouped_and_depthwise_pick_phase():
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "phase"
 
 
+def test_rule_never_picks_the_tap_path_on_the_suite():
+    """Measured: per-tap GEMMs lost or tied on every suite configuration (bench --paths), so no rule picks them."""
+    from deconv_cli.bench import SUITE
+
+    for case in SUITE:
+        assert _choose(case.kernel, case.stride, case.in_channels, case.out_channels, case.spatial, case.groups,
+                       case.dilation, case.batch, tuple((p, p - a) for p, a in zip(case.padding, case.output_padding))) != "tap"
+
+
 def test_rule_depthwise_switch(monkeypatch):
     monkeypatch.setattr(_generic, "DEPTHWISE", True)
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "depthwise"
@@ -201,7 +211,7 @@ def problems(draw, depthwise=False):
 _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.mark.parametrize("path", ["phase", "scatter"])
+@pytest.mark.parametrize("path", GEMM_PATHS)
 @_SETTINGS
 @given(problem=problems())
 def test_property_gemm_paths_match_the_reference(path, problem):

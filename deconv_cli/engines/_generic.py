@@ -17,6 +17,9 @@ and every output element is written exactly once (bias and the float16 cast fuse
 position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at ``o = i*s + t*d - lo``.
 A chunk of one tap is the per-tap GEMM.
 
+``tap`` (per-tap GEMM): per phase, one GEMM per tap over the whole input (no gathered columns), added with
+its shift into a contiguous accumulator that is written to the output once.
+
 ``depthwise`` (C_in = C_out = groups): no GEMM; per phase, a multiply-add per tap on the shifted input.
 
 Work is cut into items that write disjoint parts of the output (phases x batch x row blocks, or batch x
@@ -37,7 +40,7 @@ from ..config import DeconvConfig, Shape
 COLUMN_BUDGET_BYTES = 4 << 20
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
-PATHS = ("phase", "scatter", "depthwise")
+PATHS = ("phase", "scatter", "tap", "depthwise")
 
 
 def to_canonical_input(x, config: DeconvConfig, xp):
@@ -94,6 +97,8 @@ def choose_path(config: DeconvConfig, batch: int, spatial_in: Shape, out_spatial
       dilation-2 case); not for large outputs (3-D U-Net k3s2, hifigan: phase equal or faster);
     - depthwise for one input and one output channel per group only where ``DEPTHWISE`` says so;
     - phase otherwise (fcn, grouped, few input channels: mge_doc 3->64 is 4x faster than scatter).
+    The tap path is never picked: it lost or tied on every suite configuration (best: hifigan, equal to
+    scatter; g4 within noise of phase). It stays as a tested path to force (``path="tap"``).
     """
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
@@ -149,9 +154,13 @@ def _budget(unit: int, total: int) -> int:
 
 
 def _split(total: int, per_unit: int, budget: int) -> list[tuple[int, int]]:
-    """Cut [0, total) into blocks of at most max(1, budget // per_unit) units."""
-    step = max(1, budget // max(per_unit, 1))
-    return [(start, min(total, start + step)) for start in range(0, total, step)]
+    """Cut [0, total) into near-equal blocks of at most max(1, budget // per_unit) units, an even number
+    of them where possible so that two threads finish together (dcgan 512->256: 5 items -> 6)."""
+    count = -(-total // max(1, budget // max(per_unit, 1)))
+    if count > 1 and count % 2 and count < total:
+        count += 1
+    bounds = [total * i // count for i in range(count + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
 def _blocks(batch: int, rows: int, bytes_per_row: int) -> list:
@@ -392,6 +401,50 @@ def _tap_cover(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> t
     return True, True
 
 
+# --- tap path (per-tap GEMM, accumulated per phase) ------------------------------------------------
+
+
+def _tap_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+    g = config.groups
+    cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    n, spatial_in = x.shape[0], tuple(x.shape[2:])
+    taps = math.prod(config.kernel)
+    # (C_in, C_out/g, K) -> (g, K, C_out/g, C_in/g): one GEMM's left operand per tap
+    w_taps = xp.reshape(w, (g, cin_g, cout_g, taps)).astype(acc, copy=False)
+    w_taps = xp.ascontiguousarray(xp.transpose(w_taps, (0, 3, 2, 1)))
+    items = []
+    for view, q_shape, tap_list, flat in _phase_plan(config, spatial_in, tuple(out_spatial)):
+        y_phase = y[view]
+        if tap_list is None:
+            items.append(partial(_fill_bias, y_phase, b, xp))
+            continue
+        per_sample = config.out_channels * (math.prod(spatial_in) + math.prod(q_shape)) * acc.itemsize
+        for batch_range in _split(n, per_sample, _budget(per_sample, per_sample * n)):
+            items.append(partial(_tap_item, x, w_taps, b, y_phase, tap_list, flat, q_shape, batch_range, config,
+                                 acc, xp))
+    return items
+
+
+def _tap_item(x, w_taps, b, y_phase, tap_list, flat, q_shape, batch_range, config, acc, xp):
+    """One phase, a batch block: per tap, a GEMM over the whole input added, shifted, into a contiguous
+    accumulator (no gathered columns, no strided adds); then one strided write of the phase."""
+    g = config.groups
+    cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    b0, b1 = batch_range
+    nb, spatial_in = b1 - b0, tuple(x.shape[2:])
+    xs = xp.reshape(x[b0:b1], (nb, g, cin_g, -1)).astype(acc, copy=False)  # a view for channels-first
+    accum = xp.zeros((nb, g, cout_g, *q_shape), dtype=acc)
+    for tap, f in zip(tap_list, flat):
+        dst = tuple(slice(max(0, m), min(q, size + m)) for (_, m), q, size in zip(tap, q_shape, spatial_in))
+        src = tuple(slice(d.start - m, d.stop - m) for d, (_, m) in zip(dst, tap))
+        part = xp.reshape(xp.matmul(w_taps[:, f][None], xs), (nb, g, cout_g, *spatial_in))
+        accum[(Ellipsis, *dst)] += part[(Ellipsis, *src)]
+    accum = xp.reshape(accum, (nb, config.out_channels, *q_shape))
+    if b is not None:
+        accum += xp.reshape(b, (1, -1) + (1,) * config.rank)
+    y_phase[b0:b1] = accum
+
+
 # --- depthwise path ---------------------------------------------------------------------------------
 
 
@@ -435,4 +488,4 @@ def _depthwise_item(x, w_taps, b, y, b0, channel_range, config, out_spatial, acc
             xp.add(total, bias, out=target)
 
 
-_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "depthwise": _depthwise_items}
+_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "tap": _tap_items, "depthwise": _depthwise_items}
