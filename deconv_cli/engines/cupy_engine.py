@@ -28,12 +28,13 @@ def unavailable() -> str | None:
     return None
 
 
-def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape):
+def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: str | None = None):
     import cupy
 
     to_device = cupy.asarray
-    y = _generic.deconvolve(to_device(x), to_device(w), None if bias is None else to_device(bias), config, out_spatial, xp=cupy)
-    return y
+    return _generic.deconvolve(
+        to_device(x), to_device(w), None if bias is None else to_device(bias), config, out_spatial, xp=cupy, path=path
+    )
 
 
 def to_host(array):
