@@ -314,7 +314,7 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
     for case in cases:
         x, w, b = make_inputs(case)
         record = plan("torch", case.options(), x.shape, w.shape, b.shape)
-        chosen = _generic.choose_path(record.config, case.batch, case.spatial, record.output_spatial)
+        chosen = _generic.choose_path(record.config, record.output_spatial)
         runners = {"ours": _ours(case, device, x, w, b)}
         if peers:
             for label, factory in (("torch", _torch), ("onnxruntime", _onnxruntime)):
@@ -323,8 +323,6 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
                     runners[label] = runner
         if paths and device == "cpu":
             for p in _generic.PATHS:
-                if p == "depthwise" and not case.groups == case.in_channels == case.out_channels:
-                    continue
                 runners[f"path:{p}"] = _ours(case, device, x, w, b, path=p)
         med = time_interleaved(runners, repeat)
         ours = med["ours"]

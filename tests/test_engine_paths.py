@@ -1,4 +1,4 @@
-"""Every engine path (phase, scatter, depthwise) against the naive oracle, and the rules that pick them."""
+"""Every engine path (phase, scatter) against the naive oracle, and the rules that pick them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from deconv_cli.engines import _generic, numpy_engine
 from deconv_cli.shapes import full_length
 
 PATHS = _generic.PATHS
-GEMM_PATHS = ("phase", "scatter", "tap")
 
 
 def _config(kernel, stride, dilation, crops, groups, cin, cout, **layout):
@@ -75,23 +74,17 @@ CASES = {
 }
 
 
-def _paths_for(config):
-    g = config.groups
-    depthwise = config.in_channels == g and config.out_channels == g
-    return [p for p in PATHS if p != "depthwise" or depthwise]
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_every_path_matches_the_reference(name, dtype, rng):
     config, batch, spatial = CASES[name]
     x, w, b = _tensors(rng, config, batch, spatial, dtype)
-    for path in _paths_for(config):
+    for path in PATHS:
         _check(config, x, w, b, path, dtype)
         _check(config, x, w, None, path, dtype)
 
 
-@pytest.mark.parametrize("path", GEMM_PATHS)
+@pytest.mark.parametrize("path", PATHS)
 def test_float16_large_enough_for_several_items(path, rng, monkeypatch):
     """float16 in and out, converted block by block, across several threaded items and the unfolded GEMM."""
     monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 4096)
@@ -112,7 +105,7 @@ def test_tiny_work_items_and_one_thread_change_nothing(name, fold_below, rng, mo
     monkeypatch.setattr(_generic, "FOLD_BATCH_BELOW", fold_below)
     for threads in ("1", "2"):
         monkeypatch.setenv("DECONV_THREADS", threads)
-        for path in _paths_for(config):
+        for path in PATHS:
             _check(config, x, w, b, path)
 
 
@@ -120,7 +113,7 @@ def test_weight_permutation_is_applied_on_every_path(rng):
     config = _config((3, 2), (2, 1), (1, 1), ((1, 0), (0, 0)), 1, 3, 2, weight_perm=(1, 0, 2, 3))
     x, w, b = _tensors(rng, config, 2, (3, 4))
     want = reference_deconv(x, w, b, stride=config.stride, dilation=config.dilation, crops=config.crops, groups=1)
-    for path in GEMM_PATHS:
+    for path in PATHS:
         got = numpy_engine.deconvolve(x, np.ascontiguousarray(w.transpose(1, 0, 2, 3)), b, config,
                                       _out_spatial(config, (3, 4)), path=path)
         np.testing.assert_allclose(got, want, atol=1e-12)
@@ -139,7 +132,7 @@ def test_channels_last_output_is_contiguous_in_its_own_layout(rng):
 def _choose(kernel, stride, cin, cout, spatial, groups=1, dilation=None, batch=1, crops=None):
     rank = len(spatial)
     config = _config(kernel, stride, dilation or (1,) * rank, crops or ((0, 0),) * rank, groups, cin, cout)
-    return _generic.choose_path(config, batch, spatial, _out_spatial(config, spatial))
+    return _generic.choose_path(config, _out_spatial(config, spatial))
 
 
 def test_rule_disjoint_taps_pick_scatter():
@@ -168,26 +161,11 @@ def test_rule_widening_grouped_and_depthwise_pick_phase():
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "phase"
 
 
-def test_rule_never_picks_the_tap_path_on_the_suite():
-    """Measured: per-tap GEMMs lost or tied on every suite configuration (bench --paths), so no rule picks them."""
-    from deconv_cli.bench import SUITE
-
-    for case in SUITE:
-        assert _choose(case.kernel, case.stride, case.in_channels, case.out_channels, case.spatial, case.groups,
-                       case.dilation, case.batch, tuple((p, p - a) for p, a in zip(case.padding, case.output_padding))) != "tap"
-
-
-def test_rule_depthwise_switch(monkeypatch):
-    monkeypatch.setattr(_generic, "DEPTHWISE", True)
-    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "depthwise"
-    assert _choose((4, 4), (2, 2), 64, 128, (32, 32), groups=64, batch=8) != "depthwise"
-
-
 # --- properties over random configurations, for each path -------------------------------------------
 
 
 @st.composite
-def problems(draw, depthwise=False):
+def problems(draw):
     rank = draw(st.integers(1, 3))
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(rank))
     stride = tuple(draw(st.integers(1, 4)) for _ in range(rank))
@@ -200,8 +178,8 @@ def problems(draw, depthwise=False):
         hi = draw(st.integers(-3, full - lo - 1))
         crops.append((lo, hi))
     groups = draw(st.integers(1, 3))
-    cin = groups * (1 if depthwise else draw(st.integers(1, 3)))
-    cout = groups * (1 if depthwise else draw(st.integers(1, 3)))
+    cin = groups * draw(st.integers(1, 3))
+    cout = groups * draw(st.integers(1, 3))
     config = _config(kernel, stride, dilation, crops, groups, cin, cout,
                      channels_last=draw(st.booleans()), batched=draw(st.booleans()))
     batch = draw(st.integers(1, 3)) if config.batched else 1
@@ -211,22 +189,13 @@ def problems(draw, depthwise=False):
 _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.mark.parametrize("path", GEMM_PATHS)
+@pytest.mark.parametrize("path", PATHS)
 @_SETTINGS
 @given(problem=problems())
 def test_property_gemm_paths_match_the_reference(path, problem):
     config, batch, spatial, seed, with_bias = problem
     x, w, b = _tensors(np.random.default_rng(seed), config, batch, spatial)
     _check(config, x, w, b if with_bias else None, path, np.float32)
-
-
-@_SETTINGS
-@given(problem=problems(depthwise=True))
-def test_property_depthwise_path_matches_the_reference(problem):
-    config, batch, spatial, seed, with_bias = problem
-    x, w, b = _tensors(np.random.default_rng(seed), config, batch, spatial)
-    for path in PATHS:
-        _check(config, x, w, b if with_bias else None, path, np.float32)
 
 
 @_SETTINGS

@@ -2,7 +2,7 @@
 
 Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out); the full
 index of output position ``o`` is ``f = o + lo`` and input ``i`` reaches it through tap ``t`` when
-``f = i*s + t*d``. Three paths compute the same sum; ``choose_path`` picks one by measured rules.
+``f = i*s + t*d``. Two paths compute the same sum; ``choose_path`` picks one by measured rules.
 
 ``phase`` (sub-pixel): output positions ``o = p + s*q`` of one phase ``p`` (per dim, ``0 <= p < s``) are
 reached only by the taps with ``(t*d - p - lo) % s == 0``, from input ``i = q - m_t`` where
@@ -15,12 +15,11 @@ and every output element is written exactly once (bias and the float16 cast fuse
 
 ``scatter`` (GEMM + col2im): one GEMM per group and chunk of taps gives the contribution of every input
 position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at ``o = i*s + t*d - lo``.
-A chunk of one tap is the per-tap GEMM.
 
-``tap`` (per-tap GEMM): per phase, one GEMM per tap over the whole input (no gathered columns), added with
-its shift into a contiguous accumulator that is written to the output once.
-
-``depthwise`` (C_in = C_out = groups): no GEMM; per phase, a multiply-add per tap on the shifted input.
+Two more candidates were built and measured on the benchmark suite and removed because no configuration
+picked them (see git history, "per-tap GEMM path" and "depthwise paths"): one GEMM per tap over the whole
+input accumulated per phase (lost or tied everywhere; best case hifigan, equal to scatter), and a GEMM-free
+depthwise multiply-add (13.1 ms against 8.4 ms for phase on dw_64to64).
 
 Work is cut into items that write disjoint parts of the output (phases x batch x row blocks, or batch x
 output-channel blocks) and whose buffers stay under ``COLUMN_BUDGET_BYTES``; a backend may run the items on
@@ -40,7 +39,7 @@ from ..config import DeconvConfig, Shape
 COLUMN_BUDGET_BYTES = 4 << 20
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
-PATHS = ("phase", "scatter", "tap", "depthwise")
+PATHS = ("phase", "scatter")
 
 
 def to_canonical_input(x, config: DeconvConfig, xp):
@@ -57,14 +56,6 @@ def to_canonical_weight(w, config: DeconvConfig, xp):
     if config.weight_perm is not None:
         w = xp.transpose(w, config.weight_perm)
     return xp.reshape(w, config.weight_shape)
-
-
-def from_canonical_output(y, config: DeconvConfig, xp):
-    if config.channels_last:
-        y = xp.moveaxis(y, 1, config.rank + 1)
-    if not config.batched:
-        y = y[0]
-    return y
 
 
 def compute_dtype(dtype, xp):
@@ -85,7 +76,7 @@ def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[in
 SCATTER_OUTPUT_BYTES = 2 << 20  # per-sample output that the scatter's read-modify-write passes keep in cache
 
 
-def choose_path(config: DeconvConfig, batch: int, spatial_in: Shape, out_spatial: Shape) -> str:
+def choose_path(config: DeconvConfig, out_spatial: Shape) -> str:
     """The path for a problem, by rules measured on the benchmark suite (``deconv bench --paths``).
 
     With G = C_in/g * K * N * prod(L) gathered input columns (phase) against S = C_out/g * K * N * prod(L)
@@ -95,17 +86,12 @@ def choose_path(config: DeconvConfig, batch: int, spatial_in: Shape, out_spatial
     - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3, dcgan 128->3: 5x, 5x faster);
     - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256, the
       dilation-2 case); not for large outputs (3-D U-Net k3s2, hifigan: phase equal or faster);
-    - depthwise for one input and one output channel per group only where ``DEPTHWISE`` says so;
-    - phase otherwise (fcn, grouped, few input channels: mge_doc 3->64 is 4x faster than scatter).
-    The tap path is never picked: it lost or tied on every suite configuration (best: hifigan, equal to
-    scatter; g4 within noise of phase). It stays as a tested path to force (``path="tap"``).
+    - phase otherwise (fcn, grouped and depthwise, few input channels: mge_doc 3->64 is 4x faster than scatter).
     """
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     if all(d * (k - 1) < s for k, s, d in zip(config.kernel, config.stride, config.dilation)):
         return "scatter"
-    if cin_g == 1 and cout_g == 1 and DEPTHWISE:
-        return "depthwise"
     if 4 * cout_g <= cin_g:
         return "scatter"
     if 3 * cout_g < 2 * cin_g and config.out_channels * math.prod(out_spatial) * 4 <= SCATTER_OUTPUT_BYTES:
@@ -113,35 +99,28 @@ def choose_path(config: DeconvConfig, batch: int, spatial_in: Shape, out_spatial
     return "phase"
 
 
-DEPTHWISE = False  # measured: the phase path's batched per-channel GEMMs beat it on both depthwise configs
-
-
-def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, out=None, path=None, parallel_map=None):
+def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path=None, parallel_map=None):
     """Run the transposed convolution; ``x``/``w``/``bias`` in the config's file layouts.
 
     Returns the output in the config's layout and the input's dtype (float16 accumulates in float32).
-    ``out`` (canonical layout) receives the result if given; ``path`` forces a path; ``parallel_map(fn, items)``
-    runs independent work items (default: one after another).
+    ``path`` forces a path; ``parallel_map(fn, items)`` runs independent work items (default: one after another).
     """
     out_dtype = xp.dtype(x.dtype)
     x = to_canonical_input(x, config, xp)
     w = to_canonical_weight(w, config, xp)
     acc = compute_dtype(out_dtype, xp)
-    n, spatial_in = x.shape[0], tuple(x.shape[2:])
-    if out is None:
-        y_file = xp.empty(config.output_shape(n if config.batched else None, tuple(out_spatial)), dtype=out_dtype)
-        y = to_canonical_input(y_file, config, xp)  # the same layout rule maps the output to (N, C, *out)
-    else:
-        y = y_file = out
+    n = x.shape[0]
+    y_file = xp.empty(config.output_shape(n if config.batched else None, tuple(out_spatial)), dtype=out_dtype)
+    y = to_canonical_input(y_file, config, xp)  # the same layout rule maps the output to (N, C, *out)
     b = None if bias is None else xp.asarray(bias).reshape(-1).astype(acc, copy=False)
-    path = path or choose_path(config, n, spatial_in, tuple(out_spatial))
+    path = path or choose_path(config, tuple(out_spatial))
     items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp)
     if parallel_map is None or len(items) < 2:
         for item in items:
             item()
     else:
         parallel_map(_call, items)
-    return y_file if out is None else from_canonical_output(y, config, xp)
+    return y_file
 
 
 def _call(item):
@@ -401,91 +380,4 @@ def _tap_cover(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> t
     return True, True
 
 
-# --- tap path (per-tap GEMM, accumulated per phase) ------------------------------------------------
-
-
-def _tap_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
-    g = config.groups
-    cin_g, cout_g = config.in_channels // g, config.out_channels // g
-    n, spatial_in = x.shape[0], tuple(x.shape[2:])
-    taps = math.prod(config.kernel)
-    # (C_in, C_out/g, K) -> (g, K, C_out/g, C_in/g): one GEMM's left operand per tap
-    w_taps = xp.reshape(w, (g, cin_g, cout_g, taps)).astype(acc, copy=False)
-    w_taps = xp.ascontiguousarray(xp.transpose(w_taps, (0, 3, 2, 1)))
-    items = []
-    for view, q_shape, tap_list, flat in _phase_plan(config, spatial_in, tuple(out_spatial)):
-        y_phase = y[view]
-        if tap_list is None:
-            items.append(partial(_fill_bias, y_phase, b, xp))
-            continue
-        per_sample = config.out_channels * (math.prod(spatial_in) + math.prod(q_shape)) * acc.itemsize
-        for batch_range in _split(n, per_sample, _budget(per_sample, per_sample * n)):
-            items.append(partial(_tap_item, x, w_taps, b, y_phase, tap_list, flat, q_shape, batch_range, config,
-                                 acc, xp))
-    return items
-
-
-def _tap_item(x, w_taps, b, y_phase, tap_list, flat, q_shape, batch_range, config, acc, xp):
-    """One phase, a batch block: per tap, a GEMM over the whole input added, shifted, into a contiguous
-    accumulator (no gathered columns, no strided adds); then one strided write of the phase."""
-    g = config.groups
-    cin_g, cout_g = config.in_channels // g, config.out_channels // g
-    b0, b1 = batch_range
-    nb, spatial_in = b1 - b0, tuple(x.shape[2:])
-    xs = xp.reshape(x[b0:b1], (nb, g, cin_g, -1)).astype(acc, copy=False)  # a view for channels-first
-    accum = xp.zeros((nb, g, cout_g, *q_shape), dtype=acc)
-    for tap, f in zip(tap_list, flat):
-        dst = tuple(slice(max(0, m), min(q, size + m)) for (_, m), q, size in zip(tap, q_shape, spatial_in))
-        src = tuple(slice(d.start - m, d.stop - m) for d, (_, m) in zip(dst, tap))
-        part = xp.reshape(xp.matmul(w_taps[:, f][None], xs), (nb, g, cout_g, *spatial_in))
-        accum[(Ellipsis, *dst)] += part[(Ellipsis, *src)]
-    accum = xp.reshape(accum, (nb, config.out_channels, *q_shape))
-    if b is not None:
-        accum += xp.reshape(b, (1, -1) + (1,) * config.rank)
-    y_phase[b0:b1] = accum
-
-
-# --- depthwise path ---------------------------------------------------------------------------------
-
-
-def _depthwise_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
-    n, channels = x.shape[0], config.in_channels
-    spatial_in = tuple(x.shape[2:])
-    w_taps = xp.reshape(w, (channels, -1)).astype(acc)  # (C, K)
-    per_channel = (math.prod(out_spatial) + math.prod(spatial_in)) * acc.itemsize
-    budget = _budget(per_channel, per_channel * channels * n)
-    items = []
-    for b0 in range(n):
-        for channel_range in _split(channels, per_channel, budget):
-            items.append(partial(_depthwise_item, x, w_taps, b, y, b0, channel_range, config, out_spatial, acc, xp))
-    return items
-
-
-def _depthwise_item(x, w_taps, b, y, b0, channel_range, config, out_spatial, acc, xp):
-    """One sample, a block of channels: per phase, sum over its taps of shifted input times weight."""
-    rank = config.rank
-    c0, c1 = channel_range
-    xs = x[b0, c0:c1]  # (cb, *L)
-    spatial_in = tuple(xs.shape[1:])
-    bias = None if b is None else xp.reshape(b[c0:c1], (-1,) + (1,) * rank)
-    for phase in itertools.product(*(range(min(s, o)) for s, o in zip(config.stride, out_spatial))):
-        dims = _phase_taps(config, spatial_in, out_spatial, phase)
-        q_shape = tuple(q for q, _ in dims)
-        target = y[(b0, slice(c0, c1)) + tuple(slice(p, None, s) for p, s in zip(phase, config.stride))]
-        total = xp.zeros((c1 - c0, *q_shape), dtype=acc)
-        for tap in itertools.product(*(taps for _, taps in dims)):
-            dst, src = [], []
-            for a, (_, m) in enumerate(tap):
-                q0, q1 = max(0, m), min(q_shape[a], spatial_in[a] + m)
-                dst.append(slice(q0, q1))
-                src.append(slice(q0 - m, q1 - m))
-            flat = sum(t * math.prod(config.kernel[a + 1:]) for a, (t, _) in enumerate(tap))
-            weight = xp.reshape(w_taps[c0:c1, flat], (-1,) + (1,) * rank)
-            total[(slice(None), *dst)] += xs[(slice(None), *src)] * weight
-        if bias is None:
-            target[...] = total
-        else:
-            xp.add(total, bias, out=target)
-
-
-_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "tap": _tap_items, "depthwise": _depthwise_items}
+_ITEMS = {"phase": _phase_items, "scatter": _scatter_items}
