@@ -296,3 +296,19 @@ def test_dtype_refusal_says_what_the_framework_would_do(tensors, tmp_path):
     assert result.stderr == ("Error: Dragon 0.3.0 does not compute in float16 (it takes float32, float64): Dragon aborts "
                              "the process (FP16 is unsupported for CPUContext). Cast the tensors to float32.\n")
     assert not (tmp_path / "y.npy").exists()
+
+
+@pytest.mark.parametrize(
+    "variable, value, line",
+    [
+        ("DECONV_THREADS", "abc", "Error: DECONV_THREADS='abc' is not a positive whole number. Write e.g. DECONV_THREADS=2."),
+        ("DECONV_THREADS", "0", "Error: DECONV_THREADS='0' is not a positive whole number. Write e.g. DECONV_THREADS=2."),
+        ("DECONV_MEMORY_BUDGET", "lots", "Error: DECONV_MEMORY_BUDGET='LOTS' is not a size. Write e.g. 512M or 4G."),
+    ],
+)
+def test_bad_environment_settings_are_one_line(tensors, tmp_path, monkeypatch, variable, value, line):
+    monkeypatch.setenv(variable, value)
+    result = invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", "y.npy")
+    assert result.exit_code == 1
+    assert result.stderr == line + "\n"
+    assert not (tmp_path / "y.npy").exists()

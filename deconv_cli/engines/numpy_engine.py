@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..config import DeconvConfig, Shape
+from ..errors import DeconvError
 from . import _generic
 
 NAME = "numpy"
@@ -27,9 +28,11 @@ _controller = None
 
 def threads() -> int:
     """Worker threads for independent work items."""
-    env = os.environ.get("DECONV_THREADS")
+    env = os.environ.get("DECONV_THREADS", "").strip()
     if env:
-        return max(1, int(env))
+        if not env.isdigit() or int(env) < 1:
+            raise DeconvError(f"DECONV_THREADS={env!r} is not a positive whole number", "write e.g. DECONV_THREADS=2")
+        return int(env)
     try:
         return max(1, min(8, len(os.sched_getaffinity(0))))
     except AttributeError:  # not on Linux
@@ -64,6 +67,7 @@ def _parallel_map(fn, items):
 
 
 def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: str | None = None):
+    threads()  # a bad DECONV_THREADS is an error even for work too small to be split
     return _generic.deconvolve(
         np.asarray(x), np.asarray(w), None if bias is None else np.asarray(bias), config, out_spatial,
         xp=np, path=path, parallel_map=_parallel_map,
