@@ -65,9 +65,9 @@ class DeconvConfig:
     def input_axes(self) -> tuple[int | None, int, tuple[int, ...]]:
         """(batch axis or None, channel axis, spatial axes) of the input tensor."""
         lead = 1 if self.batched else 0
-        spatial = tuple(range(lead + (0 if self.channels_last else 1), lead + self.rank + (0 if self.channels_last else 1)))
-        channel = lead + self.rank if self.channels_last else lead
-        return (0 if self.batched else None), channel, spatial
+        if self.channels_last:  # (N, *spatial, C)
+            return (0 if self.batched else None), lead + self.rank, tuple(range(lead, lead + self.rank))
+        return (0 if self.batched else None), lead, tuple(range(lead + 1, lead + 1 + self.rank))  # (N, C, *spatial)
 
     def output_shape(self, batch: int | None, spatial: Shape) -> Shape:
         """The output tensor's shape in this config's layout."""

@@ -83,3 +83,12 @@ def test_derive_matches_brute_force_footprint(n, k, s, d, lo, hi):
     if full_length(n, k, s, d) - lo - hi >= 0:
         dim = derive(config(kernel=(k,), stride=(s,), dilation=(d,), crops=((lo, hi),)), (1, 3, n)).dims[0]
         assert dim.size_out == max(footprint) + 1 - lo - hi
+
+
+@pytest.mark.parametrize(
+    "batched, channels_last, axes",
+    [(True, False, (0, 1, (2, 3))), (True, True, (0, 3, (1, 2))), (False, False, (None, 0, (1, 2))), (False, True, (None, 2, (0, 1)))],
+)
+def test_input_axes(batched, channels_last, axes):
+    cfg = config(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), crops=((0, 0), (0, 0)), batched=batched, channels_last=channels_last)
+    assert cfg.input_axes() == axes
