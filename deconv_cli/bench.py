@@ -1,12 +1,12 @@
 """The benchmark suite of DESIGN.md section 4, timed against PyTorch and onnxruntime in the same run.
 
-    python -m deconv_cli.bench [--device cpu|gpu] [--threads 2] [--repeat 7] [--only NAME] [--json]
+    deconv bench [--device cpu|gpu] [--threads 2] [--repeat 7] [--only NAME] [--paths] [--json]
 
 Every configuration is timed interleaved (ours, torch, onnxruntime, ours, ...) so that load from other
 processes hits all of them alike; the table shows medians and ratios. Thread counts are pinned for every
 library: BLAS through threadpoolctl (or OPENBLAS/OMP_NUM_THREADS when numpy is not imported yet),
 ``torch.set_num_threads`` and onnxruntime's ``intra_op_num_threads``. Peak memory is measured per
-configuration in a fresh subprocess (``ru_maxrss`` minus the resident size after imports and inputs),
+configuration in a fresh subprocess (VmHWM minus the resident size after imports and a warm-up call),
 and start-up is the wall time of ``deconv shape`` against ``python -c pass``.
 """
 
@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,7 @@ def _by_name(name: str) -> Case:
     for case in SUITE:
         if case.name == name:
             return case
-    raise SystemExit(f"no benchmark configuration named {name!r}; known: {', '.join(c.name for c in SUITE)}")
+    raise ConfigError(f"no benchmark configuration named {name!r}", f"known: {', '.join(c.name for c in SUITE)}")
 
 
 @dataclass
@@ -367,47 +369,39 @@ HEADER = (f"{'configuration':34s} {'path':9s} {'ours ms':>9s} {'GFLOP/s':>7s} {'
           f"{'ort ms':>9s} {'torch/':>6s} {'best/':>6s} {'peak MB/tensors':>15s}")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="deconv bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="one configuration (repeatable)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--paths", action="store_true", help="also time every applicable engine path")
-    parser.add_argument("--no-peers", action="store_true")
-    parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--memory-probe", metavar="NAME", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.memory_probe:
-        print(json.dumps(memory_probe(args.memory_probe, args.device)))
-        return 0
-    only = [n for item in args.only for n in item.split(",") if n]
+def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), paths: bool = False, peers: bool = True,
+           memory: bool = True, as_json: bool = False, echo=print) -> None:
+    """Run the suite and print the table (row by row, as results come) or one JSON object."""
+    only = [n for item in only for n in item.split(",") if n]
+    for name in only:  # before any output: an unknown name is a usage error
+        _by_name(name)
 
     def progress(row):
-        if not args.json:
-            print(format_row(row), flush=True)
+        if not as_json:
+            echo(format_row(row))
 
-    if not args.json:
-        print(HEADER)
-    result = run_suite(args.device, args.threads, args.repeat, only, args.paths, not args.no_peers,
-                       not args.no_memory, progress)
+    if not as_json:
+        echo(HEADER)
+    result = run_suite(device, threads, repeat, only, paths, peers, memory, progress)
     summary = summarize(result)
     start = startup()
-    if args.json:
+    if as_json:
         record = dict(result, rows=[dict(asdict(r), vs_torch=r.vs_torch, vs_best=r.vs_best) for r in result["rows"]],
                       summary=summary, startup=start)
-        print(json.dumps(record, indent=1))
-        return 0
-    print(f"\nSGEMM peak (numpy float32 2048^3, best of 9, {args.threads} threads): {result['sgemm_peak_gflops']:.1f} GFLOP/s; "
-          "torch/ and best/ are peer ms / our ms (>= 1: we are at least as fast)")
+        echo(json.dumps(record, indent=1))
+        return
+    echo(f"\nSGEMM peak (numpy float32 2048^3, best of 9, {threads} threads): {result['sgemm_peak_gflops']:.1f} GFLOP/s; "
+         "torch/ and best/ are peer ms / our ms (>= 1: we are at least as fast)")
     n = summary["compared"]
-    print(f"as fast as PyTorch: {summary['as_fast_as_torch']}/{n}; within 2x of the best peer: "
-          f"{summary['within_2x_of_best']}/{n}; ahead of every peer: {summary['ahead_of_every_peer']}/{n}")
-    print(f"start-up: deconv shape {start['deconv_shape_s'] * 1e3:.0f} ms wall, python -c pass "
-          f"{start['python_pass_s'] * 1e3:.0f} ms")
-    return 0
+    echo(f"as fast as PyTorch: {summary['as_fast_as_torch']}/{n}; within 2x of the best peer: "
+         f"{summary['within_2x_of_best']}/{n}; ahead of every peer: {summary['ahead_of_every_peer']}/{n}")
+    echo(f"start-up: deconv shape {start['deconv_shape_s'] * 1e3:.0f} ms wall, python -c pass "
+         f"{start['python_pass_s'] * 1e3:.0f} ms")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the per-configuration memory probe, run in a fresh process by memory()
+    probe = argparse.ArgumentParser(prog="python -m deconv_cli.bench")
+    probe.add_argument("--memory-probe", metavar="NAME", required=True)
+    probe.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    args = probe.parse_args()
+    print(json.dumps(memory_probe(args.memory_probe, args.device)))

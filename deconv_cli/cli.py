@@ -296,13 +296,13 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
     Example:
       deconv bench --only dcgan_512to256_4x4_k4s2p1 --repeat 5
     """
-    from .bench import main as bench_main
+    from .bench import report
 
-    argv = ["--device", device, "--threads", str(threads), "--repeat", str(repeat)]
-    argv += [arg for name in only for arg in ("--only", name)]
-    argv += [flag for flag, on in (("--paths", paths), ("--no-peers", no_peers), ("--no-memory", no_memory),
-                                   ("--json", as_json)) if on]
-    sys.exit(bench_main(argv))
+    try:
+        report(device, threads, repeat, only, paths, not no_peers, not no_memory, as_json,
+               echo=lambda line: click.echo(line))
+    except DeconvError as error:
+        _fail(error)
 
 
 def main() -> None:
