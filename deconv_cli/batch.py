@@ -69,6 +69,7 @@ class Summary:
     counts: dict = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     seconds: float = 0.0
     interrupted: bool = False
+    stopped: bool = False  # no new job started (--fail-fast, Ctrl-C)
     not_run: int = 0
 
     def line(self) -> str:
@@ -259,9 +260,10 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
     """Read and check the whole manifest (ConfigError: nothing runs), then run the selected jobs.
 
     ``emit`` gets each job's record as it finishes; ``progress.advance(status)`` follows along.
-    Ctrl-C cancels what has not finished and returns the summary with ``interrupted`` set.
+    A first Ctrl-C starts no new job and lets the running ones finish (reported and journaled); a second
+    stops them too. Either way the summary comes back with ``interrupted`` set.
     """
-    from .executors import open_executor
+    from .executors import DeferredInterrupt, open_executor
 
     start = time.perf_counter()
     entries = manifest.shard(manifest.read(source, defaults), settings.shard)
@@ -291,8 +293,23 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
                     "output_shape": previous.get("output_shape")})
     todo = [entry for entry in entries if entry.key() not in skip]
     pending: dict[int, tuple[Entry, dict]] = {}
+
+    def collect(done) -> None:
+        entry, stats = pending.pop(done.task)
+        record = done.value if done.error is None else {
+            "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
+            "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
+        }
+        journal.write([{"event": "done", "key": entry.key(), "id": entry.id, "status": record["status"],
+                        "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
+        finish(record)
+
+    def first_interrupt() -> None:  # in the signal handler: a plain write, no buffered stream
+        os.write(2, b"Interrupted: finishing the running jobs (Ctrl-C again to stop them now)\n")
+
     try:
-        with open_executor(jobs=settings.jobs, scheduler=settings.scheduler) as executor:
+        with DeferredInterrupt(first_interrupt) as interrupt, \
+                open_executor(jobs=settings.jobs, scheduler=settings.scheduler) as executor:
             now = time.time()
             starts = []
             for entry in todo:
@@ -302,22 +319,19 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
             if starts:
                 journal.write(starts)
             for done in executor.completed():
-                entry, stats = pending.pop(done.task)
-                record = done.value if done.error is None else {
-                    "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
-                    "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
-                }
-                journal.write([{"event": "done", "key": entry.key(), "id": entry.id, "status": record["status"],
-                                "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
-                finish(record)
-                if settings.fail_fast and record["status"] in ("failed", "mismatch") and pending:
-                    log(f"--fail-fast: {len(pending)} jobs not run")
-                    executor.cancel()
-                    break
-    except KeyboardInterrupt:
-        summary.interrupted, summary.not_run = True, len(pending)
+                collect(done)
+                failed = settings.fail_fast and done.value is not None and done.value["status"] in ("failed", "mismatch")
+                if (interrupt.pending or failed or done.error is not None and settings.fail_fast) and not summary.stopped:
+                    summary.stopped = True
+                    executor.cancel()  # start nothing new; the running jobs finish and are reported
+            summary.interrupted = interrupt.pending
+    except KeyboardInterrupt:  # a second Ctrl-C: the executor stopped the running jobs too
+        summary.interrupted = True
     finally:
         journal.close()
+    summary.not_run = len(pending)
+    if summary.stopped and pending and not summary.interrupted:
+        log(f"--fail-fast: {len(pending)} jobs not run")
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -300,7 +300,7 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
         _fail(error)
     progress.close()
     if summary.interrupted:
-        click.echo(f"Interrupted: {summary.not_run} jobs did not finish; run again with --resume to finish them.", err=True)
+        click.echo(f"Interrupted: {summary.not_run} jobs did not run; run again with --resume to run them.", err=True)
     if not quiet:
         click.echo(summary.line(), err=True)
     sys.exit(summary.exit_code)
