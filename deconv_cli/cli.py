@@ -74,6 +74,22 @@ def style_options(fn):
     return fn
 
 
+TOLERANCE_HELP = (
+    "Default tolerances (atol, rtol) by dtype, the looser of the two sides: float16 (1e-2, 1e-2), "
+    "float32 (1e-4, 1e-4), float64 (1e-9, 1e-9), integers and bool exact. An element mismatches when "
+    "|actual - expected| > atol + rtol * |expected| (in float64); NaN matches NaN at the same position."
+)
+
+
+def tolerance_options(fn):
+    for decorator in reversed([
+        click.option("--atol", type=float, default=None, help="Absolute tolerance (default: by dtype, see above)."),
+        click.option("--rtol", type=float, default=None, help="Relative tolerance (default: by dtype, see above)."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="deconv")
 def cli() -> None:
@@ -93,36 +109,48 @@ def cli() -> None:
 @click.argument("input")
 @click.argument("weight")
 @click.option("--bias", metavar="TENSOR", help="Optional bias tensor (C_out,) (or the style's bias shape).")
-@click.option("-o", "--output", required=True, metavar="OUT", help="Where to write the result (.npy, .npz[:name], .h5[:/path], -).")
+@click.option("-o", "--output", metavar="OUT",
+              help="Where to write the result (.npy, .npz[:name], .h5[:/path], -). Optional with --expect.")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@click.option("--expect", metavar="REF", help="Compare the output with this tensor (a framework's saved output); exit 1 on mismatch.")
+@tolerance_options
 @style_options
-def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, as_json):
+def run(input, weight, bias, output, device, force, quiet, expect, atol, rtol, style, sets, quirks, as_json):
     """Run a transposed convolution and write the output.
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
-    shapes, dtype, device, engine and timings to stdout.
+    shapes, dtype, device, engine and timings to stdout. With --expect REF, compares the output with REF
+    (see `deconv compare --help` for the tolerances): the report goes to stderr (a `compare` object in
+    --json) and the exit code is 1 on a mismatch; OUT, when given, is written either way.
 
     \b
     Example:
       deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
           --set stride=2 --set padding=1 --set output_padding=1 -o y.npy
+      deconv run x.npy w.npy --style mindspore --set pad_mode=same --set stride=2 --expect ms_out.npy
     """
     from .job import Job, run_job
-    from .report import print_derivation, print_json, print_warnings
+    from .report import print_comparison, print_derivation, print_json, print_warnings
 
     try:
+        if expect is None and (atol is not None or rtol is not None):
+            raise ConfigError("--atol and --rtol need --expect REF", "add --expect or drop them")
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
-                  device=device, force=force, quirks=quirks)
+                  device=device, force=force, quirks=quirks, expect=expect, atol=atol, rtol=rtol)
         result = run_job(job)
     except DeconvError as error:
         _fail(error)
     print_warnings(result.derivation.warnings, sys.stderr)
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
+    if result.compare is not None and not as_json:
+        print_comparison(result.compare, sys.stderr)
     if as_json:
         print_json(result.as_dict())
+    if result.compare is not None and not result.compare.match:
+        sys.exit(1)
 
 
 def shape_sources(fn):
@@ -275,6 +303,38 @@ def styles(names):
         width = max(len(k) for k in module.KEYWORDS)
         for keyword, text in module.KEYWORDS.items():
             click.echo(f"  {keyword:<{width}}  {text}")
+
+
+@cli.command(name="compare", epilog=TOLERANCE_HELP)
+@click.argument("actual")
+@click.argument("expected")
+@tolerance_options
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst elements to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def compare_command(actual, expected, atol, rtol, top, as_json):
+    """Compare two tensors element by element: exit 0 when they match, 1 when they do not.
+
+    Prints the verdict, max/mean/median absolute and max relative error, the mismatch count and
+    fraction, NaN/Inf counts per side and the worst elements. Any tensor formats and dtypes (compared
+    in float64); streams both files in blocks, so files larger than memory compare in bounded memory
+    (DECONV_MEMORY_BUDGET).
+
+    \b
+    Example:
+      deconv compare y.npy framework_output.npz:y --rtol 1e-3
+    """
+    from .compare import compare_refs
+    from .report import print_comparison, print_json
+
+    try:
+        result = compare_refs(actual, expected, atol=atol, rtol=rtol, top=top)
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        print_comparison(result, sys.stdout)
+    sys.exit(0 if result.match else 1)
 
 
 @cli.command(name="bench")

@@ -243,13 +243,16 @@ def _tolerances(atol, rtol, dtypes) -> tuple[float, float]:
     for dtype in dtypes:
         if str(dtype).startswith("complex"):
             raise ConfigError(f"cannot compare {dtype} tensors", "compare the real and imaginary parts separately")
+    check_tolerances(atol, rtol)
     d_atol, d_rtol = default_tolerances(*dtypes)
-    atol = d_atol if atol is None else float(atol)
-    rtol = d_rtol if rtol is None else float(rtol)
+    return (d_atol if atol is None else float(atol)), (d_rtol if rtol is None else float(rtol))
+
+
+def check_tolerances(atol: float | None, rtol: float | None) -> None:
+    """A given tolerance must be a finite number >= 0 (ConfigError, exit 2)."""
     for name, value in (("atol", atol), ("rtol", rtol)):
-        if not value >= 0 or math.isinf(value):
+        if value is not None and (not float(value) >= 0 or math.isinf(float(value))):
             raise ConfigError(f"--{name} {value} must be a finite number >= 0", f"write e.g. --{name} 1e-4")
-    return atol, rtol
 
 
 def _check_shapes(actual_shape, expected_shape) -> None:

@@ -101,3 +101,31 @@ def print_info(path: str, infos: list[ArrayInfo], stream: TextIO) -> None:
 
 def print_json(record, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(json.dumps(record) + "\n")
+
+
+def comparison_lines(c) -> list[str]:
+    """A ``compare.Comparison`` for people: the verdict line, the statistics, the worst elements."""
+    rule = f"atol {c.atol:g} + rtol {c.rtol:g} * |expected|"
+    if c.match:
+        lines = [f"MATCH: all {c.total} elements within {rule}"]
+    else:
+        lines = [f"MISMATCH: {c.mismatches} of {c.total} elements ({100 * c.fraction:.4g}%) differ by more than {rule}"]
+    median = "-" if c.median_abs is None else f"~{c.median_abs:.3g}"
+    lines += [
+        f"  shape {_shape(c.shape)}; actual {c.dtypes[0]}, expected {c.dtypes[1]}",
+        f"  abs error: max {c.max_abs:.6g}, mean {c.mean_abs:.6g}, median {median}; rel error: max {c.max_rel:.6g}",
+        f"  NaN: actual {c.nan['actual']}, expected {c.nan['expected']}; "
+        f"Inf: actual {c.inf['actual']}, expected {c.inf['expected']}",
+    ]
+    if c.worst:
+        rows = [(str(tuple(w.index)), f"{w.actual:.8g}", f"{w.expected:.8g}", "-" if w.abs is None else f"{w.abs:.6g}")
+                for w in c.worst]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("index", "actual", "expected", "abs"))]
+        lines.append(f"  worst {len(rows)}:")
+        for row in [("index", "actual", "expected", "abs"), *rows]:
+            lines.append("    " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return lines
+
+
+def print_comparison(c, stream: TextIO) -> None:
+    stream.write("\n".join(comparison_lines(c)) + "\n")
