@@ -337,6 +337,44 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
     sys.exit(0 if result.match else 1)
 
 
+@cli.command(name="detect")
+@click.argument("input")
+@click.argument("weight")
+@click.argument("expected")
+@click.option("--bias", metavar="TENSOR", help="Bias tensor (C_out,), when the framework added one.")
+@click.option("--style", type=click.Choice(STYLE_NAMES), help="Only this style's spellings (default: every style).")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many distinct configurations to print (each in every style that can write it).")
+@click.option("--limit", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="At most this many candidates are checked numerically.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def detect_command(input, weight, expected, bias, style, top, limit, as_json):
+    """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
+
+    Tries every stride, dilation, groups, padding and output padding that gives EXPECTED's shape
+    (stride <= 16, dilation <= 4), under four readings of the weight: as saved, in/out channel axes
+    swapped, kernel flipped, and both. Checks each on a few output positions, then the survivors in full
+    (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines
+    (with a re-save of the weight where the reading is not "as saved"). Exit 0 on a match, 1 when none.
+
+    \b
+    Example:
+      deconv detect x.npy w.npy ms_out.npy --style torch
+    """
+    from .detect import detect
+    from .report import print_detection, print_json
+
+    try:
+        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit)
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json(found.as_dict())
+    else:
+        print_detection(found, sys.stdout)
+    sys.exit(0 if found.matches else 1)
+
+
 @cli.command(name="bench")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True, help="Threads for us and for every peer.")

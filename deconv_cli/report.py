@@ -129,3 +129,16 @@ def comparison_lines(c) -> list[str]:
 
 def print_comparison(c, stream: TextIO) -> None:
     stream.write("\n".join(comparison_lines(c)) + "\n")
+
+
+def print_detection(d, stream: TextIO) -> None:
+    """``deconv detect``: the matches best first, each a ready-to-paste command line."""
+    head = f"{d.tried} candidates tried, {d.checked_full} computed in full, {d.seconds:.2f} s"
+    if not d.matches:
+        stream.write(f"no match ({head})\n")
+        return
+    stream.write(f"{len(d.matches)} match{'' if len(d.matches) == 1 else 'es'}, best first ({head}):\n")
+    for number, m in enumerate(d.matches, 1):
+        stream.write(f"{number}. {m.style}, weight {m.weight}, max abs error {m.max_abs:.3g}\n")
+        for line in m.command.splitlines():
+            stream.write(f"   {line}\n")
