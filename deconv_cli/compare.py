@@ -148,8 +148,10 @@ class Stats:
         if k <= 0:
             return
         badness = np.where(odd, np.inf, diff)
-        if badness.size > k:
-            candidates = np.argpartition(badness, badness.size - k)[-k:]
+        if badness.size > k:  # the k largest; among ties at the k-th value, the earliest indices
+            kth = badness[np.argpartition(badness, badness.size - k)[badness.size - k]]
+            above = np.flatnonzero(badness > kth)
+            candidates = np.concatenate([above, np.flatnonzero(badness == kth)[: k - above.size]])
         else:
             candidates = np.arange(badness.size)
         offset = tuple(offset) + (0,) * (len(shape) - len(offset))
