@@ -99,10 +99,8 @@ def detect(input: str, weight: str, expected: str, *, bias: str | None = None, s
         if canonical is None:
             continue
         wc, groups = canonical
-        for config in search.candidates(wc.shape, groups):
-            error = search.check(config, wc)
-            if error is not None:
-                found.append((error, r, config, wc))
+        for config, error in search.search(wc, groups):
+            found.append((error, r, config, wc))
     found.sort(key=lambda f: (f[0], f[1], _plainness(f[2])))
     matches = []
     configs = 0
@@ -180,33 +178,67 @@ class _Search:
         # the first few points are spread: both corners, then the rest
         pick = np.r_[0, len(order) - 1, np.arange(1, len(order) - 1)] if len(order) > 2 else np.arange(len(order))
         self.points, self.values = self.points[pick], values[pick]
-        self._dim_cache: dict = {}
 
-    # ------------------------------------------------ 1. shapes
-    def candidates(self, wshape, groups: int):
-        """Configs whose output shape is EXPECTED's, bounded by ``limit`` over the whole search."""
-        c_in, kernel = self.x.shape[1], tuple(wshape[2:])
+    # ------------------------------------------------ 1. shapes, 2a. a few positions for many candidates at once
+    def search(self, wc, groups: int):
+        """Configs (with their full max abs error) that reproduce EXPECTED with canonical weight ``wc``.
+
+        Options of all dimensions but the last are enumerated; for each such lead, the input and weight
+        are contracted over the lead dimensions at the first sampled positions once, and every option of
+        the last dimension is then evaluated in one vectorised gather.
+        """
+        import numpy as np
+
+        c_in, kernel, rank = self.x.shape[1], tuple(wc.shape[2:]), wc.ndim - 2
         per_dim = [self._dim_options(n, k, out) for n, k, out in zip(self.x.shape[2:], kernel, self.yshape[2:])]
         if not all(per_dim):
             return
-        seen = set()
-        uniform = [(s, d) for s, d in {o[:2] for o in per_dim[0]} if all(any(o[:2] == (s, d) for o in p) for p in per_dim)]
-        passes = [[[o for o in p if o[:2] == sd] for p in per_dim] for sd in sorted(uniform, key=lambda sd: (sd[1], sd[0]))]
-        passes.append(per_dim)
-        for lists in passes:
-            for combo in itertools.product(*lists):
-                if combo in seen:
-                    continue
-                seen.add(combo)
-                if self.tried >= self.limit:
-                    return
-                yield DeconvConfig(
-                    kernel=kernel, stride=tuple(o[0] for o in combo), dilation=tuple(o[1] for o in combo),
-                    crops=tuple((o[2], o[3]) for o in combo), groups=groups, in_channels=c_in,
+        pts = self.points[:_FIRST_POINTS]
+        want = self.values[:_FIRST_POINTS]
+        count, per_group, cg = len(pts), self.yshape[1] // groups, c_in // groups
+        co = pts[:, 1]
+        channels = (co // per_group)[:, None] * cg + np.arange(cg)[None, :]  # (P, cg)
+        weights = wc[channels, (co % per_group)[:, None]].astype(np.float64)  # (P, cg, *k)
+        bias = 0.0 if self.b is None else self.b[co].astype(np.float64)
+        last = per_dim[-1]
+        k_last, n_last = kernel[-1], self.x.shape[-1]
+        idx_last, ok_last = zip(*(_dim_gather(s, d, lo, k_last, pts[:, -1], n_last) for s, d, lo, _ in last))
+        idx_last, ok_last = np.stack(idx_last), np.stack(ok_last)  # (O, P, k_last)
+        p_index = np.arange(count)[None, :, None]
+        t_index = np.arange(k_last)[None, None, :]
+        for lead in itertools.product(*per_dim[:-1]):
+            if self.tried >= self.limit:
+                return
+            # x at the lead taps, all of the last axis: (P, cg, k_0..k_{r-2}, n_last), masked
+            index = [pts[:, 0].reshape(-1, *(1,) * rank), channels.reshape(count, cg, *(1,) * (rank - 1))]
+            mask = np.ones((count, 1, *(1,) * (rank - 1)), dtype=bool)
+            for j, (s, d, lo, _) in enumerate(lead):
+                idx, ok = _dim_gather(s, d, lo, kernel[j], pts[:, 2 + j], self.x.shape[2 + j])
+                shape = [count, 1] + [1] * (rank - 1)
+                shape[2 + j] = kernel[j]
+                index.append(idx.reshape(shape))
+                mask = mask & ok.reshape(shape)
+            taps = self.x[(*index, slice(None))].astype(np.float64) * mask[..., None]  # (P, cg, *k_lead, n_last)
+            lead_axes = "".join(chr(ord("a") + j) for j in range(rank - 1))
+            partial = np.einsum(f"pc{lead_axes}n,pc{lead_axes}t->pnt", taps, weights)  # (P, n_last, k_last)
+            allowed = self.limit - self.tried
+            got = (partial[p_index, idx_last[:allowed], t_index] * ok_last[:allowed]).sum(axis=2) + bias  # (O, P)
+            self.tried += len(got)
+            good = np.all(np.abs(got - want) <= self.atol + self.rtol * np.abs(want), axis=1)
+            for o in np.flatnonzero(good).tolist():
+                combo = (*lead, last[o])
+                config = DeconvConfig(
+                    kernel=kernel, stride=tuple(c[0] for c in combo), dilation=tuple(c[1] for c in combo),
+                    crops=tuple((c[2], c[3]) for c in combo), groups=groups, in_channels=c_in,
                     out_channels=self.yshape[1],
                 )
+                error = self.check(config, wc)
+                if error is not None:
+                    yield config, error
 
     def _dim_options(self, n: int, k: int, out: int) -> list:
+        """(stride, dilation, crop lo, crop hi) giving ``out`` from ``n`` with kernel ``k``: crops within the
+        dilated kernel, extensions (negative hi) shorter than max(stride, dilation)."""
         options = []
         for d in range(1, (MAX_DILATION if k > 1 else 1) + 1):
             extent = d * (k - 1) + 1
@@ -220,15 +252,12 @@ class _Search:
 
     # ------------------------------------------------ 2. a few positions, then 3. in full
     def check(self, config: DeconvConfig, wc) -> float | None:
-        """The full max abs error when the config reproduces EXPECTED, else None."""
+        """After the first positions: more positions, then in full. The max abs error on a match, else None."""
         import numpy as np
 
-        self.tried += 1
-        for count in (_FIRST_POINTS, len(self.values)):
-            got = self._at_points(config, wc, count)
-            want = self.values[:count]
-            if not np.all(np.abs(got - want) <= self.atol + self.rtol * np.abs(want)):
-                return None
+        got = self._at_points(config, wc, len(self.values))
+        if not np.all(np.abs(got - self.values) <= self.atol + self.rtol * np.abs(self.values)):
+            return None
         if self.full >= _MAX_FULL_CHECKS:
             return None
         self.full += 1
@@ -253,10 +282,8 @@ class _Search:
         index = [pts[:, 0].reshape(-1, *(1,) * (rank + 1)), channels.reshape(len(pts), cg, *(1,) * rank)]
         mask = np.ones((len(pts), 1, *(1,) * rank), dtype=bool)
         for j in range(rank):
-            key = (j, config.stride[j], config.dilation[j], config.crops[j][0], config.kernel[j], count)
-            if key not in self._dim_cache:
-                self._dim_cache[key] = _dim_gather(*key[1:5], pts[:, 2 + j], self.x.shape[2 + j])
-            idx, ok = self._dim_cache[key]
+            idx, ok = _dim_gather(config.stride[j], config.dilation[j], config.crops[j][0], config.kernel[j],
+                                  pts[:, 2 + j], self.x.shape[2 + j])
             shape = [len(pts), 1] + [1] * rank
             shape[2 + j] = config.kernel[j]
             index.append(idx.reshape(shape))
