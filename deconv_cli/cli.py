@@ -345,8 +345,8 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
 @click.option("--style", type=click.Choice(STYLE_NAMES), help="Only this style's spellings (default: every style).")
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many distinct configurations to print (each in every style that can write it).")
-@click.option("--limit", type=click.IntRange(min=1), default=50_000, show_default=True,
-              help="At most this many candidates are checked numerically.")
+@click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="At most this many candidates per weight reading are checked numerically.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 def detect_command(input, weight, expected, bias, style, top, limit, as_json):
     """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.

@@ -7,7 +7,8 @@ Works in the canonical config space, so every style is covered by one search:
    (stride, dilation, crop lo, crop hi) whose output length equals EXPECTED's is a candidate (bounded:
    stride <= MAX_STRIDE, dilation <= MAX_DILATION, crops within the dilated kernel, extensions below
    max(stride, dilation) as output_padding allows). Per-dimension lists combine into configs, same
-   stride and dilation on every dimension first, at most ``limit`` in all (``tried`` says how many).
+   stride and dilation on every dimension first (mixed ones only while none of those matched), at most
+   ``limit`` per reading (``tried`` says how many in all, ``limited`` whether a limit cut a search short).
 2. Numbers on a few output positions: each candidate is evaluated directly at a handful of sampled
    positions of EXPECTED (a gather over the taps that reach them; nothing else is computed), then at
    more positions; most candidates fail on the first.
@@ -33,7 +34,7 @@ from .errors import ConfigError, DeconvError
 READINGS = ("as saved", "swap in/out", "flip", "swap in/out + flip")
 MAX_STRIDE = 16
 MAX_DILATION = 4
-DEFAULT_LIMIT = 50_000
+DEFAULT_LIMIT = 100_000  # candidates per weight reading
 _FIRST_POINTS, _MORE_POINTS = 6, 48
 _MAX_FULL_CHECKS = 64
 
@@ -57,10 +58,11 @@ class Detection:
     tried: int  # candidates checked numerically
     checked_full: int  # candidates computed in full
     seconds: float
+    limited: bool = False  # a reading's search stopped at the limit
 
     def as_dict(self) -> dict:
         return {"matches": [m.as_dict() for m in self.matches], "tried": self.tried, "checked_full": self.checked_full,
-                "seconds": round(self.seconds, 3)}
+                "limited": self.limited, "seconds": round(self.seconds, 3)}
 
 
 def detect(input: str, weight: str, expected: str, *, bias: str | None = None, styles=None, top: int = 3,
@@ -111,7 +113,7 @@ def detect(input: str, weight: str, expected: str, *, bias: str | None = None, s
             configs += 1
         if configs >= top:
             break
-    return Detection(tuple(matches), search.tried, search.full, time.perf_counter() - t0)
+    return Detection(tuple(matches), search.tried, search.full, time.perf_counter() - t0, search.exhausted)
 
 
 def _read_weight(w, reading: str, c_in: int, c_out: int):
@@ -168,6 +170,7 @@ class _Search:
 
         self.x, self.b, self.y, self.yshape, self.limit = x, b, y, yshape, limit
         self.tried = self.full = 0
+        self.exhausted = False  # whether some reading's search stopped at the limit
         self.atol, self.rtol = default_tolerances(str(x.dtype), str(y.dtype))
         rng = np.random.default_rng(0)
         total = int(np.prod(yshape))
@@ -204,24 +207,43 @@ class _Search:
         k_last, n_last = kernel[-1], self.x.shape[-1]
         idx_last, ok_last = zip(*(_dim_gather(s, d, lo, k_last, pts[:, -1], n_last) for s, d, lo, _ in last))
         idx_last, ok_last = np.stack(idx_last), np.stack(ok_last)  # (O, P, k_last)
+        base_index = (pts[:, 0].reshape(-1, *(1,) * rank), channels.reshape(count, cg, *(1,) * (rank - 1)))
+        gathers = []  # per lead dimension: (stride, dilation, lo) -> (index, mask) shaped for broadcasting
+        for j, options in enumerate(per_dim[:-1]):
+            shape = [count, 1] + [1] * (rank - 1)
+            shape[2 + j] = kernel[j]
+            gathers.append({})
+            for s, d, lo, _ in options:
+                if (s, d, lo) not in gathers[j]:
+                    idx, ok = _dim_gather(s, d, lo, kernel[j], pts[:, 2 + j], self.x.shape[2 + j])
+                    gathers[j][(s, d, lo)] = (idx.reshape(shape), ok.reshape(shape))
         p_index = np.arange(count)[None, :, None]
         t_index = np.arange(k_last)[None, None, :]
-        for lead in itertools.product(*per_dim[:-1]):
-            if self.tried >= self.limit:
+        # plausible leads first: the same stride and dilation on every dimension, then the rest; within each,
+        # by each dimension's plausibility rank (small dilation, small stride, symmetric crops)
+        rank_of = [{o: i for i, o in enumerate(options)} for options in per_dim[:-1]]
+        leads = sorted(itertools.product(*per_dim[:-1]),
+                       key=lambda lead: (len({o[:2] for o in lead}) > 1, sum(r[o] for r, o in zip(rank_of, lead))))
+        budget_end, matched = self.tried + self.limit, False
+        for lead in leads:
+            if matched and len({o[:2] for o in lead}) > 1:
+                return  # a match with uniform stride and dilation: mixed ones are not searched
+            if self.tried >= budget_end:
+                self.exhausted = True
                 return
             # x at the lead taps, all of the last axis: (P, cg, k_0..k_{r-2}, n_last), masked
-            index = [pts[:, 0].reshape(-1, *(1,) * rank), channels.reshape(count, cg, *(1,) * (rank - 1))]
-            mask = np.ones((count, 1, *(1,) * (rank - 1)), dtype=bool)
-            for j, (s, d, lo, _) in enumerate(lead):
-                idx, ok = _dim_gather(s, d, lo, kernel[j], pts[:, 2 + j], self.x.shape[2 + j])
-                shape = [count, 1] + [1] * (rank - 1)
-                shape[2 + j] = kernel[j]
-                index.append(idx.reshape(shape))
-                mask = mask & ok.reshape(shape)
-            taps = self.x[(*index, slice(None))].astype(np.float64) * mask[..., None]  # (P, cg, *k_lead, n_last)
+            index = [base_index[0], base_index[1]]
+            mask = True
+            for j, option in enumerate(lead):
+                idx, ok = gathers[j][option[:3]]
+                index.append(idx)
+                mask = mask & ok
+            taps = self.x[(*index, slice(None))].astype(np.float64)  # (P, cg, *k_lead, n_last)
+            if mask is not True:
+                taps *= mask[..., None]
             lead_axes = "".join(chr(ord("a") + j) for j in range(rank - 1))
             partial = np.einsum(f"pc{lead_axes}n,pc{lead_axes}t->pnt", taps, weights)  # (P, n_last, k_last)
-            allowed = self.limit - self.tried
+            allowed = budget_end - self.tried
             got = (partial[p_index, idx_last[:allowed], t_index] * ok_last[:allowed]).sum(axis=2) + bias  # (O, P)
             self.tried += len(got)
             good = np.all(np.abs(got - want) <= self.atol + self.rtol * np.abs(want), axis=1)
@@ -234,6 +256,7 @@ class _Search:
                 )
                 error = self.check(config, wc)
                 if error is not None:
+                    matched = matched or len({c[:2] for c in combo}) == 1
                     yield config, error
 
     def _dim_options(self, n: int, k: int, out: int) -> list:

@@ -134,6 +134,8 @@ def print_comparison(c, stream: TextIO) -> None:
 def print_detection(d, stream: TextIO) -> None:
     """``deconv detect``: the matches best first, each a ready-to-paste command line."""
     head = f"{d.tried} candidates tried, {d.checked_full} computed in full, {d.seconds:.2f} s"
+    if d.limited:
+        head += "; stopped at --limit, raise it to search further"
     if not d.matches:
         stream.write(f"no match ({head})\n")
         return
