@@ -350,3 +350,19 @@ def test_run_expect_streamed_output(layer, tmp_path):
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["timings"]["chunks"] == 2 and record["compare"]["match"] is True
+
+
+def test_readme_checking_examples_run(tmp_path):
+    """The README block for compare / run --expect / detect runs as written (on PyTorch's recorded tensors)."""
+    section = (ROOT / "README.md").read_text().split("## Checking results against a framework", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    out = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "MATCH: all 660 elements within atol 0.0001 + rtol 0.0001 * |expected|" in out.stderr
+    assert out.stdout.splitlines()[0] == "MATCH: all 660 elements within atol 0.0001 + rtol 0.0001 * |expected|"
+    assert json.loads((tmp_path / "report.json").read_text())["rtol"] == 1e-6
+    assert "   deconv run tests/golden/torch.npz:t2d_s2_p1_op1__x tests/golden/torch.npz:t2d_s2_p1_op1__w " \
+           "--bias tests/golden/torch.npz:t2d_s2_p1_op1__b --style torch --set stride=2 --set padding=1 " \
+           "--set 'output_padding=(1,0)' --expect tests/golden/torch.npz:t2d_s2_p1_op1__y" in out.stdout.splitlines()
