@@ -98,8 +98,11 @@ class Stats:
         """Fold in one block; ``offset`` is the block's first index in the whole tensor (per axis)."""
         import numpy as np
 
-        a = np.asarray(actual, dtype=np.float64)
-        e = np.asarray(expected, dtype=np.float64)
+        a, e = np.asarray(actual), np.asarray(expected)  # kept in their dtypes; the arithmetic is float64
+        if a.dtype == bool:
+            a = a.view(np.uint8)
+        if e.dtype == bool:
+            e = e.view(np.uint8)
         if a.shape != e.shape:
             raise ShapeMismatch(f"blocks differ in shape: {a.shape} vs {e.shape}")
         a, e = a.reshape(-1), e.reshape(-1)
@@ -108,9 +111,9 @@ class Stats:
             return
         finite_a, finite_e = np.isfinite(a), np.isfinite(e)
         with np.errstate(invalid="ignore"):
-            diff = np.subtract(a, e)  # NaN/Inf where a side is not finite: zeroed below, judged by `odd`
+            diff = np.subtract(a, e, dtype=np.float64)  # NaN/Inf where a side is not finite: zeroed below
         np.abs(diff, out=diff)
-        mag = np.abs(e)
+        mag = np.abs(e, dtype=np.float64)
         limit = mag * self.rtol
         limit += self.atol
         if finite_a.all() and finite_e.all():  # the common case: no NaN/Inf bookkeeping
