@@ -84,6 +84,10 @@ def detect(input: str, weight: str, expected: str, *, bias: str | None = None, s
     w = np.asarray(tensor_io.load(refs["weight"]))
     b = None if bias is None else np.asarray(tensor_io.load(refs["bias"])).reshape(-1)
     y = tensor_io.load(refs["expected"])  # .npy: memory-mapped; only sampled positions are read until step 3
+    # a grouped weight saved as (groups, C_in/g, C_out/g, *k) (MegEngine; or (groups, C_out/g, C_in/g, *k))
+    # is read as (C_in, C_out/g, *k) (or (C_out, C_in/g, *k)); the readings take it from there
+    if w.ndim == x.ndim + 1 and w.ndim >= 4 and w.shape[0] * w.shape[1] in (x.shape[1], y.shape[1]):
+        w = w.reshape(w.shape[0] * w.shape[1], *w.shape[2:])
     batched = x.ndim == w.ndim
     if x.ndim not in (w.ndim, w.ndim - 1) or w.ndim < 3 or y.ndim != x.ndim:
         raise ConfigError(
@@ -141,16 +145,19 @@ def _read_weight(w, reading: str, c_in: int, c_out: int):
     return np.ascontiguousarray(wc), groups
 
 
-def reading_code(reading: str, shape, groups: int) -> str:
+def reading_code(reading: str, shape, groups: int, rank: int) -> str:
     """NumPy code turning the saved weight ``w`` into the reading's canonical weight (for the printed recipe)."""
-    a, bdim, kernel = shape[0], shape[1], tuple(shape[2:])
     code = "w"
+    if len(shape) == rank + 3:  # grouped (g, C_in/g, C_out/g, *k): merge the first two axes
+        shape = (shape[0] * shape[1], *shape[2:])
+        code = f"w.reshape({tuple(shape)})"
+    a, bdim, kernel = shape[0], shape[1], tuple(shape[2:])
     if reading.startswith("swap"):
         if groups == 1:
-            code = "w.swapaxes(0, 1)"
+            code = f"{code}.swapaxes(0, 1)"
         else:
             c_in = groups * bdim
-            code = (f"w.reshape({(groups, a // groups, bdim, *kernel)}).swapaxes(1, 2)"
+            code = (f"{code}.reshape({(groups, a // groups, bdim, *kernel)}).swapaxes(1, 2)"
                     f".reshape({(c_in, a // groups, *kernel)})")
     if reading.endswith("flip"):
         code = f"np.flip({code}, axis={tuple(range(2, len(shape)))})"
@@ -372,7 +379,7 @@ def _command(style, items, reading, config, refs, infos) -> str:
     if reading != "as saved":
         stem = refs["weight"].path.rsplit(".", 1)[0]
         weight = f"{stem}.{reading.replace(' + ', '-').replace(' in/out', '').replace(' ', '-')}.npy"
-        code = reading_code(reading, infos["weight"].shape, config.groups)
+        code = reading_code(reading, infos["weight"].shape, config.groups, config.rank)
         script = (f"import numpy as np; from deconv_cli import tensor_io as t; w = t.load(t.parse_ref({str(refs['weight'])!r})); "
                   f"np.save({weight!r}, np.ascontiguousarray({code}))")
         plain = not any(c in script for c in '"$`\\!')

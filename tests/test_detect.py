@@ -176,3 +176,41 @@ def test_detect_rejects_impossible_shapes_with_one_line(layer, tmp_path):
         "Error: input (1, 16, 12, 12), weight (16, 8, 4, 4) and expected (1, 8, 24) are not one transposed "
         "convolution. Give INPUT (N, C, *spatial), WEIGHT (C_in, C_out/groups, *kernel) and EXPECTED "
         "(N, C_out, *spatial).\n")
+
+
+def _grouped_golden():
+    for param in _cases():
+        framework, case = param.values
+        if (framework == "megengine" and case["expect"] == "ok" and not case.get("quirks")
+                and len(case["weight_shape"]) == len(case["input_shape"]) + 1 and case["dtype"] == "float32"):
+            return framework, case
+    raise AssertionError("no grouped MegEngine golden")
+
+
+@pytest.mark.parametrize("reading", ["as saved", "swap in/out + flip"])
+def test_detect_reads_a_grouped_megengine_weight(reading, tmp_path):
+    """A (groups, C_in/g, C_out/g, *k) weight file (or its (groups, C_out/g, C_in/g, *k) mistake, flipped)."""
+    framework, case = _grouped_golden()
+    with np.load(GOLDEN / f"{framework}.npz") as arrays:
+        x, w, y = (arrays[f"{case['name']}__{k}"] for k in "xwy")
+        b = arrays.get(f"{case['name']}__b")
+    truth = deconv_cli.derive(x.shape, w.shape, style="megengine", bias_shape=None if b is None else b.shape,
+                              **_options(case)).config
+    saved = w
+    if reading != "as saved":
+        saved = np.ascontiguousarray(np.flip(w, axis=tuple(range(3, w.ndim))).swapaxes(1, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", saved)
+    np.save(tmp_path / "y.npy", y)
+    args = [str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), str(tmp_path / "y.npy")]
+    if b is not None:
+        np.save(tmp_path / "b.npy", b.reshape(-1))
+    found = detect(*args, bias=None if b is None else str(tmp_path / "b.npy"), limit=LIMIT)
+    mine = [m for m in found.matches if m.weight == reading]
+    assert mine, found
+    assert {m.style for m in mine} >= ({"megengine"} if reading == "as saved" else {"torch"})
+    for m in mine:
+        if m.style in ("megengine", "torch"):
+            shape = saved.shape if reading == "as saved" else truth.weight_shape
+            got = deconv_cli.derive(x.shape, shape, style=m.style, **parse_set(m.set)).config
+            assert _effective(got, x.shape[2:]) == _effective(truth, x.shape[2:])
