@@ -290,7 +290,14 @@ def compare_refs(actual_ref, expected_ref, *, atol: float | None = None, rtol: f
     from disk in blocks, or an in-memory array. ``budget``: bytes of block memory (default: the memory budget)."""
     if top < 0:
         raise ConfigError(f"--top {top} must be >= 0")
-    actual, expected = _source(actual_ref), _source(expected_ref)
+    if _is_stdin(actual_ref) and _is_stdin(expected_ref):
+        raise ConfigError("only one tensor can come from stdin ('-')", "save the other to a file")
+    actual = _source(actual_ref)
+    try:
+        expected = _source(expected_ref)
+    except BaseException:
+        actual.close()
+        raise
     try:
         _check_shapes(actual.shape, expected.shape)
         atol, rtol = _tolerances(atol, rtol, (actual.dtype, expected.dtype))
@@ -394,6 +401,10 @@ def _release(mapped) -> None:
     base = getattr(mapped, "_mmap", None)
     if base is not None and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
         base.madvise(mmap.MADV_DONTNEED)
+
+
+def _is_stdin(side) -> bool:
+    return (isinstance(side, str) and side == "-") or getattr(side, "path", None) == "-"
 
 
 def _source(side) -> _Source:

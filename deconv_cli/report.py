@@ -132,15 +132,24 @@ def print_comparison(c, stream: TextIO) -> None:
 
 
 def print_detection(d, stream: TextIO) -> None:
-    """``deconv detect``: the matches best first, each a ready-to-paste command line."""
+    """``deconv detect``: the matching configurations best first; for each, the weight re-save (when the
+    reading is not "as saved") once, then one ready-to-paste ``deconv run`` line per style."""
     head = f"{d.tried} candidates tried, {d.checked_full} computed in full, {d.seconds:.2f} s"
     if d.limited:
         head += "; stopped at --limit, raise it to search further"
     if not d.matches:
         stream.write(f"no match ({head})\n")
         return
-    stream.write(f"{len(d.matches)} match{'' if len(d.matches) == 1 else 'es'}, best first ({head}):\n")
-    for number, m in enumerate(d.matches, 1):
-        stream.write(f"{number}. {m.style}, weight {m.weight}, max abs error {m.max_abs:.3g}\n")
-        for line in m.command.splitlines():
+    groups: list[tuple[tuple, list]] = []
+    for m in d.matches:
+        lines = m.command.splitlines()
+        key = (m.weight, m.max_abs, tuple(lines[:-1]))
+        if not groups or groups[-1][0] != key:
+            groups.append((key, []))
+        groups[-1][1].append((m.style, lines[-1]))
+    noun = "configuration" if len(groups) == 1 else "configurations"
+    stream.write(f"{len(groups)} matching {noun}, best first ({head}):\n")
+    for number, ((weight, max_abs, recipe), runs) in enumerate(groups, 1):
+        stream.write(f"{number}. weight {weight}, max abs error {max_abs:.3g}: {', '.join(s for s, _ in runs)}\n")
+        for line in (*recipe, *(line for _, line in runs)):
             stream.write(f"   {line}\n")

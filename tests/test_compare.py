@@ -279,6 +279,15 @@ def test_compare_cli_usage_errors_exit_2(pair):
     assert missing.exit_code == 1 and missing.stderr == "Error: nope.npy: no such file. Check the path.\n"
 
 
+def test_compare_reads_one_side_from_stdin(pair, tmp_path):
+    with open(tmp_path / "e.npy", "rb") as f:
+        result = CliRunner().invoke(cli, ["compare", "a.npy", "-", "--json"], input=f.read())
+    assert result.exit_code == 1 and json.loads(result.stdout)["mismatches"] == 2
+    both = invoke("compare", "-", "-")
+    assert both.exit_code == 2
+    assert both.stderr == "Error: only one tensor can come from stdin ('-'). Save the other to a file.\n"
+
+
 def test_compare_help_documents_the_defaults():
     text = invoke("compare", "--help").stdout
     flat = " ".join(text.split())

@@ -126,8 +126,8 @@ def test_detect_cli_prints_lines_that_run_as_pasted(layer, tmp_path):
                                       "--style", "torch", "--top", "1"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("1 match, best first (") and "candidates tried" in lines[0]
-    assert lines[1].startswith("1. torch, weight flip, max abs error ")
+    assert lines[0].startswith("1 matching configuration, best first (") and "candidates tried" in lines[0]
+    assert lines[1].startswith("1. weight flip, max abs error ") and lines[1].endswith(": torch")
     assert lines[2] == ("   python -c \"import numpy as np; from deconv_cli import tensor_io as t; "
                         "w = t.load(t.parse_ref('w_flipped.npy')); "
                         "np.save('w_flipped.flip.npy', np.ascontiguousarray(np.flip(w, axis=(2, 3))))\"")
