@@ -5,7 +5,7 @@ the same position; NaN or +-Inf on one side only (or Inf of the other sign) is a
 
 ``Stats.update(actual_chunk, expected_chunk, offset)`` folds one block into running statistics, so a
 comparison never holds more than one block of each side: the maximum and mean absolute error, the
-maximum relative error (over elements whose expected value is not 0), the mismatch count, NaN/Inf counts
+maximum and mean relative error (over elements whose expected value is not 0), the mismatch count, NaN/Inf counts
 per side, the K worst elements (largest absolute error; one-sided NaN/Inf first) with their N-d indices,
 and an approximate median absolute error from a fixed histogram of the float64 exponent and top mantissa
 bits (bins at most 3.1% wide, so within about 1.6% of the exact median; an exact median needs every error
@@ -89,6 +89,8 @@ class Stats:
     sum_abs: float = 0.0
     max_abs: float = 0.0
     max_rel: float = 0.0
+    sum_rel: float = 0.0
+    nonzero: int = 0  # elements finite on both sides with expected != 0 (the mean relative error's denominator)
     nan: dict = field(default_factory=lambda: {"actual": 0, "expected": 0})
     inf: dict = field(default_factory=lambda: {"actual": 0, "expected": 0})
     _worst: list = field(default_factory=list)  # min-heap of (badness, tiebreak, Element)
@@ -139,8 +141,11 @@ class Stats:
         if n_both:
             self.sum_abs += float(diff.sum())
             self.max_abs = max(self.max_abs, float(diff.max()))
-            rel = np.divide(diff, mag, out=np.zeros_like(diff), where=mag > 0)
+            positive = mag > 0
+            rel = np.divide(diff, mag, out=np.zeros_like(diff), where=positive)
             self.max_rel = max(self.max_rel, float(rel.max()))
+            self.sum_rel += float(rel.sum())
+            self.nonzero += int(np.count_nonzero(positive))
             self._histogram(diff if odd is None else diff[both])
         self._keep_worst(a, e, diff, odd, tuple(actual.shape) if hasattr(actual, "shape") else a.shape, offset)
 
@@ -217,6 +222,7 @@ class Comparison:
     nan: dict
     inf: dict
     worst: tuple[Element, ...]
+    mean_rel: float = 0.0
 
     @property
     def match(self) -> bool:
@@ -227,12 +233,13 @@ class Comparison:
         return self.mismatches / self.total if self.total else 0.0
 
     def as_dict(self) -> dict:
-        """DESIGN.md's JSON fields, plus ``fraction``, ``median_abs`` (approximate) and ``dtype``."""
+        """DESIGN.md's JSON fields, plus ``fraction``, ``median_abs`` (approximate), ``mean_rel`` and ``dtype``."""
         return {
             "match": self.match,
             "shape": list(self.shape),
             "max_abs": self.max_abs,
             "max_rel": self.max_rel,
+            "mean_rel": self.mean_rel,
             "mean_abs": self.mean_abs,
             "median_abs": self.median_abs,
             "mismatches": self.mismatches,
@@ -251,7 +258,7 @@ def _finish(stats: Stats, shape, dtypes) -> Comparison:
     return Comparison(
         tuple(shape), tuple(dtypes), stats.atol, stats.rtol, stats.total, stats.mismatches, stats.max_abs,
         stats.max_rel, stats.sum_abs / stats.finite if stats.finite else 0.0, stats.median_abs,
-        dict(stats.nan), dict(stats.inf), tuple(stats.worst),
+        dict(stats.nan), dict(stats.inf), tuple(stats.worst), stats.sum_rel / stats.nonzero if stats.nonzero else 0.0,
     )
 
 

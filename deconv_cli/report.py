@@ -113,7 +113,8 @@ def comparison_lines(c) -> list[str]:
     median = "-" if c.median_abs is None else f"~{c.median_abs:.3g}"
     lines += [
         f"  shape {_shape(c.shape)}; actual {c.dtypes[0]}, expected {c.dtypes[1]}",
-        f"  abs error: max {c.max_abs:.6g}, mean {c.mean_abs:.6g}, median {median}; rel error: max {c.max_rel:.6g}",
+        f"  abs error: max {c.max_abs:.6g}, mean {c.mean_abs:.6g}, median {median}; "
+        f"rel error: max {c.max_rel:.6g}, mean {c.mean_rel:.6g}",
         f"  NaN: actual {c.nan['actual']}, expected {c.nan['expected']}; "
         f"Inf: actual {c.inf['actual']}, expected {c.inf['expected']}",
     ]

@@ -41,6 +41,8 @@ def test_rule_nan_inf_and_counts():
     assert c.nan == {"actual": 2, "expected": 1} and c.inf == {"actual": 3, "expected": 2}
     assert c.max_abs == pytest.approx(0.5)
     assert c.max_rel == pytest.approx(1.0)  # 0 vs 1e-5
+    # over the 4 elements finite on both sides with expected != 0: 0, 0.2, 0.0004/5.0004, 1
+    assert c.mean_rel == pytest.approx((0.5 / 2.5 + 0.0004 / 5.0004 + 1.0) / 4, rel=1e-3)
     assert [w.index for w in c.worst[:3]] == [(3,), (5,), (6,)]  # one-sided NaN/Inf first, by index
     assert [w.abs for w in c.worst[:3]] == [None, None, None]
     assert c.worst[3].index == (1,) and c.worst[3].abs == pytest.approx(0.5)
@@ -68,13 +70,14 @@ def test_blocks_give_the_same_answer_as_one_pass(rng, tmp_path, budget):
     e[2, 3, 4, 5] += 10
     e[0, 1, 2, 3] = np.nan
     whole = compare_arrays(a, e, top=4, budget=10**9, atol=1e-2).as_dict()
-    mean = whole.pop("mean_abs")
+    means = whole.pop("mean_abs"), whole.pop("mean_rel")
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "e.npy", e)
     for got in (compare_arrays(a, e, top=4, budget=budget, atol=1e-2), compare_refs(str(tmp_path / "a.npy"),
                                                                          str(tmp_path / "e.npy"), top=4, budget=budget, atol=1e-2)):
         record = got.as_dict()
-        assert record.pop("mean_abs") == pytest.approx(mean, rel=1e-12)  # summation order differs
+        got = record.pop("mean_abs"), record.pop("mean_rel")
+        assert got == pytest.approx(means, rel=1e-12)  # summation order differs
         assert record == whole
     assert whole["worst"][0]["index"] == [0, 1, 2, 3] and whole["worst"][1]["index"] == [2, 3, 4, 5]
     assert whole["mismatches"] == 2 and whole["nan"] == {"actual": 0, "expected": 1}
