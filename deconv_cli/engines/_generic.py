@@ -113,7 +113,14 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     y_file = xp.empty(config.output_shape(n if config.batched else None, tuple(out_spatial)), dtype=out_dtype)
     y = to_canonical_input(y_file, config, xp)  # the same layout rule maps the output to (N, C, *out)
     b = None if bias is None else xp.asarray(bias).reshape(-1).astype(acc, copy=False)
-    path = path or choose_path(config, tuple(out_spatial))
+    if y.size == 0:  # an empty batch (or no output channel): nothing to compute
+        return y_file
+    if x.size == 0:  # no input channel: every position gets the bias alone
+        _fill_bias(y, b, xp)
+        return y_file
+    # The phase path multiplies the zero padding around the input by every tap; a NaN or Inf tap would turn
+    # positions no input reaches into NaN. The scatter path multiplies real input only, as the definition.
+    path = path or ("scatter" if not bool(xp.isfinite(w).all()) else choose_path(config, tuple(out_spatial)))
     items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp)
     if parallel_map is None or len(items) < 2:
         for item in items:
