@@ -237,8 +237,8 @@ def run_job(job: Job) -> Result:
     for role, ref in refs.items():
         if role not in arrays:
             arrays[role] = tensor_io.load(ref)
-    t1 = time.perf_counter()
     counts = {role: count_non_finite(array) for role, array in arrays.items()}
+    t1 = time.perf_counter()
     try:
         output = engine.deconvolve(
             arrays["input"], arrays["weight"], arrays.get("bias"), derivation.config, derivation.output_spatial
