@@ -16,7 +16,6 @@ from .config import Shape
 from .errors import ConfigError, DeconvError
 from .shapes import Derivation
 
-
 # Up to this many candidate values per keyword and dimension are each parsed (about 30 us apiece); beyond
 # that (a stride or dilation in the hundreds and up) the reachable values are found by bisection, so that
 # ``deconv shape`` answers at once for any stride (10**6, 10**30).

@@ -260,8 +260,9 @@ def test_an_empty_batch_gives_an_empty_output(files):
 
 
 def test_an_empty_batch_on_stdin_and_in_hdf5(files):
-    import h5py
     import io
+
+    import h5py
 
     buffer = io.BytesIO()
     np.save(buffer, np.zeros((0, 4, 6, 6), np.float64))
@@ -307,7 +308,7 @@ WILD = st.one_of(st.integers(-3, 12), st.sampled_from([0, 1, 2**31, 2**63, 10**6
 KEYS = ("stride", "padding", "output_padding", "dilation", "groups", "output_size")
 
 
-def _value(draw_tuple, value, rank=2):
+def _value(draw_tuple, value):
     return repr(tuple(value)) if draw_tuple else repr(value[0])
 
 
