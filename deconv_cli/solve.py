@@ -42,12 +42,6 @@ def _space(kind: str, axis: int, record: Derivation) -> tuple[int, Callable[[int
     return base[axis] + span + 1 - first, value
 
 
-def _candidates(kind: str, axis: int, record: Derivation):
-    """The keyword's candidate values for one dimension, in order."""
-    count, value = _space(kind, axis, record)
-    return (value(i) for i in range(count))
-
-
 class SizeRun(Mapping):
     """{size: value} for every size in [first, last] with value ``size + shift``: a long run of reachable
     sizes kept as its two ends. It compares equal to the dict it stands for."""
