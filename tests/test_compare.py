@@ -355,7 +355,7 @@ def test_run_needs_output_or_expect_and_tolerances_need_expect(layer):
 
 def test_run_expect_streamed_output(layer, tmp_path):
     """A job streamed through disk (budget exceeded) compares the written file with REF."""
-    env = dict(os.environ, DECONV_MEMORY_BUDGET="1K")
+    env = dict(os.environ, DECONV_MEMORY_BUDGET="2K")  # one sample (1.6 KiB) per slice
     out = subprocess.run([sys.executable, "-m", "deconv_cli", "run", "x.npy", "w.npy", "--set", "stride=2",
                           "--set", "padding=1", "-o", "out.npy", "--expect", "y.npy", "--json", "-q"],
                          env=env, capture_output=True, text=True, cwd=tmp_path)
