@@ -57,11 +57,8 @@ class Task:
 
     id: str | int
     line: int
-    job: Job | None
+    job: Job
     output: str | None
-    expect: str | None = None
-    atol: float | None = None
-    rtol: float | None = None
 
 
 @dataclass
@@ -114,22 +111,15 @@ def execute(task: Task) -> dict:
     try:
         result = run_job(task.job, load_shared=load_shared)
         record.update(output_shape=list(result.derivation.output_shape), timings=result.timings)
-        if task.expect is not None:
-            comparison = _compare(task)
-            record["compare"] = comparison
-            if not comparison["match"]:
+        if result.compare is not None:
+            record["compare"] = result.compare.as_dict()
+            if not result.compare.match:
                 record["status"] = "mismatch"
     except DeconvError as error:
         record.update(status="failed", error=str(error))
     except MemoryError:
         record.update(status="failed", error="out of memory. Run fewer jobs at once (--jobs) or lower DECONV_MEMORY_BUDGET.")
     return record
-
-
-def _compare(task: Task) -> dict:
-    from .compare import compare_refs
-
-    return compare_refs(task.job.output, task.expect, atol=task.atol, rtol=task.rtol).as_dict()
 
 
 # ---------------------------------------------------------------- the journal
@@ -205,7 +195,8 @@ def _resume_plan(entries: list[Entry], records: list[dict]) -> tuple[dict, set]:
     skip, replaceable = {}, set()
     for entry in entries:
         record = done.get(entry.key())
-        if record is not None and record.get("inputs") == _stats(entry) and entry.output and os.path.exists(manifest.file_of(entry.output)):
+        output_there = entry.output is None or os.path.exists(manifest.file_of(entry.output))
+        if record is not None and record.get("inputs") == _stats(entry) and output_there:
             skip[entry.key()] = record
             continue
         target = entry.output and manifest.file_of(entry.output)
@@ -225,8 +216,9 @@ def _task(entry: Entry, settings: Settings, force: bool) -> Task:
     job = Job(
         input=entry.input, weight=entry.weight, output=entry.output, bias=entry.bias, style=entry.style,
         options=dict(entry.options), device=settings.device, force=force, quirks=entry.quirks,
+        expect=entry.expect, atol=entry.atol, rtol=entry.rtol,
     )
-    return Task(entry.id, entry.line, job, entry.raw_output, entry.expect, entry.atol, entry.rtol)
+    return Task(entry.id, entry.line, job, entry.raw_output)
 
 
 def dry_run(entries: list[Entry], emit: Callable[[dict], None], log: Callable[[str], None]) -> Summary:

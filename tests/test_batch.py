@@ -4,7 +4,6 @@ failure isolation, and real signals (SIGINT, SIGKILL) sent to real `deconv batch
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -401,3 +400,37 @@ def test_batch_help_and_a_local_batch_import_no_dask(folder):
     done = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, check=False)
     assert done.stdout.splitlines()[-1] == "[]", done.stderr
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["y0.npy", "y1.npy"]
+
+
+# ---------------------------------------------------------------- expect: compare with a reference
+
+
+def test_expect_reports_match_and_mismatch_with_a_compare_object(folder):
+    w = np.load(folder / "w.npy")
+    right = expected(np.load(folder / "x0.npy"), w, padding=0).astype(np.float32)
+    np.save(folder / "right.npy", right)
+    np.save(folder / "shifted.npy", np.roll(right, 1, axis=-1))
+    write_jsonl(folder / "jobs.jsonl", [
+        {"id": "same", "input": "x0.npy", "weight": "w.npy", "output": "out/a.npy", "expect": "right.npy"},
+        {"id": "off", "input": "x0.npy", "weight": "w.npy", "output": "out/b.npy", "expect": "shifted.npy"},
+        {"id": "loose", "input": "x0.npy", "weight": "w.npy", "expect": "shifted.npy", "atol": 100.0},
+        {"id": "only", "input": "x0.npy", "weight": "w.npy", "expect": "right.npy"},
+    ])
+    result = invoke("jobs.jsonl", "-j", "1", "--set", "stride=2", "--json")
+    assert result.exit_code == 1
+    records = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert {k: r["status"] for k, r in records.items()} == {"same": "ok", "off": "mismatch", "loose": "ok", "only": "ok"}
+    assert records["same"]["compare"]["match"] is True and records["same"]["compare"]["mismatches"] == 0
+    off = records["off"]["compare"]
+    assert off["match"] is False and off["total"] == right.size and off["mismatches"] > 0
+    assert records["loose"]["compare"]["atol"] == 100.0
+    assert result.stderr.splitlines()[0] == (
+        f"job off (line 2) mismatch: {off['mismatches']} of {off['total']} elements differ (max abs {off['max_abs']})")
+    assert summary(result.stderr) == (3, 0, 1, 0)
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["a.npy", "b.npy"]  # expect-only jobs write nothing
+
+
+def test_expect_fields_are_checked_with_the_manifest(folder):
+    write_jsonl(folder / "jobs.jsonl", [{"input": "x0.npy", "weight": "w.npy", "expect": "right.npy", "atol": -1}])
+    result = invoke("jobs.jsonl")
+    assert (result.exit_code, result.stderr) == (2, "Error: line 1: 'atol' must be a number >= 0, got -1.\n")
