@@ -45,3 +45,9 @@ step deconv shape --style mindspore --input-shape 32,16,10,32,32 --weight-shape 
     --set in_channel=16 --set out_channel=3 --set "kernel_size=(4,6,2)"
 
 step deconv info out/torch_y.npy out/onnx_y.h5 out/megengine_y.npz
+
+# Batch: a JSONL manifest (four styles) on two worker processes, one JSON record per job, then a CSV
+# manifest planned from headers only. Paths in a manifest are relative to the manifest's folder.
+mkdir -p out/batch
+step deconv batch $S/jobs.jsonl --jobs 2 --force --journal out/batch/jobs.journal --json
+step deconv batch $S/jobs.csv --dry-run

@@ -434,3 +434,152 @@ def test_expect_fields_are_checked_with_the_manifest(folder):
     write_jsonl(folder / "jobs.jsonl", [{"input": "x0.npy", "weight": "w.npy", "expect": "right.npy", "atol": -1}])
     result = invoke("jobs.jsonl")
     assert (result.exit_code, result.stderr) == (2, "Error: line 1: 'atol' must be a number >= 0, got -1.\n")
+
+
+# ---------------------------------------------------------------- the README's manifests, executors, caches, progress
+
+
+def test_the_readme_manifests_plan(tmp_path):
+    root = Path(__file__).parent.parent
+    section = (root / "README.md").read_text().split("## Batch jobs", 1)[1].split("\n## ", 1)[0]
+    for sample in (root / "samples").iterdir():
+        if sample.suffix in (".npy", ".npz"):
+            (tmp_path / sample.name).write_bytes(sample.read_bytes())
+    (tmp_path / "out").mkdir()
+    for kind, count in (("jsonl", 3), ("csv", 2)):
+        (tmp_path / f"jobs.{kind}").write_text(re.search(rf"```{kind}\n(.*?)```", section, re.S).group(1))
+        result = invoke(str(tmp_path / f"jobs.{kind}"), "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert len(result.stdout.splitlines()) == count
+
+
+def test_the_sample_manifests_run(tmp_path):
+    root = Path(__file__).parent.parent
+    for name in ("jobs.jsonl", "jobs.csv"):
+        result = invoke(str(root / "samples" / name), "--dry-run")
+        assert result.exit_code == 0, result.output
+
+
+def _square(n):
+    return n * n
+
+
+def _fail(n):
+    raise ValueError(f"bad {n}")
+
+
+def _slow_then_mark(folder, n):
+    marker = Path(folder) / f"started{n}"
+    marker.write_text("")
+    try:
+        time.sleep(30)
+    finally:
+        marker.unlink()  # a finally block runs even when the task is stopped
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_executors_return_every_task_once_with_its_error(jobs):
+    from deconv_cli.executors import open_executor
+
+    with open_executor(jobs=jobs) as executor:
+        tasks = [executor.submit(_square, n) for n in range(7)] + [executor.submit(_fail, 7)]
+        done = {d.task: d for d in executor.completed()}
+    assert sorted(done) == tasks
+    assert [done[t].value for t in tasks[:7]] == [n * n for n in range(7)]
+    assert isinstance(done[7].error, ValueError) and str(done[7].error) == "bad 7"
+
+
+def test_cancel_keeps_running_tasks_and_terminate_unwinds_them(tmp_path):
+    from deconv_cli.executors import ProcessExecutor
+
+    executor = ProcessExecutor(2)
+    for n in range(2):
+        executor.submit(_square, n)
+    executor.cancel()  # nothing waits here any more except what the pool already has
+    assert sorted(d.value for d in executor.completed()) == [0, 1]
+    executor.close()
+
+    executor = ProcessExecutor(2)
+    for n in range(6):
+        executor.submit(_slow_then_mark, str(tmp_path), n)
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob("started*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(tmp_path.glob("started*"))) == 2
+    start = time.monotonic()
+    executor.terminate()
+    executor.close()
+    assert time.monotonic() - start < 10
+    assert list(tmp_path.glob("started*")) == []  # both running tasks ran their finally blocks
+
+
+def test_threads_are_split_between_jobs(monkeypatch):
+    from deconv_cli import executors
+
+    monkeypatch.delenv("DECONV_THREADS", raising=False)
+    monkeypatch.setattr(executors, "cpus", lambda: 8)
+    assert executors.split_threads(None) == (8, 1)
+    assert executors.split_threads(2) == (2, 4)
+    assert executors.split_threads(3) == (3, 2)
+    assert executors.split_threads(16) == (16, 1)
+    monkeypatch.setenv("DECONV_THREADS", "3")
+    assert executors.split_threads(2) == (2, 3)
+
+
+def test_shared_weights_are_read_once_per_file_version(tmp_path, rng):
+    from deconv_cli import batch, tensor_io
+
+    np.save(tmp_path / "w.npy", rng.standard_normal((4, 2, 3, 3)).astype(np.float32))
+    ref = tensor_io.parse_ref(str(tmp_path / "w.npy"))
+    first = batch.load_shared(ref)
+    assert batch.load_shared(ref) is first
+    time.sleep(0.01)
+    np.save(tmp_path / "w.npy", np.ones((4, 2, 3, 3), dtype=np.float32))
+    second = batch.load_shared(ref)
+    assert second is not first and np.all(np.asarray(second) == 1)
+
+
+def test_plans_are_cached_across_jobs():
+    from deconv_cli.job import plan
+
+    one = plan("torch", {"stride": 2, "padding": [1, 1]}, (1, 8, 6, 6), (8, 4, 3, 3))
+    assert plan("torch", {"stride": 2, "padding": [1, 1]}, (1, 8, 6, 6), (8, 4, 3, 3)) is one
+    assert plan("torch", {"stride": 2, "padding": (1, 1)}, (1, 8, 6, 6), (8, 4, 3, 3)) is not one  # the spelling is kept
+    assert plan("torch", {"stride": 2, "padding": 1}, (1, 8, 7, 6), (8, 4, 3, 3)).output_shape == (1, 4, 13, 11)  # a new shape, a new plan
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = []
+
+    def write(self, text):
+        self.text.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    from deconv_cli.report import BatchProgress
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = _Terminal()
+    progress = BatchProgress(terminal, show=True)
+    progress.start(3)
+    for status in ("ok", "failed", "ok"):
+        progress.advance(status)
+    progress.log("job 2 (line 2) failed: no")
+    progress.close()
+    drawn = "".join(terminal.text)
+    assert "3/3" in drawn and "1 failed" in drawn and "job 2 (line 2) failed: no" in drawn
+    quiet = _Terminal()
+    progress = BatchProgress(quiet, show=False)
+    progress.start(3)
+    progress.advance("ok")
+    progress.close()
+    assert quiet.text == []
