@@ -9,7 +9,8 @@ plans (``job.plan`` is cached) and the weights that several jobs share (a small 
 path, size and modification time) from one job to the next.
 
 The journal (``<manifest>.journal``, or ``<manifest>.journal-K-of-N`` for a shard; ``--journal`` sets another
-path) is a JSONL file appended by this process only, and flushed and fsynced as each job finishes:
+path) is a JSONL file appended by this process only, flushed as each job finishes (a killed run loses
+nothing) and fsynced right after by a background thread (a busy disk takes milliseconds per fsync):
 ``start`` lines (the job's key and output, when submitted) and ``done`` lines (its status, the size and
 modification time of every file it read, when it finished). ``--resume`` skips exactly the jobs with a
 ``done``/``ok`` line of the same key (same fields after defaults and paths) whose inputs are unchanged and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -139,6 +141,9 @@ class Journal:
     def __init__(self, path: str):
         self.path = path
         self._file = None
+        self._syncer: threading.Thread | None = None
+        self._dirty = threading.Event()
+        self._closing = False
 
     def read(self, pattern: str | None = None) -> list[dict]:
         """Every readable line of this journal (and of the others matching ``pattern``: all shards)."""
@@ -164,11 +169,29 @@ class Journal:
             except OSError as exc:
                 raise DeconvError(f"cannot write the journal {self.path}: {exc.strerror or exc}", "pass --journal PATH in a writable folder") from None
         self._file.write("".join(json.dumps(r) + "\n" for r in records))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._file.flush()  # in the kernel now: a killed run loses nothing
+        if self._syncer is None:
+            self._syncer = threading.Thread(target=self._sync, name="deconv-journal", daemon=True)
+            self._syncer.start()
+        self._dirty.set()
+
+    def _sync(self) -> None:
+        """fsync beside the run (a busy disk takes milliseconds per call): whatever was written is on disk soon after."""
+        while True:
+            self._dirty.wait()
+            if self._closing:
+                return
+            self._dirty.clear()
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if self._file is not None:
+            if self._syncer is not None:
+                self._closing = True
+                self._dirty.set()
+                self._syncer.join()
+                self._syncer = None
+            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 
@@ -194,10 +217,10 @@ def _resume_plan(entries: list[Entry], records: list[dict]) -> tuple[dict, set]:
             started[r["output"]] = min(started.get(r["output"], r["t"]), r["t"])
     skip, replaceable = {}, set()
     for entry in entries:
-        record = done.get(entry.key())
+        record = done.get(entry.key)
         output_there = entry.output is None or os.path.exists(manifest.file_of(entry.output))
         if record is not None and record.get("inputs") == _stats(entry) and output_there:
-            skip[entry.key()] = record
+            skip[entry.key] = record
             continue
         target = entry.output and manifest.file_of(entry.output)
         if target in started:
@@ -261,8 +284,6 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
     entries = manifest.shard(manifest.read(source, defaults), settings.shard)
     if settings.dry_run:
         return dry_run(entries, emit, log)
-    if progress is not None:
-        progress.start(len(entries))
     journal = Journal(journal_path(source, settings))
     skip, replaceable = {}, set()
     if settings.resume:
@@ -278,12 +299,7 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
         if progress is not None:
             progress.advance(record["status"])
 
-    for entry in entries:
-        if entry.key() in skip:
-            previous = skip[entry.key()]
-            finish({"id": entry.id, "line": entry.line, "status": "skipped", "output": entry.raw_output,
-                    "output_shape": previous.get("output_shape")})
-    todo = [entry for entry in entries if entry.key() not in skip]
+    todo = [entry for entry in entries if entry.key not in skip]
     pending: dict[int, tuple[Entry, dict]] = {}
 
     def collect(done) -> None:
@@ -292,7 +308,7 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
             "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
             "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
         }
-        journal.write([{"event": "done", "key": entry.key(), "id": entry.id, "status": record["status"],
+        journal.write([{"event": "done", "key": entry.key, "id": entry.id, "status": record["status"],
                         "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
         finish(record)
 
@@ -302,12 +318,19 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
     try:
         with DeferredInterrupt(first_interrupt) as interrupt, \
                 open_executor(jobs=settings.jobs, scheduler=settings.scheduler) as executor:
+            if progress is not None:  # after the workers started: fork only while this process has one thread
+                progress.start(len(entries))
+            for entry in entries:
+                if entry.key in skip:
+                    previous = skip[entry.key]
+                    finish({"id": entry.id, "line": entry.line, "status": "skipped", "output": entry.raw_output,
+                            "output_shape": previous.get("output_shape")})
             now = time.time()
             starts = []
             for entry in todo:
                 force = settings.force or (entry.output is not None and manifest.file_of(entry.output) in replaceable)
                 pending[executor.submit(execute, _task(entry, settings, force))] = (entry, _stats(entry))
-                starts.append({"event": "start", "key": entry.key(), "id": entry.id, "output": entry.output and manifest.file_of(entry.output), "t": now})
+                starts.append({"event": "start", "key": entry.key, "id": entry.id, "output": entry.output and manifest.file_of(entry.output), "t": now})
             if starts:
                 journal.write(starts)
             for done in executor.completed():

@@ -218,6 +218,7 @@ class ProcessExecutor(Executor):
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker, initargs=(self.threads,)
         )
+        self._pool.submit(int)  # starts every worker now, while this process may still fork safely
         self._waiting: deque = deque()
         self._running: dict = {}  # future -> task
         self._lost: list[Done] = []
