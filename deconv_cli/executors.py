@@ -13,7 +13,8 @@ never an array.
         for done in executor.completed():
             print(done.task, done.value, done.error)
 
-Threads: local workers split the CPUs, so that ``jobs x threads`` never exceeds them. Each worker sets the
+Threads: local workers split the CPUs, so that ``jobs x threads`` never exceeds them; Dask workers split each
+machine's CPUs between all the task threads of the workers on it. Each worker sets the
 engine's ``DECONV_THREADS`` (unless the user set it) and holds BLAS to the same count (threadpoolctl when
 installed, else the BLAS libraries' own environment variables, set before numpy is imported), then imports
 numpy and the engine once and keeps them. Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole
@@ -276,8 +277,15 @@ class ProcessExecutor(Executor):
 # ---------------------------------------------------------------- Dask distributed
 
 
+def _set_threads(threads: int) -> int:
+    """On a Dask worker: the engine threads each of its tasks may use (a DECONV_THREADS set there wins)."""
+    if not os.environ.get("DECONV_THREADS", "").strip():
+        os.environ["DECONV_THREADS"] = str(threads)
+    return int(os.environ["DECONV_THREADS"])
+
+
 def _dask_call(fn: Callable, args: tuple):
-    """On a Dask worker: split this machine's CPUs between the worker's task threads (once), then run."""
+    """On a Dask worker that joined after the split: its CPUs over its task threads, then run."""
     if not os.environ.get("DECONV_THREADS", "").strip():
         try:
             from distributed import get_worker
@@ -285,7 +293,7 @@ def _dask_call(fn: Callable, args: tuple):
             nthreads = get_worker().state.nthreads
         except (ImportError, ValueError, AttributeError):
             nthreads = 1
-        os.environ["DECONV_THREADS"] = str(max(1, cpus() // max(1, nthreads)))
+        _set_threads(max(1, cpus() // max(1, nthreads)))
     return fn(*args)
 
 
@@ -310,9 +318,24 @@ class DaskExecutor(Executor):
                 "start one with `dask scheduler` and `dask worker ADDRESS`, or check the address",
             ) from None
         self.workers = max(1, sum(self._client.nthreads().values()))
+        self._split_threads()
         self._futures: dict = {}
         self._count = 0
         self._token = os.urandom(6).hex()
+
+    def _split_threads(self) -> None:
+        """Per machine: its CPUs over all the task threads of the workers on it (two workers on one
+        2-CPU machine, one thread each: one engine thread per task)."""
+        from collections import Counter
+
+        workers = self._client.scheduler_info()["workers"]
+        available = self._client.run(cpus)
+        per_host = Counter()
+        for info in workers.values():
+            per_host[info["host"]] += info["nthreads"]
+        for address, info in workers.items():
+            threads = max(1, available.get(address, 1) // max(1, per_host[info["host"]]))
+            self._client.run(_set_threads, threads, workers=[address])
 
     def submit(self, fn: Callable, *args) -> int:
         # pure=False and a unique key: two jobs with equal arguments are still two side-effecting tasks
