@@ -104,17 +104,25 @@ def medium(folder: Path, jobs: int, dask: bool) -> dict:
     options = {"stride": 2, "padding": 1}
     manifest = _manifest(folder, inputs, "w.npy", options)
     derivation = plan("torch", options, (64, 128, 32, 32), weight.shape)
-    compute = 0.0
     numpy_engine.deconvolve(np.load(folder / inputs[0]), weight, None, derivation.config, derivation.output_spatial)  # warm-up
-    for name in inputs:
-        x = np.load(folder / name)  # in memory: the engine's compute alone
-        start = time.perf_counter()
-        numpy_engine.deconvolve(x, weight, None, derivation.config, derivation.output_spatial)
-        compute += time.perf_counter() - start
-    wall, records = _batch(manifest)
+
+    def in_process() -> float:
+        total = 0.0
+        for name in inputs:
+            x = np.load(folder / name)  # in memory: the engine's compute alone
+            start = time.perf_counter()
+            numpy_engine.deconvolve(x, weight, None, derivation.config, derivation.output_spatial)
+            total += time.perf_counter() - start
+        return total
+
+    # interleaved, best of two each: the machine is shared, and load comes and goes
+    rounds = [(in_process(), *_batch(manifest)) for _ in range(2)]
+    compute = min(r[0] for r in rounds)
+    wall, records = min(((r[1], r[2]) for r in rounds), key=lambda r: r[0])
     result = {
         "jobs": jobs, "in_process_compute_sum_s": round(compute, 3), "batch_s": round(wall, 3),
         "batch_over_compute": round(wall / compute, 3), "batch_worker_compute_sum_s": round(_compute(records), 3),
+        "rounds": [[round(r[0], 3), round(r[1], 3)] for r in rounds],
     }
     if dask:
         result.update(_dask(manifest, wall))
@@ -128,7 +136,7 @@ def _dask(manifest: Path, local_wall: float) -> dict:
         return {"dask": "skipped: the dask extra is not installed"}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
         _batch(manifest, "--scheduler", cluster.scheduler_address)  # warm the workers' imports
-        wall, _ = _batch(manifest, "--scheduler", cluster.scheduler_address)
+        wall = min(_batch(manifest, "--scheduler", cluster.scheduler_address)[0] for _ in range(2))
     return {"dask_2_workers_s": round(wall, 3), "dask_over_local": round(wall / local_wall, 3)}
 
 

@@ -389,12 +389,12 @@ def test_worker_pool_matches_the_in_process_run(tmp_path, rng):
         np.testing.assert_allclose(np.load(tmp_path / "out" / name), array, rtol=1e-6, atol=1e-5)
 
 
-def test_batch_help_and_a_local_batch_import_no_dask(folder):
+def test_a_local_batch_imports_no_dask_and_leaves_numpy_to_its_workers(folder):
     probe = (
         "import sys\nfrom deconv_cli.cli import cli\n"
         "try:\n    cli.main(args=['batch', 'jobs.jsonl', '-j', '2', '-q'], prog_name='deconv', standalone_mode=False)\n"
         "except SystemExit:\n    pass\n"
-        "print([m for m in ('dask', 'distributed') if m in sys.modules])\n"
+        "print([m for m in ('dask', 'distributed', 'numpy') if m in sys.modules])\n"
     )
     write_jsonl(folder / "jobs.jsonl", jobs(2))
     done = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, check=False)
