@@ -84,34 +84,47 @@ class Summary:
 
 # ---------------------------------------------------------------- in the worker
 
-_SHARED: OrderedDict = OrderedDict()  # (path, key, size, mtime_ns) -> array; per worker process
-_SHARED_ENTRIES = 8
+class SharedTensors:
+    """The weights and biases a worker's jobs share, read once: headers and arrays cached by path, array
+    name, size and modification time (a rewritten file is read again). Per process, a few files."""
+
+    def __init__(self, entries: int = 8):
+        self._entries = entries
+        self._cache: OrderedDict = OrderedDict()
+
+    def _get(self, kind: str, ref, read):
+        try:
+            stat = os.stat(ref.path)
+        except OSError:
+            return read(ref)  # raises the proper error
+        key = (kind, os.path.abspath(ref.path), ref.key, stat.st_size, stat.st_mtime_ns)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = self._cache[key] = read(ref)
+        if len(self._cache) > self._entries:
+            self._cache.popitem(last=False)
+        return value
+
+    def peek(self, ref):
+        from . import tensor_io
+
+        return self._get("peek", ref, tensor_io.peek)
+
+    def load(self, ref):
+        from . import tensor_io
+
+        return self._get("load", ref, tensor_io.load)
 
 
-def load_shared(ref):
-    """Read a weight or bias once per worker: cached by path, array name, size and modification time."""
-    from . import tensor_io
-
-    try:
-        stat = os.stat(ref.path)
-    except OSError:
-        return tensor_io.load(ref)  # load raises the proper error
-    key = (os.path.abspath(ref.path), ref.key, stat.st_size, stat.st_mtime_ns)
-    if key in _SHARED:
-        _SHARED.move_to_end(key)
-        return _SHARED[key]
-    array = tensor_io.load(ref)
-    _SHARED[key] = array
-    if len(_SHARED) > _SHARED_ENTRIES:
-        _SHARED.popitem(last=False)
-    return array
+SHARED = SharedTensors()
 
 
 def execute(task: Task) -> dict:
     """Run one job in a worker and return its record. A DeconvError is the job's own failure."""
     record = {"id": task.id, "line": task.line, "status": "ok", "output": task.output}
     try:
-        result = run_job(task.job, load_shared=load_shared)
+        result = run_job(task.job, shared=SHARED)
         record.update(output_shape=list(result.derivation.output_shape), timings=result.timings)
         if result.compare is not None:
             record["compare"] = result.compare.as_dict()

@@ -11,7 +11,7 @@ import numbers
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import conventions, tensor_io
@@ -238,10 +238,11 @@ class Result:
         return record
 
 
-def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
+def run_job(job: Job, *, shared=None) -> Result:
     """Validate everything from headers, then load, compute and save atomically.
 
-    ``load_shared`` reads the tensors that many jobs share (weight, bias); batch workers pass a cache.
+    ``shared`` (with ``peek`` and ``load`` like tensor_io's) reads the tensors that many jobs share
+    (weight, bias): batch workers pass a cache.
     """
     from .engines import get_engine
 
@@ -264,7 +265,7 @@ def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
         raise DeconvError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}")
 
     t0 = time.perf_counter()
-    infos = {role: tensor_io.peek(ref) for role, ref in refs.items() if ref.path != "-"}
+    infos = {role: _reader(shared, role).peek(ref) for role, ref in refs.items() if ref.path != "-"}
     arrays = {role: tensor_io.load(ref) for role, ref in refs.items() if ref.path == "-"}
     for role, array in arrays.items():
         infos[role] = tensor_io.ArrayInfo(role, tuple(array.shape), str(array.dtype))
@@ -291,7 +292,7 @@ def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
                       _compare(job, out_ref, expect_ref))
     for role, ref in refs.items():
         if role not in arrays:
-            arrays[role] = tensor_io.load(ref) if role == "input" or load_shared is None else load_shared(ref)
+            arrays[role] = _reader(shared, role).load(ref)
     counts = {role: count_non_finite(array) for role, array in arrays.items()}
     t1 = time.perf_counter()
     try:
@@ -311,6 +312,11 @@ def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
         timings["compare_s"] = round(time.perf_counter() - t3, 6)
     return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings, non_finite_warnings(counts),
                   comparison)
+
+
+def _reader(shared, role: str):
+    """tensor_io itself, or for a tensor that jobs share (weight, bias) the caller's cache of it."""
+    return tensor_io if shared is None or role == "input" else shared
 
 
 def _check_expected_shape(derivation: Derivation, expected: tensor_io.ArrayInfo) -> None:

@@ -531,12 +531,14 @@ def test_shared_weights_are_read_once_per_file_version(tmp_path, rng):
 
     np.save(tmp_path / "w.npy", rng.standard_normal((4, 2, 3, 3)).astype(np.float32))
     ref = tensor_io.parse_ref(str(tmp_path / "w.npy"))
-    first = batch.load_shared(ref)
-    assert batch.load_shared(ref) is first
+    shared = batch.SharedTensors()
+    first, header = shared.load(ref), shared.peek(ref)
+    assert shared.load(ref) is first and shared.peek(ref) is header
     time.sleep(0.01)
-    np.save(tmp_path / "w.npy", np.ones((4, 2, 3, 3), dtype=np.float32))
-    second = batch.load_shared(ref)
+    np.save(tmp_path / "w.npy", np.ones((4, 2, 5, 3), dtype=np.float32))
+    second = shared.load(ref)
     assert second is not first and np.all(np.asarray(second) == 1)
+    assert shared.peek(ref).shape == (4, 2, 5, 3)
 
 
 def test_plans_are_cached_across_jobs():
