@@ -176,15 +176,20 @@ def _init_worker(threads: int) -> None:
         os.environ[name] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole process group: the parent decides
     signal.signal(signal.SIGTERM, _on_sigterm)
-    import numpy  # noqa: F401  (imported once, kept for every task)
+    _limit_blas(threads)
+    from .engines import numpy_engine  # noqa: F401  (imported once, kept for every task)
+
+
+def _limit_blas(threads: int) -> None:
+    """Hold BLAS to ``threads`` in this whole process. Without it each BLAS call may start a thread per CPU,
+    and idle OpenBLAS threads spin: two 1-thread Dask workers on 2 CPUs ran 15x slower."""
+    import numpy  # noqa: F401  (loads the BLAS library that threadpoolctl then finds)
 
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        pass
-    else:
-        threadpool_limits(limits=threads, user_api="blas")
-    from .engines import numpy_engine  # noqa: F401
+        return
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def _call(fn: Callable, args: tuple):
@@ -281,6 +286,7 @@ def _set_threads(threads: int) -> int:
     """On a Dask worker: the engine threads each of its tasks may use (a DECONV_THREADS set there wins)."""
     if not os.environ.get("DECONV_THREADS", "").strip():
         os.environ["DECONV_THREADS"] = str(threads)
+        _limit_blas(threads)
     return int(os.environ["DECONV_THREADS"])
 
 
