@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .conventions import STYLES
 from .errors import ConfigError, DeconvError
+from .job import FLOAT_DTYPES
 
 STYLE_NAMES = tuple(STYLES)
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -85,7 +86,7 @@ def cli() -> None:
     \b
     Example:
       deconv run x.npy w.npy --set stride=2 --set padding=1 -o y.npy
-      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 --set stride=(2,1,1)
+      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 --set "stride=(2,1,1)"
     """
 
 
@@ -97,8 +98,9 @@ def cli() -> None:
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@click.option("--cast", type=click.Choice(FLOAT_DTYPES), help="Cast every tensor to this dtype before planning.")
 @style_options
-def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, as_json):
+def run(input, weight, bias, output, device, force, quiet, cast, style, sets, quirks, as_json):
     """Run a transposed convolution and write the output.
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
@@ -109,18 +111,19 @@ def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, 
       deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
           --set stride=2 --set padding=1 --set output_padding=1 -o y.npy
     """
-    from .job import Job, run_job
-    from .report import print_derivation, print_json, print_warnings
+    from .job import Job, nbytes, run_job
+    from .report import emit, print_derivation, print_json, print_warnings, sizes_line
 
     try:
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
-                  device=device, force=force, quirks=quirks)
+                  device=device, force=force, quirks=quirks, cast=cast)
         result = run_job(job)
     except DeconvError as error:
         _fail(error)
     print_warnings(result.derivation.warnings, sys.stderr)
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
+        emit([sizes_line(nbytes(result.derivation, result.dtype), result.dtype)], sys.stderr)
     if as_json:
         print_json(result.as_dict())
 
@@ -143,7 +146,10 @@ def shape_sources(fn):
 @style_options
 @click.option("--target-shape", metavar="H,W,...", help="Solve the style's size option for these spatial output sizes.")
 @click.option("--all-styles", is_flag=True, help="Show the same deconvolution written in every style.")
-def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles):
+@click.option("--cast", type=click.Choice(FLOAT_DTYPES),
+              help="The dtype run --cast would use (sizes; default: the files' dtype, else float32).")
+def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles,
+          cast):
     """Derive the output shape without reading any tensor data.
 
     Shapes come from file headers or from --input-shape/--weight-shape. Also lists, per dimension, the
@@ -152,32 +158,44 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     \b
     Example:
       deconv shape --style onnx --input-shape 1,1,3,3 --weight-shape 1,2,3,3 \\
-          --set strides=(3,2) --set auto_pad=SAME_UPPER --json
-      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 --set stride=2 --target-shape 33,33
+          --set "strides=(3,2)" --set auto_pad=SAME_UPPER --json
+      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 --set stride=2 --target-shape 35,34
     """
-    from .job import plan
-    from .report import print_all_styles, print_derivation, print_json, print_reachable, print_warnings
+    from dataclasses import replace
+
+    from .explain import set_item
+    from .job import nbytes, plan, size_warnings
+    from .report import emit, print_all_styles, print_derivation, print_json, print_paste, print_reachable, print_warnings, sizes_line
     from .solve import reachable, solve
 
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
-        record = plan(style, parse_set(sets), *shapes, quirks=quirks)
-        if target_shape is not None:
-            record = solve(record, parse_shape(target_shape), shapes[2], quirks=quirks)
-        sizes = reachable(record, shapes[2], quirks=quirks)
+        dtypes = _dtypes_from_args(input, weight, bias)
+        record = plan(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast)
+        target = None if target_shape is None else parse_shape(target_shape)
+        if target is not None:
+            record = solve(record, target)
+        sizes = reachable(record)
         others = _all_styles(record) if all_styles else None
+        dtype = cast or next(iter(dtypes.values()), "float32")
+        record = replace(record, warnings=record.warnings + size_warnings(record, dtype, "."))
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
     if as_json:
         data = record.as_dict()
-        data["reachable"] = [{kw: {str(k): v for k, v in per.items()} for kw, per in dim.items()} for dim in sizes]
+        data.update(dtype=dtype, nbytes=nbytes(record, dtype))
+        if target is not None:
+            data["set"] = [set_item(k, v) for k, v in record.options]
         if others is not None:
             data["all_styles"] = [e.as_dict() for e in others]
         print_json(data)
         return
     print_derivation(record, sys.stdout)
+    emit([sizes_line(nbytes(record, dtype), dtype, assumed=not dtypes and cast is None)], sys.stdout)
     print_reachable(sizes, sys.stdout)
+    if target is not None:
+        print_paste(f"options for output {tuple(target)}, to paste:", record.options, sys.stdout)
     if others is not None:
         print_all_styles(others, sys.stdout)
 
@@ -232,6 +250,14 @@ def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape
         raise ConfigError("give either --bias or --bias-shape, not both")
     bias_dims = parse_shape(bias_shape) if bias is None else tensor_io.peek(tensor_io.parse_ref(bias)).shape
     return pick("input", input, input_shape), pick("weight", weight, weight_shape), bias_dims
+
+
+def _dtypes_from_args(input, weight, bias) -> dict[str, str]:
+    """The dtype of each tensor given as a file (headers only)."""
+    from . import tensor_io
+
+    files = {"input": input, "weight": weight, "bias": bias}
+    return {role: tensor_io.peek(tensor_io.parse_ref(path)).dtype for role, path in files.items() if path is not None}
 
 
 @cli.command()

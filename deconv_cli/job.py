@@ -10,7 +10,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import conventions, tensor_io
 from .config import Shape
@@ -44,20 +44,83 @@ def plan(
     *,
     quirks: bool = False,
     dtypes: Mapping[str, str] | None = None,
+    cast: str | None = None,
 ) -> Derivation:
-    """Parse a style's options against the shapes and derive the output. Reads no data."""
+    """Parse a style's options against the shapes and derive the output. Reads no data.
+
+    ``cast``: every tensor is cast to this dtype before anything else (``--cast``); the derivation says so.
+    """
     convention = conventions.get(style)
     input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
     bias_shape = None if bias_shape is None else tuple(bias_shape)
+    notes: tuple[str, ...] = ()
+    if cast is not None:
+        if cast not in FLOAT_DTYPES:
+            raise ConfigError(f"--cast {cast}: deconv computes in {', '.join(FLOAT_DTYPES)}", "pass --cast float32")
+        changes = ", ".join(f"{role} {dtype} -> {cast}" if dtype != cast else f"{role} {dtype}" for role, dtype in (dtypes or {}).items())
+        notes = (f"--cast {cast}: all tensors are cast to {cast} before planning" + (f" ({changes})" if changes else ""),)
+        dtypes = dict.fromkeys(dtypes or ("input",), cast)
+    dtype_warnings: tuple[str, ...] = ()
     if dtypes:
         check_dtypes(dtypes, convention)
+        warning = getattr(convention, "DTYPE_WARNINGS", {}).get(next(iter(dtypes.values())))
+        dtype_warnings = (warning,) if warning else ()
     parsed = convention.parse(
         options, input_shape=input_shape, weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks
     )
     return derive(
-        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes, warnings=parsed.warnings,
-        style=style, options=tuple(options.items()), weight_shape=weight_shape,
+        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes + notes,
+        warnings=parsed.warnings + dtype_warnings, style=style, options=tuple(options.items()),
+        weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks,
     )
+
+
+def nbytes(derivation: Derivation, dtype: str) -> dict:
+    """Bytes of each tensor of a job in ``dtype``: input, weight, bias (None without one), output."""
+    size = _ITEMSIZE[dtype]
+    bias = derivation.bias_shape
+    return {
+        "input": math.prod(derivation.input_shape) * size,
+        "weight": math.prod(derivation.weight_shape) * size,
+        "bias": None if bias is None else math.prod(bias) * size,
+        "output": math.prod(derivation.output_shape) * size,
+    }
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB' (binary units, as DECONV_MEMORY_BUDGET's K/M/G)."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        n /= 1024
+        if n < 1024 or unit == "EiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError  # unreachable
+
+
+def size_warnings(derivation: Derivation, dtype: str, folder: str) -> tuple[str, ...]:
+    """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``."""
+    import shutil
+
+    out = nbytes(derivation, dtype)["output"]
+    warnings = []
+    budget = memory_budget()
+    if out > budget:
+        batch = derivation.input_shape[0] if derivation.config.batched else 1
+        slice_bytes = out // max(batch, 1)
+        how = (f"deconv run streams it in batch slices of {human_bytes(slice_bytes)} between .npy/.h5 files"
+               if batch > 1 and slice_bytes <= budget else
+               f"deconv run needs at least {human_bytes(slice_bytes)} in memory (one batch sample)")
+        warnings.append(f"the output is {human_bytes(out)}, more than the memory budget {human_bytes(budget)} "
+                        f"(DECONV_MEMORY_BUDGET): {how}")
+    try:
+        free = shutil.disk_usage(folder or ".").free
+    except OSError:
+        return tuple(warnings)
+    if out > free:
+        warnings.append(f"the output is {human_bytes(out)}, more than the {human_bytes(free)} free on the disk of "
+                        f"{os.path.abspath(folder or '.')}")
+    return tuple(warnings)
 
 
 def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
@@ -67,7 +130,7 @@ def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
             raise ConfigError(f"{role} has dtype {dtype}; deconv computes in float16, float32 or float64", f"cast the {role} to float32")
     if len(set(dtypes.values())) > 1:
         found = ", ".join(f"{role} {dtype}" for role, dtype in dtypes.items())
-        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype")
+        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype (deconv run --cast float32)")
     dtype = next(iter(dtypes.values()))
     if dtype not in convention.DTYPES:
         # DTYPE_NOTES: what the framework really does with that dtype (an abort, a silent downcast)
@@ -90,6 +153,7 @@ class Job:
     device: str = "cpu"
     force: bool = False
     quirks: bool = False
+    cast: str | None = None  # cast every tensor to this dtype after loading (--cast)
 
 
 @dataclass(frozen=True)
@@ -102,7 +166,8 @@ class Result:
 
     def as_dict(self) -> dict:
         record = self.derivation.as_dict()
-        record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings)
+        record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings,
+                      nbytes=nbytes(self.derivation, self.dtype))
         return record
 
 
@@ -126,11 +191,13 @@ def run_job(job: Job) -> Result:
     derivation = plan(
         job.style, job.options, infos["input"].shape, infos["weight"].shape,
         infos["bias"].shape if "bias" in infos else None,
-        quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()},
+        quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()}, cast=job.cast,
     )
     tensor_io.check_writable(out_ref, force=job.force)
     engine = get_engine(job.device)
-    dtype = infos["input"].dtype
+    dtype = job.cast or infos["input"].dtype
+    folder = "." if out_ref.path == "-" else os.path.dirname(out_ref.path)
+    derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, folder))
     total = (math.prod(infos["input"].shape) + math.prod(derivation.output_shape)) * _ITEMSIZE[dtype]
     streamable = tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
     if derivation.config.batched and streamable and "input" not in arrays and total > memory_budget():
@@ -142,6 +209,8 @@ def run_job(job: Job) -> Result:
     for role, ref in refs.items():
         if role not in arrays:
             arrays[role] = tensor_io.load(ref)
+        if arrays[role].dtype != dtype:  # only with --cast: plan() refused any other mismatch
+            arrays[role] = arrays[role].astype(dtype)
     t1 = time.perf_counter()
     try:
         output = engine.deconvolve(
@@ -160,8 +229,8 @@ def run_job(job: Job) -> Result:
 def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bool) -> dict:
     """Batch slices from disk through the engine to disk: input and output are never whole in memory."""
     t0 = time.perf_counter()
-    weight = tensor_io.load(refs["weight"])
-    bias = tensor_io.load(refs["bias"]) if "bias" in refs else None
+    weight = tensor_io.load(refs["weight"]).astype(dtype, copy=False)
+    bias = tensor_io.load(refs["bias"]).astype(dtype, copy=False) if "bias" in refs else None
     source = tensor_io.open_slices(refs["input"])
     n = derivation.input_shape[0]
     per_sample = (math.prod(derivation.input_shape[1:]) + math.prod(derivation.output_shape[1:])) * _ITEMSIZE[dtype]
@@ -172,7 +241,7 @@ def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bo
             load += time.perf_counter() - t0
             for start in range(0, n, chunk):
                 t1 = time.perf_counter()
-                x = source[start : start + chunk]
+                x = source[start : start + chunk].astype(dtype, copy=False)
                 t2 = time.perf_counter()
                 y = engine.to_host(engine.deconvolve(x, weight, bias, derivation.config, derivation.output_spatial))
                 t3 = time.perf_counter()
