@@ -210,16 +210,23 @@ def _all_styles(record):
 @shape_sources
 @style_options
 @click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), help="The style to write the call in.")
-def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target):
+@click.option("--code", is_flag=True,
+              help="Print a runnable Python snippet for the target framework (its op, the re-layouts, the crop).")
+def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target, code):
     """Print the equivalent call in another style, with the weight re-layout.
 
     Where the target style cannot express the configuration (asymmetric padding in torch, say), it
     prints the nearest call and the crop to apply to its output.
 
+    With --code, a Python snippet that loads the tensors (random ones for --input-shape), re-lays them,
+    calls the target framework and crops: its y equals what deconv run computes.
+
     \b
     Example:
       deconv explain --style onnx --input-shape 1,4,5,5 --weight-shape 4,2,3,3 \\
-          --set strides=[2,2] --set pads=[1,1,0,0] --to torch
+          --set "strides=[2,2]" --set "pads=[1,1,0,0]" --to torch
+      deconv explain samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
+          --set stride=2 --set padding=1 --to onnx --code > snippet.py
     """
     from .explain import explain
     from .job import plan
@@ -229,9 +236,16 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         record = plan(style, parse_set(sets), *shapes, quirks=quirks)
         explanation = explain(record, target)
+        if code:
+            from .snippets import snippet
+
+            text = snippet(record, explanation, {"input": input, "weight": weight, "bias": bias})
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
+    if code:
+        sys.stdout.write(text)
+        return
     if as_json:
         print_json(explanation.as_dict())
     else:

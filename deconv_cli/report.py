@@ -44,7 +44,7 @@ class Shell:
         return " " * self.indent + shlex.join(self.words)
 
 
-_PROTECTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+_PROTECTED = re.compile(r"(?:-> )?(?:\w+ )?\([^()]*\)|\[[^\[\]]*\]")
 # what gets a colour on a terminal (the text is the same without colour)
 _STYLES = (
     (re.compile(r"^Warning:"), "bold yellow"),
@@ -67,13 +67,23 @@ def fold(line: str | Shell, width: int | None) -> list[str]:
     lead = len(text) - len(text.lstrip(" "))
     cont = " " * min(lead + 4, max(width // 3, 1))
     if isinstance(line, Shell):
-        out, current = [], " " * line.indent
-        for word in (shlex.quote(w) for w in line.words):
-            if current.strip() and len(current) + 1 + len(word) + 2 > width:
-                out.append(current + " \\")
-                current = cont + word
+        words = [shlex.quote(w) for w in line.words]
+        units = []  # an option stays on the line of its value
+        for word in words:
+            if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
+                units[-1] += " " + word
             else:
-                current += (" " if current.strip() else "") + word
+                units.append(word)
+        # a pair too long for a line of its own breaks after the option
+        units = [part for unit in units
+                 for part in (unit.split(" ", 1) if len(cont) + len(unit) + 2 > width else [unit])]
+        out, current = [], " " * line.indent
+        for unit in units:
+            if current.strip() and len(current) + 1 + len(unit) + 2 > width:
+                out.append(current + " \\")
+                current = cont + unit
+            else:
+                current += (" " if current.strip() else "") + unit
         return out + [current]
     import textwrap
 

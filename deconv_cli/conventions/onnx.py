@@ -176,7 +176,7 @@ def _crop_for_target(axis, rank, full, op, stride, target, auto_pad, explicit, q
 def express(config: DeconvConfig, input_shape: Shape) -> Expression:
     """ONNX attributes for a canonical config: pads + output_padding, else an output_shape split."""
     rank = config.rank
-    shape = tuple(input_shape) if config.batched else (1, *input_shape)
+    shape = tuple(input_shape) if len(input_shape) == rank + 2 else (1, *input_shape)  # explain gives (N, C, ...)
     base = {"strides": list(config.stride), "dilations": list(config.dilation), "group": config.groups}
     base = {k: v for k, v in base.items() if v not in ([1] * rank, 1)}
     ops = [min(max(0, -hi), s - 1) for (_, hi), s in zip(config.crops, config.stride)]
