@@ -85,7 +85,7 @@ def cli() -> None:
 
     \b
     Example:
-      deconv run x.npy w.npy --set stride=2 --set padding=1 -o y.npy
+      deconv run samples/torch_x.npy samples/torch_w.npy --set stride=2 --set padding=1 -o y.npy
       deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 --set "stride=(2,1,1)"
     """
 
@@ -165,7 +165,16 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
 
     from .explain import set_item
     from .job import nbytes, plan, size_warnings
-    from .report import emit, print_all_styles, print_derivation, print_json, print_paste, print_reachable, print_warnings, sizes_line
+    from .report import (
+        emit,
+        print_all_styles,
+        print_derivation,
+        print_json,
+        print_paste,
+        print_reachable,
+        print_warnings,
+        sizes_line,
+    )
     from .solve import reachable, solve
 
     try:
@@ -326,18 +335,25 @@ def styles(names):
 @click.option("--no-peers", is_flag=True, help="Skip PyTorch and onnxruntime.")
 @click.option("--no-memory", is_flag=True, help="Skip the per-configuration peak-memory subprocesses.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
-def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json):
-    """Time the DESIGN.md suite against PyTorch and onnxruntime, same threads, same run.
+@click.option("--list", "list_only", is_flag=True, help="List the suite's configurations and exit (times nothing).")
+def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json, list_only):
+    """Time the benchmark suite against PyTorch and onnxruntime, same threads, same run.
 
-    Prints median ms, GFLOP/s, the fraction of the measured SGEMM peak, ratios to the peers, peak memory
-    per configuration and the start-up time of `deconv shape`. Peers come from the bench extra.
+    The suite: 16 transposed convolutions from U-Net, DCGAN, FCN, HiFi-GAN and the frameworks' own
+    examples (--list shows them). Prints median ms, GFLOP/s, the fraction of the measured SGEMM peak,
+    ratios to the peers, peak memory per configuration and the start-up time of `deconv shape`. Peers
+    come from the bench extra.
 
     \b
     Example:
-      deconv bench --only dcgan_512to256_4x4_k4s2p1 --repeat 5
+      deconv bench --list
+      deconv bench --only tiny_4to4_8x8_k3 --repeat 3 --no-peers
     """
-    from .bench import report
+    from .bench import list_suite, report
 
+    if list_only:
+        list_suite(as_json, echo=click.echo)
+        return
     try:
         report(device, threads, repeat, only, paths, not no_peers, not no_memory, as_json,
                echo=lambda line: click.echo(line))
