@@ -85,8 +85,10 @@ def cli() -> None:
 
     \b
     Example:
-      deconv run samples/torch_x.npy samples/torch_w.npy --set stride=2 --set padding=1 -o y.npy
-      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 --set "stride=(2,1,1)"
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --set stride=2 --set padding=1 -o y.npy
+      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 \\
+          --set "stride=(2,1,1)"
     """
 
 
@@ -108,8 +110,9 @@ def run(input, weight, bias, output, device, force, quiet, cast, style, sets, qu
 
     \b
     Example:
-      deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
-          --set stride=2 --set padding=1 --set output_padding=1 -o y.npy
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --set output_padding=1 -o y.npy
     """
     from .job import Job, nbytes, run_job
     from .report import emit, print_derivation, print_json, print_warnings, sizes_line
@@ -159,7 +162,8 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     Example:
       deconv shape --style onnx --input-shape 1,1,3,3 --weight-shape 1,2,3,3 \\
           --set "strides=(3,2)" --set auto_pad=SAME_UPPER --json
-      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 --set stride=2 --target-shape 35,34
+      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 \\
+          --set stride=2 --target-shape 35,34
     """
     from dataclasses import replace
 
@@ -184,7 +188,7 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
         target = None if target_shape is None else parse_shape(target_shape)
         if target is not None:
             record = solve(record, target)
-        sizes = reachable(record)
+        sizes = None if as_json else reachable(record)  # JSON: record.as_dict() holds them
         others = _all_styles(record) if all_styles else None
         dtype = cast or next(iter(dtypes.values()), "float32")
         record = replace(record, warnings=record.warnings + size_warnings(record, dtype, "."))
@@ -234,8 +238,9 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
     Example:
       deconv explain --style onnx --input-shape 1,4,5,5 --weight-shape 4,2,3,3 \\
           --set "strides=[2,2]" --set "pads=[1,1,0,0]" --to torch
-      deconv explain samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
-          --set stride=2 --set padding=1 --to onnx --code > snippet.py
+      deconv explain samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --to onnx --code > snippet.py
     """
     from .explain import explain
     from .job import plan

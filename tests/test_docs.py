@@ -220,3 +220,9 @@ def user_facing_texts() -> dict[str, str]:
 def test_nothing_user_facing_names_files_outside_the_repository(name, text):
     assert text.strip()
     assert not OUTSIDE.search(text), f"{name} mentions {OUTSIDE.search(text).group(0)}"
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _walk(cli, ("deconv",))], ids=" ".join)
+def test_help_reads_at_80_columns(path):
+    text = CliRunner().invoke(cli, [*path[1:], "--help"], terminal_width=80).stdout
+    assert [line for line in text.splitlines() if len(line) > 80] == []
