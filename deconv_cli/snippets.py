@@ -109,7 +109,8 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
         pads = [(max(0, -lo), max(0, -hi)) for lo, hi in crop]
         if any(p != (0, 0) for p in pads):
             lines.append(f"y = np.pad(y, {[(0, 0), (0, 0), *pads]})")
-        cuts = [f"{max(lo, 0)}:{n + a + b - max(hi, 0)}" for (lo, hi), n, (a, b) in zip(crop, out_spatial, pads)]
+        cuts = [":" if lo <= 0 and hi <= 0 else f"{max(lo, 0)}:{n + a + b - max(hi, 0)}"
+                for (lo, hi), n, (a, b) in zip(crop, out_spatial, pads)]
         lines.append(f"y = y[:, :, {', '.join(cuts)}]")
     canonical_out = (canonical_input_shape(record)[0], config.out_channels, *record.output_spatial)
     if rank != config.rank:
