@@ -314,7 +314,7 @@ def styles(names):
 def compare_command(actual, expected, atol, rtol, top, as_json):
     """Compare two tensors element by element: exit 0 when they match, 1 when they do not.
 
-    Prints the verdict, max/mean/median absolute and max relative error, the mismatch count and
+    Prints the verdict, max/mean/median absolute and max/mean relative error, the mismatch count and
     fraction, NaN/Inf counts per side and the worst elements. Any tensor formats and dtypes (compared
     in float64); streams both files in blocks, so files larger than memory compare in bounded memory
     (DECONV_MEMORY_BUDGET).
