@@ -216,6 +216,23 @@ def test_compare_streams_rows_larger_than_the_budget(tmp_path, rng):
     np.save(tmp_path / "e.npy", e)
     got = compare_refs(str(tmp_path / "a.npy"), str(tmp_path / "e.npy"), budget=96 * 100)
     assert got.mismatches == 1 and got.worst[0].index == (0, 2, 49, 39)
+    import h5py
+
+    with h5py.File(tmp_path / "e.h5", "w") as f:
+        f.create_dataset("e", data=e)
+    np.save(tmp_path / "f.npy", np.asfortranarray(a))
+    for actual, expected in (("a.npy", "e.h5:/e"), ("f.npy", "e.h5"), ("e.h5", "f.npy")):
+        got = compare_refs(str(tmp_path / actual), str(tmp_path / expected), budget=96 * 100, top=1)
+        assert (got.total, got.mismatches, got.worst[0].index) == (6000, 1, (0, 2, 49, 39))
+
+
+def test_zero_d_and_empty_tensors(tmp_path):
+    np.save(tmp_path / "s.npy", np.float32(1.5))
+    np.save(tmp_path / "t.npy", np.float32(1.5001))
+    got = compare_refs(str(tmp_path / "s.npy"), str(tmp_path / "t.npy"))
+    assert (got.shape, got.total, got.match) == ((), 1, True)
+    got = compare_arrays(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert (got.total, got.match, got.max_abs, got.median_abs) == (0, True, 0.0, None)
 
 
 # ---------------------------------------------------------------- the command line
