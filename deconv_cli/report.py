@@ -140,6 +140,8 @@ def print_detection(d, stream: TextIO) -> None:
         head += "; stopped at --limit, raise it to search further"
     if not d.matches:
         stream.write(f"no match ({head})\n")
+        stream.write("  not searched: a bias (pass --bias if the framework added one), channels-last layouts, negative "
+                     "paddings, stride > 16, dilation > 4\n")
         return
     groups: list[tuple[tuple, list]] = []
     for m in d.matches:
