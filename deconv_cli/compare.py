@@ -5,8 +5,8 @@ the same position; NaN or +-Inf on one side only (or Inf of the other sign) is a
 
 ``Stats.update(actual_chunk, expected_chunk, offset)`` folds one block into running statistics, so a
 comparison never holds more than one block of each side: the maximum and mean absolute error, the
-maximum and mean relative error (over elements whose expected value is not 0), the mismatch count, NaN/Inf counts
-per side, the K worst elements (largest absolute error; one-sided NaN/Inf first) with their N-d indices,
+maximum and mean relative error (over elements whose expected value is not 0), the mismatch count,
+NaN/Inf counts per side, the K worst elements (largest absolute error; one-sided NaN/Inf first) with their N-d indices,
 and an approximate median absolute error from a fixed histogram of the float64 exponent and top mantissa
 bits (bins at most 3.1% wide, so within about 1.6% of the exact median; an exact median needs every error
 in memory, which a streaming comparison does not keep).
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError, DeconvError
 
 # Default tolerances per dtype, (atol, rtol): the looser of the two sides' dtypes applies.
-# Reasoning (README "Comparing tensors"): a correct deconvolution differs from a framework's only by
+# Reasoning (README "Checking results against a framework", with the golden measurements): a correct deconvolution differs from a framework's only by
 # summation order, i.e. by a few units in the last place of the *output's scale* times sqrt(terms);
 # an element near 0 (cancellation) needs atol, a large one rtol. float32: 1e-4 is DESIGN's correctness
 # target (max error <= 1e-4 of the output scale); float16 keeps ~3 decimal digits (eps 9.8e-4), so a
