@@ -75,6 +75,22 @@ def style_options(fn):
     return fn
 
 
+TOLERANCE_HELP = (
+    "Default tolerances (atol, rtol) by dtype, the looser of the two sides: float16 (1e-2, 1e-2), "
+    "float32 (1e-4, 1e-4), float64 (1e-9, 1e-9), integers and bool exact. An element mismatches when "
+    "|actual - expected| > atol + rtol * |expected| (in float64); NaN matches NaN at the same position."
+)
+
+
+def tolerance_options(fn):
+    for decorator in reversed([
+        click.option("--atol", type=float, default=None, help="Absolute tolerance (default: by dtype, see above)."),
+        click.option("--rtol", type=float, default=None, help="Relative tolerance (default: by dtype, see above)."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="deconv")
 def cli() -> None:
@@ -96,30 +112,40 @@ def cli() -> None:
 @click.argument("input")
 @click.argument("weight")
 @click.option("--bias", metavar="TENSOR", help="Optional bias tensor (C_out,) (or the style's bias shape).")
-@click.option("-o", "--output", required=True, metavar="OUT", help="Where to write the result (.npy, .npz[:name], .h5[:/path], -).")
+@click.option("-o", "--output", metavar="OUT",
+              help="Where to write the result (.npy, .npz[:name], .h5[:/path], -). Optional with --expect.")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
 @click.option("--cast", type=click.Choice(FLOAT_DTYPES), help="Cast every tensor to this dtype before planning.")
+@click.option("--expect", metavar="REF", help="Compare the output with this tensor (a framework's saved output); exit 1 on mismatch.")
+@tolerance_options
 @style_options
-def run(input, weight, bias, output, device, force, quiet, cast, style, sets, quirks, as_json):
+def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json):
     """Run a transposed convolution and write the output.
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
-    shapes, dtype, device, engine and timings to stdout.
+    shapes, dtype, device, engine and timings to stdout. With --expect REF, compares the output with REF
+    (see `deconv compare --help` for the tolerances): the report goes to stderr (a `compare` object in
+    --json) and the exit code is 1 on a mismatch; OUT, when given, is written either way.
 
     \b
     Example:
       deconv run samples/torch_x.npy samples/torch_w.npy \\
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
           --set output_padding=1 -o y.npy
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --set output_padding=1 --expect y.npy
     """
     from .job import Job, nbytes, run_job
-    from .report import emit, print_derivation, print_json, print_warnings, sizes_line
+    from .report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
 
     try:
+        if expect is None and (atol is not None or rtol is not None):
+            raise ConfigError("--atol and --rtol need --expect REF", "add --expect or drop them")
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
-                  device=device, force=force, quirks=quirks, cast=cast)
+                  device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol)
         result = run_job(job)
     except DeconvError as error:
         _fail(error)
@@ -127,8 +153,12 @@ def run(input, weight, bias, output, device, force, quiet, cast, style, sets, qu
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
         emit([sizes_line(nbytes(result.derivation, result.dtype), result.dtype)], sys.stderr)
+    if result.compare is not None and not as_json:
+        print_comparison(result.compare, sys.stderr)
     if as_json:
         print_json(result.as_dict())
+    if result.compare is not None and not result.compare.match:
+        sys.exit(1)
 
 
 def shape_sources(fn):
@@ -329,6 +359,81 @@ def styles(names):
         width = max(len(k) for k in module.KEYWORDS)
         for keyword, text in module.KEYWORDS.items():
             click.echo(f"  {keyword:<{width}}  {text}")
+
+
+@cli.command(name="compare", epilog=TOLERANCE_HELP)
+@click.argument("actual")
+@click.argument("expected")
+@tolerance_options
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst elements to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def compare_command(actual, expected, atol, rtol, top, as_json):
+    """Compare two tensors element by element: exit 0 when they match, 1 when they do not.
+
+    Prints the verdict, max/mean/median absolute and max/mean relative error, the mismatch count and
+    fraction, NaN/Inf counts per side and the worst elements. Any tensor formats and dtypes (compared
+    in float64); streams both files in blocks, so files larger than memory compare in bounded memory
+    (DECONV_MEMORY_BUDGET).
+
+    \b
+    Example:
+      deconv run samples/torch_ported.npz:x samples/torch_ported.npz:w \\
+          --bias samples/torch_ported.npz:b --set stride=2 --set padding=1 \\
+          --set "output_padding=(1,0)" -o y.npy
+      deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
+    """
+    from .compare import compare_refs
+    from .report import print_comparison, print_json
+
+    try:
+        result = compare_refs(actual, expected, atol=atol, rtol=rtol, top=top)
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        print_comparison(result, sys.stdout)
+    sys.exit(0 if result.match else 1)
+
+
+@cli.command(name="detect")
+@click.argument("input")
+@click.argument("weight")
+@click.argument("expected")
+@click.option("--bias", metavar="TENSOR", help="Bias tensor (C_out,), when the framework added one.")
+@click.option("--style", type=click.Choice(STYLE_NAMES), help="Only this style's spellings (default: every style).")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many distinct configurations to print (each in every style that can write it).")
+@click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="At most this many candidates per weight reading are checked numerically.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def detect_command(input, weight, expected, bias, style, top, limit, as_json):
+    """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
+
+    Tries every stride, dilation, groups, padding and output padding that gives EXPECTED's shape
+    (stride <= 16, dilation <= 4), under four readings of the weight: as saved, in/out channel axes
+    swapped, kernel flipped, and both. Checks each on a few output positions, then the survivors in full
+    (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines
+    (with a re-save of the weight where the reading is not "as saved"). Exit 0 on a match, 1 when none.
+
+    \b
+    Example:
+      deconv detect samples/torch_ported.npz:x samples/torch_ported.npz:w \\
+          samples/torch_ported.npz:y --bias samples/torch_ported.npz:b \\
+          --style torch
+    """
+    from .detect import detect
+    from .report import print_detection, print_json
+
+    try:
+        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit)
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json(found.as_dict())
+    else:
+        print_detection(found, sys.stdout)
+    sys.exit(0 if found.matches else 1)
 
 
 @cli.command(name="bench")

@@ -232,7 +232,7 @@ def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
 class Job:
     input: str
     weight: str
-    output: str
+    output: str | None  # None: only compare with ``expect``
     bias: str | None = None
     style: str = "torch"
     options: Mapping[str, object] = field(default_factory=dict)
@@ -240,6 +240,9 @@ class Job:
     force: bool = False
     quirks: bool = False
     cast: str | None = None  # cast every tensor to this dtype after loading (--cast)
+    expect: str | None = None  # a reference to compare the output with (compare.py)
+    atol: float | None = None
+    rtol: float | None = None
 
 
 @dataclass(frozen=True)
@@ -250,12 +253,15 @@ class Result:
     engine: str
     timings: dict
     warnings: tuple[str, ...] = ()  # about the data (NaN/Inf), beside the derivation's own
+    compare: object = None  # a compare.Comparison when the job had ``expect``
 
     def as_dict(self) -> dict:
         record = self.derivation.as_dict(with_reachable=False)
         record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings,
                       nbytes=nbytes(self.derivation, self.dtype))
         record["warnings"] = [*record["warnings"], *self.warnings]
+        if self.compare is not None:
+            record["compare"] = self.compare.as_dict()
         return record
 
 
@@ -266,7 +272,17 @@ def run_job(job: Job) -> Result:
     refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
     if job.bias is not None:
         refs["bias"] = tensor_io.parse_ref(job.bias)
-    out_ref = tensor_io.parse_ref(job.output)
+    if job.output is None and job.expect is None:
+        raise ConfigError("no output given", "pass --output OUT (or --expect REF to only compare)")
+    out_ref = None if job.output is None else tensor_io.parse_ref(job.output)
+    expect_ref = None if job.expect is None else tensor_io.parse_ref(job.expect)
+    if expect_ref is not None:
+        from .compare import check_tolerances
+
+        check_tolerances(job.atol, job.rtol)
+        refs_stdin = [r for r in (*refs.values(), expect_ref) if r.path == "-"]
+        if len(refs_stdin) > 1:
+            raise DeconvError("only one tensor can come from stdin ('-')")
     stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
     if len(stdin_users) > 1:
         raise DeconvError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}")
@@ -281,19 +297,24 @@ def run_job(job: Job) -> Result:
         infos["bias"].shape if "bias" in infos else None,
         quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()}, cast=job.cast,
     )
-    tensor_io.check_writable(out_ref, force=job.force)
+    if out_ref is not None:
+        tensor_io.check_writable(out_ref, force=job.force)
+    if expect_ref is not None and expect_ref.path != "-":
+        _check_expected_shape(derivation, tensor_io.peek(expect_ref))
     engine = get_engine(job.device)
     dtype = job.cast or infos["input"].dtype
-    folder = "." if out_ref.path == "-" else os.path.dirname(out_ref.path)
+    folder = "." if out_ref is None or out_ref.path == "-" else os.path.dirname(out_ref.path)
     derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, folder))
-    streamable = tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref) and "input" not in arrays
+    streamable = (out_ref is not None and tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
+                  and "input" not in arrays)
     memory = memory_plan(derivation, dtype, streamable=streamable)
     if memory.stream:
         try:
             times, counts = _stream(refs, out_ref, derivation, engine, dtype, job.force, memory.chunk)
         except MemoryError:
             raise _out_of_memory(derivation, memory, streamable) from None
-        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts))
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts),
+                      _compare(job, out_ref, expect_ref))
     for role, ref in refs.items():
         if role not in arrays:
             arrays[role] = tensor_io.load(ref)
@@ -309,10 +330,35 @@ def run_job(job: Job) -> Result:
     except MemoryError:
         raise _out_of_memory(derivation, memory, streamable) from None
     t2 = time.perf_counter()
-    tensor_io.save(out_ref, output, force=job.force)
+    if out_ref is not None:
+        tensor_io.save(out_ref, output, force=job.force)
     t3 = time.perf_counter()
     timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
-    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings, non_finite_warnings(counts))
+    comparison = _compare(job, output, expect_ref)
+    if comparison is not None:
+        timings["compare_s"] = round(time.perf_counter() - t3, 6)
+    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings, non_finite_warnings(counts),
+                  comparison)
+
+
+def _check_expected_shape(derivation: Derivation, expected: tensor_io.ArrayInfo) -> None:
+    """Before computing: a reference of another shape cannot match."""
+    from .compare import ShapeMismatch
+
+    if tuple(expected.shape) != tuple(derivation.output_shape):
+        raise ShapeMismatch(
+            f"shapes differ: actual {tuple(derivation.output_shape)} vs expected {tuple(expected.shape)}",
+            "check the options with deconv detect INPUT WEIGHT EXPECTED",
+        )
+
+
+def _compare(job: Job, actual, expect_ref):
+    """The output (an array, or the written file's reference) compared with ``expect`` (streamed)."""
+    if expect_ref is None:
+        return None
+    from .compare import compare_refs
+
+    return compare_refs(actual, expect_ref, atol=job.atol, rtol=job.rtol)
 
 
 def count_non_finite(array) -> tuple[int, int]:

@@ -217,3 +217,58 @@ def print_info(path: str, infos: list[ArrayInfo], stream: TextIO) -> None:
 
 def print_json(record, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(json.dumps(record) + "\n")
+
+
+def comparison_lines(c) -> list[str]:
+    """A ``compare.Comparison`` for people: the verdict line, the statistics, the worst elements."""
+    rule = f"atol {c.atol:g} + rtol {c.rtol:g} * |expected|"
+    if c.match:
+        lines = [f"MATCH: all {c.total} elements within {rule}"]
+    else:
+        lines = [f"MISMATCH: {c.mismatches} of {c.total} elements ({100 * c.fraction:.4g}%) differ by more than {rule}"]
+    median = "-" if c.median_abs is None else f"~{c.median_abs:.3g}"
+    lines += [
+        f"  shape {_shape(c.shape)}; actual {c.dtypes[0]}, expected {c.dtypes[1]}",
+        f"  abs error: max {c.max_abs:.6g}, mean {c.mean_abs:.6g}, median {median}; "
+        f"rel error: max {c.max_rel:.6g}, mean {c.mean_rel:.6g}",
+        f"  NaN: actual {c.nan['actual']}, expected {c.nan['expected']}; "
+        f"Inf: actual {c.inf['actual']}, expected {c.inf['expected']}",
+    ]
+    if c.worst:
+        rows = [(str(tuple(w.index)), f"{w.actual:.8g}", f"{w.expected:.8g}", "-" if w.abs is None else f"{w.abs:.6g}")
+                for w in c.worst]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("index", "actual", "expected", "abs"))]
+        lines.append(f"  worst {len(rows)}:")
+        for row in [("index", "actual", "expected", "abs"), *rows]:
+            lines.append("    " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return lines
+
+
+def print_comparison(c, stream: TextIO) -> None:
+    stream.write("\n".join(comparison_lines(c)) + "\n")
+
+
+def print_detection(d, stream: TextIO) -> None:
+    """``deconv detect``: the matching configurations best first; for each, the weight re-save (when the
+    reading is not "as saved") once, then one ready-to-paste ``deconv run`` line per style."""
+    head = f"{d.tried} candidates tried, {d.checked_full} computed in full, {d.seconds:.2f} s"
+    if d.limited:
+        head += "; stopped at --limit, raise it to search further"
+    if not d.matches:
+        stream.write(f"no match ({head})\n")
+        stream.write("  not searched: a bias (pass --bias if the framework added one), channels-last layouts, negative "
+                     "paddings, stride > 16, dilation > 4\n")
+        return
+    groups: list[tuple[tuple, list]] = []
+    for m in d.matches:
+        lines = m.command.splitlines()
+        key = (m.weight, m.max_abs, tuple(lines[:-1]))
+        if not groups or groups[-1][0] != key:
+            groups.append((key, []))
+        groups[-1][1].append((m.style, lines[-1]))
+    noun = "configuration" if len(groups) == 1 else "configurations"
+    stream.write(f"{len(groups)} matching {noun}, best first ({head}):\n")
+    for number, ((weight, max_abs, recipe), runs) in enumerate(groups, 1):
+        stream.write(f"{number}. weight {weight}, max abs error {max_abs:.3g}: {', '.join(s for s, _ in runs)}\n")
+        for line in (*recipe, *(line for _, line in runs)):
+            stream.write(f"   {line}\n")
