@@ -116,7 +116,7 @@ def run_job(job: Job) -> Result:
     out_ref = tensor_io.parse_ref(job.output)
     stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
     if len(stdin_users) > 1:
-        raise DeconvError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}")
+        raise ConfigError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}", "save the others to files")
 
     t0 = time.perf_counter()
     infos = {role: tensor_io.peek(ref) for role, ref in refs.items() if ref.path != "-"}
