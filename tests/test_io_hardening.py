@@ -230,6 +230,44 @@ def test_a_failure_while_writing_into_a_container_leaves_the_old_file(tensors, t
     assert temps(tmp_path) == []
 
 
+CHANGE = """
+if not os.path.exists("touched"):
+    open("touched", "w").close()
+    import numpy as np
+    np.savez("io.npz", q=np.zeros(1))
+"""
+
+
+def test_a_container_changed_by_another_program_meanwhile_is_not_overwritten(tensors, tmp_path):
+    """Another writer saves the .npz while deconv copies its arrays: deconv must not replace that work."""
+    x, w = tensors
+    np.savez("io.npz", x=x, w=w)
+    proc = hooked(CHANGE, "run", "x.npy", "w.npy", "-o", "io.npz:y", "-q", cwd=tmp_path, target="numpy.lib.format.write_array")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.decode() == "Error: io.npz changed while deconv was writing into it. Run again.\n"
+    with np.load("io.npz") as z:
+        assert z.files == ["q"]
+    assert temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("budget", [None, "1K"])
+def test_an_hdf5_group_is_never_replaced_by_an_array(tensors, tmp_path, budget):
+    with h5py.File("out.h5", "w") as f:
+        f.create_dataset("a/y", data=np.zeros(3))
+    before = Path("out.h5").read_bytes()
+    env = {"DECONV_MEMORY_BUDGET": budget} if budget else None
+    for output, line in [
+        ("out.h5:/a", "Error: out.h5:/a is a group of arrays, not an array. Name a dataset inside it.\n"),
+        ("out.h5:/a/y/z", "Error: out.h5:/a/y is a dataset, so it cannot hold /a/y/z. Choose another name.\n"),
+    ]:
+        result = invoke("run", "x.npy", "w.npy", "-o", output, "--force", "-q", env=env)
+        assert result.exit_code == 1
+        assert result.stderr == line
+    assert Path("out.h5").read_bytes() == before
+    assert temps(tmp_path) == []
+
+
 # ---------------------------------------------------------------- 4: no-clobber is atomic
 
 

@@ -254,7 +254,7 @@ def save(ref: Ref, array, *, force: bool) -> None:
         tmp = temp_file(ref)
         format_of(ref).write(ref, tmp, array, **base)
         commit(tmp, ref, replace=force, expect=expect)
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # what h5py and zipfile raise on write
         raise write_failed(ref.path, exc) from None
     finally:
         discard(tmp)
@@ -274,7 +274,7 @@ class StreamWriter:
             base, self._expect = _base(ref, force)
             self.tmp = temp_file(ref)
             self._writer = format_of(ref).open_writer(ref, self.tmp, shape, np.dtype(dtype).newbyteorder("="), **base)
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
             self.__exit__()
             raise write_failed(ref.path, exc) from None
         except BaseException:

@@ -26,10 +26,32 @@ def _path(ref: Ref) -> str | None:
 
 
 def check_name(ref: Ref) -> None:
-    """An output dataset path: not the root group, no '.' or '..' parts."""
+    """An output dataset path: not the root group, no '.' or '..' parts; in an existing file, not a
+    group (--force replaces an array, never a group of them) and not under a dataset."""
     key = _path(ref) or "/output"
     if key == "/" or any(part in (".", "..", "") for part in key[1:].split("/")):
         raise BadReference(f"'{ref}' does not name a dataset", f"name one, e.g. {ref.path}:/y")
+    if not os.path.isfile(ref.path):
+        return
+    h5py = _h5py()
+    try:
+        f = _open(ref)
+    except TensorFileError:  # not a readable HDF5 file: --force replaces it whole, else it is refused later
+        return
+    with f:
+        parts = key[1:].split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/" + "/".join(parts[:depth])
+            try:
+                found = f.get(path)
+            except (KeyError, OSError, ValueError):
+                return
+            if found is None:
+                return
+            if isinstance(found, h5py.Group) and depth == len(parts):
+                raise TensorFileError(f"{ref.path}:{path} is a group of arrays, not an array", "name a dataset inside it")
+            if isinstance(found, h5py.Dataset) and depth < len(parts):
+                raise TensorFileError(f"{ref.path}:{path} is a dataset, so it cannot hold {key}", "choose another name")
 
 
 def _open(ref: Ref, mode: str = "r"):
