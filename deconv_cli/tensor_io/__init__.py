@@ -175,9 +175,9 @@ def check_writable(ref: Ref, *, force: bool) -> None:
     if ref.path == "-":
         format_of(ref).check_target()
         return
-    if ref.kind not in (".npy", ".npz", ".h5"):
-        raise BadReference(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz or .h5")
     module = format_of(ref)
+    if not hasattr(module, "write"):
+        raise BadReference(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz or .h5")
     if ref.kind == ".npy" and ref.key:
         raise BadReference(f"'{ref}': a .npy file holds one unnamed array", "drop the ':name'")
     if getattr(module, "CONTAINER", False):
