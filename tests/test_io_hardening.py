@@ -628,6 +628,19 @@ def test_a_bad_member_crc_is_called_damaged(tensors, tmp_path):
     assert not Path("y.npy").exists()
 
 
+def test_a_corrupt_compressed_member_is_one_line(tensors, tmp_path):
+    x, w = tensors
+    np.savez_compressed("c.npz", x=x)
+    data = bytearray(Path("c.npz").read_bytes())
+    start = data.index(b"x.npy") + len("x.npy")
+    data[start + 2 : start + 40] = bytes(38)  # the start of the deflate stream
+    Path("c.npz").write_bytes(bytes(data))
+    result = invoke("run", "c.npz:x", "w.npy", "-o", "y.npy")
+    assert result.exit_code == 1
+    assert re.fullmatch(r"Error: c\.npz is a damaged \.npz file \(.+\)\. Re-save it with numpy\.savez\.\n", result.stderr), result.output
+    assert not Path("y.npy").exists()
+
+
 # ---------------------------------------------------------------- 16, 18, 19: names
 
 

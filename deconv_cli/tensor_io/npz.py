@@ -3,6 +3,8 @@ array into an existing file (``base``) copies its other members into the tempora
 
 from __future__ import annotations
 
+import zlib
+
 from ..errors import TensorFileError
 from . import npy
 from ._common import ArrayInfo, ArrayReader, BadReference, Ref, missing, read_failed
@@ -39,7 +41,7 @@ def describe(ref: Ref) -> list[ArrayInfo]:
                 with z.open(members[name]) as f:
                     infos.append(npy.read_header(f, f"{ref.path}:{name}", name, size=members[name].file_size))
             return infos
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
         raise _bad_zip(ref, exc) from None
 
 
@@ -51,7 +53,7 @@ def load(ref: Ref, info: ArrayInfo):
     try:
         with np.load(ref.path, allow_pickle=False) as z:
             return z[info.name]
-    except (zipfile.BadZipFile, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, NotImplementedError, zlib.error) as exc:
         raise read_failed(ref, exc) from None
 
 
