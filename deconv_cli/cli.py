@@ -123,7 +123,7 @@ def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, 
             result = run_job(job)
     except DeconvError as error:
         _fail(error)
-    print_warnings(result.derivation.warnings, sys.stderr)
+    print_warnings(result.derivation.warnings + result.warnings, sys.stderr)
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
     if as_json:
@@ -162,7 +162,7 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     """
     from .job import plan
     from .report import print_all_styles, print_derivation, print_json, print_reachable, print_warnings
-    from .solve import reachable, solve
+    from .solve import reachable, reachable_json, solve
 
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
@@ -176,7 +176,7 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     print_warnings(record.warnings, sys.stderr)
     if as_json:
         data = record.as_dict()
-        data["reachable"] = [{kw: {str(k): v for k, v in per.items()} for kw, per in dim.items()} for dim in sizes]
+        data["reachable"] = reachable_json(sizes)
         if others is not None:
             data["all_styles"] = [e.as_dict() for e in others]
         print_json(data)

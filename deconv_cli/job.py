@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,18 +23,95 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 # Above this many bytes of input + output, a batched job streams batch slices from and to disk.
 DEFAULT_MEMORY_BUDGET = 2 << 30
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:E[+-]?[0-9]+)?)\s*([KMGT]?)(?:I?B)?")
+# numpy cannot index more bytes than this in one array
+_MAX_ARRAY_BYTES = (1 << 63) - 1
 
 
 def memory_budget() -> int:
-    """Bytes of input + output a job may hold in memory (DECONV_MEMORY_BUDGET overrides, e.g. 512M)."""
-    text = os.environ.get("DECONV_MEMORY_BUDGET", "").strip().upper()
+    """Bytes of input + output a job may hold in memory (DECONV_MEMORY_BUDGET overrides, e.g. 512M, 1.5G)."""
+    text = os.environ.get("DECONV_MEMORY_BUDGET", "").strip()
     if not text:
         return DEFAULT_MEMORY_BUDGET
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
-    try:
-        return int(float(text.rstrip("KMG")) * scale)
-    except ValueError:
-        raise DeconvError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G") from None
+    match = _SIZE.fullmatch(text.upper())
+    if match is None:
+        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G")
+    number = float(match[1])
+    if not math.isfinite(number):
+        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G")
+    if number * _UNITS[match[2]] < 1:
+        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a positive size", "write e.g. 512M or 4G")
+    return int(number * _UNITS[match[2]])
+
+
+def byte_size(n: int) -> str:
+    """1536 -> '1.5 KiB': sizes in messages."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a job holds its data: whole in memory, or ``chunk`` samples of the batch at a time."""
+
+    stream: bool
+    chunk: int
+    needed: int  # bytes of input + output, whole
+    budget: int
+
+
+def memory_plan(derivation: Derivation, dtype: str, *, streamable: bool, budget: int | None = None) -> MemoryPlan:
+    """Whether input + output fit ``budget``; if not, whether batch slices stream, and how many at once.
+
+    Raises DeconvError (exit 1) up front, before anything is read, when neither holds, with the sizes, what
+    streams (batch slices between .npy/.h5 files) and what does not (.npz, stdin/stdout, a single sample:
+    spatial tiling does not exist yet).
+    """
+    budget = memory_budget() if budget is None else budget
+    itemsize = _ITEMSIZE.get(dtype, 8)
+    n = derivation.input_shape[0] if derivation.config.batched else 1
+    needed = (math.prod(derivation.input_shape) + math.prod(derivation.output_shape)) * itemsize
+    if needed <= budget:
+        return MemoryPlan(False, max(n, 1), needed, budget)
+    per_sample = needed // max(n, 1)
+    over = f"more than the memory budget {byte_size(budget)} (DECONV_MEMORY_BUDGET)"
+    output = f"output {_shape(derivation.output_shape)} {dtype}"
+    if n > 1 and per_sample <= budget:
+        if streamable:
+            return MemoryPlan(True, max(1, budget // 2 // per_sample), needed, budget)
+        raise DeconvError(
+            f"input + output need {byte_size(needed)} ({output}), {over}; only .npy and .h5 input and output "
+            "stream batch slices (.npz and stdin/stdout are held whole)",
+            f"read and write .npy or .h5 files to stream the {n} samples, or raise DECONV_MEMORY_BUDGET to "
+            f"{_suggest(needed)} if the machine has that memory",
+        )
+    what = "one sample's input + output need" if n > 1 else "input + output need"
+    if per_sample > _MAX_ARRAY_BYTES:
+        hint = "make the output smaller (stride, dilation, padding, output size): no machine holds that"
+    else:
+        hint = (f"raise DECONV_MEMORY_BUDGET to {_suggest(per_sample)} if the machine has that memory, or make "
+                "the output smaller (stride, dilation, padding, output size)")
+    raise DeconvError(
+        f"{what} {byte_size(per_sample)} ({output}), {over}; batch slices stream, but a single sample that does "
+        "not fit cannot be computed yet",
+        hint,
+    )
+
+
+def _suggest(n: int) -> str:
+    """A DECONV_MEMORY_BUDGET value of at least n bytes, in the largest unit that keeps it whole."""
+    for unit in ("T", "G", "M", "K"):
+        scale = _UNITS[unit]
+        if n >= 10 * scale or unit == "K":
+            return f"{-(-n // scale)}{unit}"
+    return str(n)
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(v) for v in shape) + ")"
 
 
 def plan(
@@ -47,8 +126,11 @@ def plan(
 ) -> Derivation:
     """Parse a style's options against the shapes and derive the output. Reads no data."""
     convention = conventions.get(style)
-    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
-    bias_shape = None if bias_shape is None else tuple(bias_shape)
+    input_shape, weight_shape = check_shape("input", input_shape), check_shape("weight", weight_shape)
+    bias_shape = None if bias_shape is None else check_shape("bias", bias_shape)
+    if 0 in weight_shape:
+        raise ConfigError(f"the weight has shape {_shape(weight_shape)}, with a zero-size axis",
+                          "every weight axis (channels, kernel) needs at least one element")
     if dtypes:
         check_dtypes(dtypes, convention)
     parsed = convention.parse(
@@ -58,6 +140,17 @@ def plan(
         parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes, warnings=parsed.warnings,
         style=style, options=tuple(options.items()), weight_shape=weight_shape,
     )
+
+
+def check_shape(role: str, shape) -> Shape:
+    """A tensor shape as a tuple of whole numbers >= 0 (bools, floats and negative sizes refused)."""
+    shape = tuple(shape)
+    for size in shape:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise ConfigError(f"the {role} shape {shape!r} holds {size!r}, not a whole number")
+        if size < 0:
+            raise ConfigError(f"the {role} shape {_shape(shape)} has a negative size", "sizes are counts: 0 or more")
+    return tuple(int(size) for size in shape)
 
 
 def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
@@ -99,10 +192,12 @@ class Result:
     device: str
     engine: str
     timings: dict
+    warnings: tuple[str, ...] = ()  # about the data (NaN/Inf), beside the derivation's own
 
     def as_dict(self) -> dict:
         record = self.derivation.as_dict()
         record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings)
+        record["warnings"] = [*record["warnings"], *self.warnings]
         return record
 
 
@@ -131,17 +226,18 @@ def run_job(job: Job) -> Result:
     tensor_io.check_writable(out_ref, force=job.force)
     engine = get_engine(job.device)
     dtype = infos["input"].dtype
-    total = (math.prod(infos["input"].shape) + math.prod(derivation.output_shape)) * _ITEMSIZE[dtype]
-    streamable = tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
-    if derivation.config.batched and streamable and "input" not in arrays and total > memory_budget():
+    streamable = tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref) and "input" not in arrays
+    memory = memory_plan(derivation, dtype, streamable=streamable)
+    if memory.stream:
         try:
-            times = _stream(refs, out_ref, derivation, engine, dtype, job.force)
+            times, counts = _stream(refs, out_ref, derivation, engine, dtype, job.force, memory.chunk)
         except MemoryError:
-            raise _out_of_memory(derivation) from None
-        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
+            raise _out_of_memory(derivation, memory, streamable) from None
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts))
     for role, ref in refs.items():
         if role not in arrays:
             arrays[role] = tensor_io.load(ref)
+    counts = {role: count_non_finite(array) for role, array in arrays.items()}
     t1 = time.perf_counter()
     try:
         output = engine.deconvolve(
@@ -149,23 +245,43 @@ def run_job(job: Job) -> Result:
         )
         output = engine.to_host(output)
     except MemoryError:
-        raise _out_of_memory(derivation) from None
+        raise _out_of_memory(derivation, memory, streamable) from None
     t2 = time.perf_counter()
     tensor_io.save(out_ref, output, force=job.force)
     t3 = time.perf_counter()
     timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
-    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings)
+    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings, non_finite_warnings(counts))
 
 
-def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bool) -> dict:
+def count_non_finite(array) -> tuple[int, int]:
+    """(NaN count, Inf count) of an array. One reduction where all is finite (the usual case): a sum is
+    finite exactly when no element is NaN or Inf, unless finite values overflow it, and then the count runs."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        if array.size == 0 or np.isfinite(np.sum(array, dtype=np.float64 if array.dtype.itemsize > 4 else np.float32)):
+            return 0, 0
+        return int(np.count_nonzero(np.isnan(array))), int(np.count_nonzero(np.isinf(array)))
+
+
+def non_finite_warnings(counts: Mapping[str, tuple[int, int]]) -> tuple[str, ...]:
+    """One warning line for every tensor holding NaN or Inf, with the counts."""
+    held = [f"the {role} holds {nan} NaN and {inf} Inf values" for role, (nan, inf) in counts.items() if nan or inf]
+    if not held:
+        return ()
+    return (", ".join(held) + "; they spread to every output element they reach, as in the frameworks",)
+
+
+def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bool, chunk: int) -> tuple[dict, dict]:
     """Batch slices from disk through the engine to disk: input and output are never whole in memory."""
     t0 = time.perf_counter()
     weight = tensor_io.load(refs["weight"])
     bias = tensor_io.load(refs["bias"]) if "bias" in refs else None
+    counts = {"input": (0, 0), "weight": count_non_finite(weight)}
+    if bias is not None:
+        counts["bias"] = count_non_finite(bias)
     source = tensor_io.open_slices(refs["input"])
     n = derivation.input_shape[0]
-    per_sample = (math.prod(derivation.input_shape[1:]) + math.prod(derivation.output_shape[1:])) * _ITEMSIZE[dtype]
-    chunk = max(1, memory_budget() // 2 // per_sample)
     load = compute = save = 0.0
     try:
         with tensor_io.StreamWriter(out_ref, derivation.output_shape, dtype, force=force) as sink:
@@ -173,6 +289,7 @@ def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bo
             for start in range(0, n, chunk):
                 t1 = time.perf_counter()
                 x = source[start : start + chunk]
+                counts["input"] = tuple(a + b for a, b in zip(counts["input"], count_non_finite(x)))
                 t2 = time.perf_counter()
                 y = engine.to_host(engine.deconvolve(x, weight, bias, derivation.config, derivation.output_spatial))
                 t3 = time.perf_counter()
@@ -183,11 +300,16 @@ def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bo
             save += time.perf_counter() - t4
     finally:
         source.close()
-    return {"load_s": round(load, 6), "compute_s": round(compute, 6), "save_s": round(save, 6), "chunks": -(-n // chunk)}
+    times = {"load_s": round(load, 6), "compute_s": round(compute, 6), "save_s": round(save, 6), "chunks": -(-n // chunk)}
+    return times, counts
 
 
-def _out_of_memory(derivation: Derivation) -> DeconvError:
-    return DeconvError(
-        f"out of memory computing an output of shape {derivation.output_shape}",
-        "lower DECONV_MEMORY_BUDGET to stream smaller batch slices (needs .npy or .h5 input and output)",
-    )
+def _out_of_memory(derivation: Derivation, memory: MemoryPlan, streamable: bool) -> DeconvError:
+    """An allocation failed although input + output fit the budget: the budget is above the free memory."""
+    problem = (f"out of memory computing an output of shape {_shape(derivation.output_shape)} "
+               f"(input + output {byte_size(memory.needed)}, within the memory budget {byte_size(memory.budget)})")
+    if memory.stream or (streamable and derivation.config.batched and derivation.input_shape[0] > 1):
+        return DeconvError(problem, f"free memory, or set DECONV_MEMORY_BUDGET below {byte_size(memory.needed)} "
+                                    "so that smaller batch slices stream")
+    return DeconvError(problem, "free memory (or use a machine with more); only batch slices between .npy/.h5 "
+                                "files stream")

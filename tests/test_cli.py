@@ -262,7 +262,7 @@ def test_batches_over_the_memory_budget_stream_through_disk(tensors, tmp_path, m
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f.create_dataset("data/x", data=x)
     assert invoke("run", "x.npy", "w.npy", "--bias", "b.npy", "--set", "stride=2", "-o", "whole.npy").exit_code == 0
-    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "3K")  # one sample's input + output is 2.14 KiB
     result = invoke("run", source, "w.npy", "--bias", "b.npy", "--set", "stride=2", "-o", target, "--json", "-q")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["timings"]["chunks"] == 2  # one sample per slice
@@ -303,12 +303,12 @@ def test_dtype_refusal_says_what_the_framework_would_do(tensors, tmp_path):
     [
         ("DECONV_THREADS", "abc", "Error: DECONV_THREADS='abc' is not a positive whole number. Write e.g. DECONV_THREADS=2."),
         ("DECONV_THREADS", "0", "Error: DECONV_THREADS='0' is not a positive whole number. Write e.g. DECONV_THREADS=2."),
-        ("DECONV_MEMORY_BUDGET", "lots", "Error: DECONV_MEMORY_BUDGET='LOTS' is not a size. Write e.g. 512M or 4G."),
+        ("DECONV_MEMORY_BUDGET", "lots", "Error: DECONV_MEMORY_BUDGET='lots' is not a size. Write e.g. 512M or 4G."),
     ],
 )
 def test_bad_environment_settings_are_one_line(tensors, tmp_path, monkeypatch, variable, value, line):
     monkeypatch.setenv(variable, value)
     result = invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", "y.npy")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == line + "\n"
     assert not (tmp_path / "y.npy").exists()
