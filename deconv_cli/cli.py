@@ -140,13 +140,18 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
     """
     from .job import Job, nbytes, run_job
     from .report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
+    from .tensor_io import removing_temps_on_signals
 
     try:
         if expect is None and (atol is not None or rtol is not None):
             raise ConfigError("--atol and --rtol need --expect REF", "add --expect or drop them")
+        if output == "-" and as_json:
+            raise ConfigError("-o - writes the output's .npy bytes to stdout, where --json would print too",
+                              "drop --json, or give -o a file name")
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
                   device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol)
-        result = run_job(job)
+        with removing_temps_on_signals():
+            result = run_job(job)
     except DeconvError as error:
         _fail(error)
     print_warnings(result.derivation.warnings + result.warnings, sys.stderr)
@@ -472,4 +477,7 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
 
 
 def main() -> None:
+    for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding cannot show is escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     cli(prog_name="deconv")

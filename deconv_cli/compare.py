@@ -359,15 +359,14 @@ def _product(shape):
 class _Source:
     """One side of a comparison: ``shape``, ``dtype`` (a name) and ``read(index_tuple) -> ndarray``.
 
-    Files go through tensor_io: batch slices through its slice reader (.npy read at an offset, .h5
-    datasets); a block smaller than one batch row of a .npy comes from a read-only memory map whose pages
-    are released after each block; formats that cannot be read in parts (.npz, stdin) are loaded whole.
+    Files that stream (.npy, .h5, ...) are read a window at a time through tensor_io's window reader;
+    formats that cannot be read in parts (.npz members, stdin) and 0-d tensors are loaded whole.
     """
 
     def __init__(self, array=None, ref=None):
         from . import tensor_io
 
-        self._array, self._slices, self._map, self.ref = array, None, None, ref
+        self._array, self._slices, self.ref = array, None, ref
         if array is not None:
             self.shape, self.dtype = tuple(array.shape), str(array.dtype)
             return
@@ -381,33 +380,13 @@ class _Source:
         self.shape, self.dtype = tuple(self._array.shape), str(self._array.dtype)
 
     def read(self, index: tuple):
-        import numpy as np
-
         if self._array is not None:
             return self._array[index] if index else self._array
-        rows_whole = all(s.start == 0 and s.stop == n for s, n in zip(index[1:], self.shape[1:]))
-        if rows_whole or self.ref.kind != ".npy":
-            block = self._slices[index[0]] if rows_whole else self._slices[index]  # h5 datasets take N-d slices
-            return block
-        if self._map is None:
-            self._map = np.load(self.ref.path, mmap_mode="r", allow_pickle=False)
-        block = np.array(self._map[index])
-        _release(self._map)
-        return block
+        return self._slices[index]
 
     def close(self) -> None:
         if self._slices is not None:
             self._slices.close()
-        self._map = None
-
-
-def _release(mapped) -> None:
-    """Drop a memory map's resident pages (they are clean: re-read from the file if touched again)."""
-    import mmap
-
-    base = getattr(mapped, "_mmap", None)
-    if base is not None and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        base.madvise(mmap.MADV_DONTNEED)
 
 
 def _is_stdin(side) -> bool:

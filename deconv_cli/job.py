@@ -183,10 +183,9 @@ def human_bytes(n: int) -> str:
     raise AssertionError  # unreachable
 
 
-def size_warnings(derivation: Derivation, dtype: str, folder: str) -> tuple[str, ...]:
-    """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``."""
-    import shutil
-
+def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tuple[str, ...]:
+    """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``
+    (None: no disk check; ``run`` refuses an output the disk has no room for, tensor_io.check_space)."""
     sizes = nbytes(derivation, dtype)
     out, needed = sizes["output"], sizes["input"] + sizes["output"]
     warnings = []
@@ -199,11 +198,8 @@ def size_warnings(derivation: Derivation, dtype: str, folder: str) -> tuple[str,
                f"deconv run needs at least {human_bytes(per_sample)} in memory (one sample's input + output)")
         warnings.append(f"input + output are {human_bytes(needed)}, more than the memory budget {human_bytes(budget)} "
                         f"(DECONV_MEMORY_BUDGET): {how}")
-    try:
-        free = shutil.disk_usage(folder or ".").free
-    except OSError:
-        return tuple(warnings)
-    if out > free:
+    free = None if folder is None else tensor_io.free_space(folder or ".")
+    if free is not None and out > free:
         warnings.append(f"the output is {human_bytes(out)}, more than the {human_bytes(free)} free on the disk of "
                         f"{os.path.abspath(folder or '.')}")
     return tuple(warnings)
@@ -285,7 +281,7 @@ def run_job(job: Job) -> Result:
             raise DeconvError("only one tensor can come from stdin ('-')")
     stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
     if len(stdin_users) > 1:
-        raise DeconvError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}")
+        raise ConfigError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}", "save the others to files")
 
     t0 = time.perf_counter()
     infos = {role: tensor_io.peek(ref) for role, ref in refs.items() if ref.path != "-"}
@@ -303,8 +299,7 @@ def run_job(job: Job) -> Result:
         _check_expected_shape(derivation, tensor_io.peek(expect_ref))
     engine = get_engine(job.device)
     dtype = job.cast or infos["input"].dtype
-    folder = "." if out_ref is None or out_ref.path == "-" else os.path.dirname(out_ref.path)
-    derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, folder))
+    derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, None))
     streamable = (out_ref is not None and tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
                   and "input" not in arrays)
     memory = memory_plan(derivation, dtype, streamable=streamable)

@@ -128,7 +128,7 @@ BAD_RUNS = [
      "Error: bad.npy is not a valid .npy file (bad header). Re-save it with numpy.save."),
     ({"bad.h5": b"not hdf5"}, ["bad.h5", "w.npy"], 1, None),
     ({}, ["missing.npy", "w.npy"], 1, "Error: missing.npy: no such file. Check the path."),
-    ({}, ["x.npy", "w.txt"], 1,
+    ({}, ["x.npy", "w.txt"], 2,  # a usage error (issue 7, item 19)
      "Error: 'w.txt' has no known tensor extension. Use .npy, .npz[:name] or .h5[:/dataset] (or - for .npy on stdin/stdout)."),
     ({}, ["x.npy", "w.npy", "--bias", "x.npy"], 2,
      "Error: bias has shape (2, 4, 5, 6); PyTorch (a 1-D bias) needs (3,) for 3 output channels."),
