@@ -22,7 +22,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# The DESIGN.md suite against PyTorch and onnxruntime (2 threads); installs the bench extra first.
+# The benchmark suite (deconv bench --list) against PyTorch and onnxruntime (2 threads); installs the bench extra first.
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/deconv bench

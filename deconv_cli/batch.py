@@ -124,6 +124,8 @@ def execute(task: Task) -> dict:
     """Run one job in a worker and return its record. A DeconvError is the job's own failure."""
     record = {"id": task.id, "line": task.line, "status": "ok", "output": task.output}
     try:
+        if task.job.output is not None:  # a manifest's output tree is made as needed
+            _make_folder(task.job.output)
         result = run_job(task.job, shared=SHARED)
         record.update(output_shape=list(result.derivation.output_shape), timings=result.timings)
         if result.compare is not None:
@@ -135,6 +137,14 @@ def execute(task: Task) -> dict:
     except MemoryError:
         record.update(status="failed", error="out of memory. Run fewer jobs at once (--jobs) or lower DECONV_MEMORY_BUDGET.")
     return record
+
+
+def _make_folder(output: str) -> None:
+    folder = os.path.dirname(manifest.file_of(output))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise DeconvError(f"cannot create the output folder {folder}: {exc.strerror or exc}", "check the path and its permissions") from None
 
 
 # ---------------------------------------------------------------- the journal

@@ -14,6 +14,7 @@ import click
 from . import __version__
 from .conventions import STYLES
 from .errors import ConfigError, DeconvError
+from .job import FLOAT_DTYPES
 from .options import parse_set
 
 STYLE_NAMES = tuple(STYLES)
@@ -75,8 +76,10 @@ def cli() -> None:
 
     \b
     Example:
-      deconv run x.npy w.npy --set stride=2 --set padding=1 -o y.npy
-      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 --set stride=(2,1,1)
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --set stride=2 --set padding=1 -o y.npy
+      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 \\
+          --set "stride=(2,1,1)"
     """
 
 
@@ -89,10 +92,11 @@ def cli() -> None:
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@click.option("--cast", type=click.Choice(FLOAT_DTYPES), help="Cast every tensor to this dtype before planning.")
 @click.option("--expect", metavar="REF", help="Compare the output with this tensor (a framework's saved output); exit 1 on mismatch.")
 @tolerance_options
 @style_options
-def run(input, weight, bias, output, device, force, quiet, expect, atol, rtol, style, sets, quirks, as_json):
+def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json):
     """Run a transposed convolution and write the output.
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
@@ -102,24 +106,33 @@ def run(input, weight, bias, output, device, force, quiet, expect, atol, rtol, s
 
     \b
     Example:
-      deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
-          --set stride=2 --set padding=1 --set output_padding=1 -o y.npy
-      deconv run x.npy w.npy --style mindspore --set pad_mode=same --set stride=2 --expect ms_out.npy
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --set output_padding=1 -o y.npy
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --set output_padding=1 --expect y.npy
     """
-    from .job import Job, run_job
-    from .report import print_comparison, print_derivation, print_json, print_warnings
+    from .job import Job, nbytes, run_job
+    from .report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
+    from .tensor_io import removing_temps_on_signals
 
     try:
         if expect is None and (atol is not None or rtol is not None):
             raise ConfigError("--atol and --rtol need --expect REF", "add --expect or drop them")
+        if output == "-" and as_json:
+            raise ConfigError("-o - writes the output's .npy bytes to stdout, where --json would print too",
+                              "drop --json, or give -o a file name")
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
-                  device=device, force=force, quirks=quirks, expect=expect, atol=atol, rtol=rtol)
-        result = run_job(job)
+                  device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol)
+        with removing_temps_on_signals():
+            result = run_job(job)
     except DeconvError as error:
         _fail(error)
     print_warnings(result.derivation.warnings + result.warnings, sys.stderr)
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
+        emit([sizes_line(nbytes(result.derivation, result.dtype), result.dtype)], sys.stderr)
     if result.compare is not None and not as_json:
         print_comparison(result.compare, sys.stderr)
     if as_json:
@@ -146,7 +159,10 @@ def shape_sources(fn):
 @style_options
 @click.option("--target-shape", metavar="H,W,...", help="Solve the style's size option for these spatial output sizes.")
 @click.option("--all-styles", is_flag=True, help="Show the same deconvolution written in every style.")
-def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles):
+@click.option("--cast", type=click.Choice(FLOAT_DTYPES),
+              help="The dtype run --cast would use (sizes; default: the files' dtype, else float32).")
+def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles,
+          cast):
     """Derive the output shape without reading any tensor data.
 
     Shapes come from file headers or from --input-shape/--weight-shape. Also lists, per dimension, the
@@ -155,32 +171,54 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     \b
     Example:
       deconv shape --style onnx --input-shape 1,1,3,3 --weight-shape 1,2,3,3 \\
-          --set strides=(3,2) --set auto_pad=SAME_UPPER --json
-      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 --set stride=2 --target-shape 33,33
+          --set "strides=(3,2)" --set auto_pad=SAME_UPPER --json
+      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 \\
+          --set stride=2 --target-shape 35,34
     """
-    from .job import plan
-    from .report import print_all_styles, print_derivation, print_json, print_reachable, print_warnings
-    from .solve import reachable, reachable_json, solve
+    from dataclasses import replace
+
+    from .explain import set_item
+    from .job import nbytes, plan, size_warnings
+    from .report import (
+        emit,
+        print_all_styles,
+        print_derivation,
+        print_json,
+        print_paste,
+        print_reachable,
+        print_warnings,
+        sizes_line,
+    )
+    from .solve import reachable, solve
 
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
-        record = plan(style, parse_set(sets), *shapes, quirks=quirks)
-        if target_shape is not None:
-            record = solve(record, parse_shape(target_shape), shapes[2], quirks=quirks)
-        sizes = reachable(record, shapes[2], quirks=quirks)
+        dtypes = _dtypes_from_args(input, weight, bias)
+        record = plan(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast)
+        target = None if target_shape is None else parse_shape(target_shape)
+        if target is not None:
+            record = solve(record, target)
+        sizes = None if as_json else reachable(record)  # JSON: record.as_dict() holds them
         others = _all_styles(record) if all_styles else None
+        dtype = cast or next(iter(dtypes.values()), "float32")
+        record = replace(record, warnings=record.warnings + size_warnings(record, dtype, "."))
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
     if as_json:
         data = record.as_dict()
-        data["reachable"] = reachable_json(sizes)
+        data.update(dtype=dtype, nbytes=nbytes(record, dtype))
+        if target is not None:
+            data["set"] = [set_item(k, v) for k, v in record.options]
         if others is not None:
             data["all_styles"] = [e.as_dict() for e in others]
         print_json(data)
         return
     print_derivation(record, sys.stdout)
+    emit([sizes_line(nbytes(record, dtype), dtype, assumed=not dtypes and cast is None)], sys.stdout)
     print_reachable(sizes, sys.stdout)
+    if target is not None:
+        print_paste(f"options for output {tuple(target)}, to paste:", record.options, sys.stdout)
     if others is not None:
         print_all_styles(others, sys.stdout)
 
@@ -195,16 +233,24 @@ def _all_styles(record):
 @shape_sources
 @style_options
 @click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), help="The style to write the call in.")
-def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target):
+@click.option("--code", is_flag=True,
+              help="Print a runnable Python snippet for the target framework (its op, the re-layouts, the crop).")
+def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target, code):
     """Print the equivalent call in another style, with the weight re-layout.
 
     Where the target style cannot express the configuration (asymmetric padding in torch, say), it
     prints the nearest call and the crop to apply to its output.
 
+    With --code, a Python snippet that loads the tensors (random ones for --input-shape), re-lays them,
+    calls the target framework and crops: its y equals what deconv run computes.
+
     \b
     Example:
       deconv explain --style onnx --input-shape 1,4,5,5 --weight-shape 4,2,3,3 \\
-          --set strides=[2,2] --set pads=[1,1,0,0] --to torch
+          --set "strides=[2,2]" --set "pads=[1,1,0,0]" --to torch
+      deconv explain samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --to onnx --code > snippet.py
     """
     from .explain import explain
     from .job import plan
@@ -214,9 +260,16 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         record = plan(style, parse_set(sets), *shapes, quirks=quirks)
         explanation = explain(record, target)
+        if code:
+            from .snippets import snippet
+
+            text = snippet(record, explanation, {"input": input, "weight": weight, "bias": bias})
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
+    if code:
+        sys.stdout.write(text)
+        return
     if as_json:
         print_json(explanation.as_dict())
     else:
@@ -235,6 +288,14 @@ def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape
         raise ConfigError("give either --bias or --bias-shape, not both")
     bias_dims = parse_shape(bias_shape) if bias is None else tensor_io.peek(tensor_io.parse_ref(bias)).shape
     return pick("input", input, input_shape), pick("weight", weight, weight_shape), bias_dims
+
+
+def _dtypes_from_args(input, weight, bias) -> dict[str, str]:
+    """The dtype of each tensor given as a file (headers only)."""
+    from . import tensor_io
+
+    files = {"input": input, "weight": weight, "bias": bias}
+    return {role: tensor_io.peek(tensor_io.parse_ref(path)).dtype for role, path in files.items() if path is not None}
 
 
 @cli.command()
@@ -298,7 +359,7 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
 
     One job per line: input, weight, output (required), bias, style, set, quirks, expect, atol, rtol, id.
     --style/--set/--quirks are defaults that a job's own fields override (set: key by key); relative paths
-    are relative to the manifest. The whole manifest is checked first (exit 2 naming the line). With
+    are relative to the manifest; output folders are made as needed. The whole manifest is checked first (exit 2 naming the line). With
     --json, one record per job on stdout as it finishes (id, status ok|failed|mismatch|skipped, output,
     output_shape, timings, error); on stderr a progress bar (terminal) and a summary line. Exit 0 when every
     job is ok or skipped, 1 otherwise, 130 on Ctrl-C (finished outputs kept, no partial file).
@@ -306,7 +367,7 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
     \b
     Example:
       deconv batch samples/jobs.jsonl --jobs 2 --json
-      deconv batch jobs.csv --set stride=2 --shard 1/4 --resume
+      deconv batch samples/jobs.csv --set groups=1 --shard 1/2 --resume
     """
     from . import batch as batch_module
     from . import manifest
@@ -348,14 +409,17 @@ def _print_planned(record: dict) -> None:
 def compare_command(actual, expected, atol, rtol, top, as_json):
     """Compare two tensors element by element: exit 0 when they match, 1 when they do not.
 
-    Prints the verdict, max/mean/median absolute and max relative error, the mismatch count and
+    Prints the verdict, max/mean/median absolute and max/mean relative error, the mismatch count and
     fraction, NaN/Inf counts per side and the worst elements. Any tensor formats and dtypes (compared
     in float64); streams both files in blocks, so files larger than memory compare in bounded memory
     (DECONV_MEMORY_BUDGET).
 
     \b
     Example:
-      deconv compare y.npy framework_output.npz:y --rtol 1e-3
+      deconv run samples/torch_ported.npz:x samples/torch_ported.npz:w \\
+          --bias samples/torch_ported.npz:b --set stride=2 --set padding=1 \\
+          --set "output_padding=(1,0)" -o y.npy
+      deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
     """
     from .compare import compare_refs
     from .report import print_comparison, print_json
@@ -393,7 +457,9 @@ def detect_command(input, weight, expected, bias, style, top, limit, as_json):
 
     \b
     Example:
-      deconv detect x.npy w.npy ms_out.npy --style torch
+      deconv detect samples/torch_ported.npz:x samples/torch_ported.npz:w \\
+          samples/torch_ported.npz:y --bias samples/torch_ported.npz:b \\
+          --style torch
     """
     from .detect import detect
     from .report import print_detection, print_json
@@ -418,18 +484,25 @@ def detect_command(input, weight, expected, bias, style, top, limit, as_json):
 @click.option("--no-peers", is_flag=True, help="Skip PyTorch and onnxruntime.")
 @click.option("--no-memory", is_flag=True, help="Skip the per-configuration peak-memory subprocesses.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
-def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json):
-    """Time the DESIGN.md suite against PyTorch and onnxruntime, same threads, same run.
+@click.option("--list", "list_only", is_flag=True, help="List the suite's configurations and exit (times nothing).")
+def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json, list_only):
+    """Time the benchmark suite against PyTorch and onnxruntime, same threads, same run.
 
-    Prints median ms, GFLOP/s, the fraction of the measured SGEMM peak, ratios to the peers, peak memory
-    per configuration and the start-up time of `deconv shape`. Peers come from the bench extra.
+    The suite: 16 transposed convolutions from U-Net, DCGAN, FCN, HiFi-GAN and the frameworks' own
+    examples (--list shows them). Prints median ms, GFLOP/s, the fraction of the measured SGEMM peak,
+    ratios to the peers, peak memory per configuration and the start-up time of `deconv shape`. Peers
+    come from the bench extra.
 
     \b
     Example:
-      deconv bench --only dcgan_512to256_4x4_k4s2p1 --repeat 5
+      deconv bench --list
+      deconv bench --only tiny_4to4_8x8_k3 --repeat 3 --no-peers
     """
-    from .bench import report
+    from .bench import list_suite, report
 
+    if list_only:
+        list_suite(as_json, echo=click.echo)
+        return
     try:
         report(device, threads, repeat, only, paths, not no_peers, not no_memory, as_json,
                echo=lambda line: click.echo(line))
@@ -438,4 +511,7 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
 
 
 def main() -> None:
+    for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding cannot show is escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     cli(prog_name="deconv")

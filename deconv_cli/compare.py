@@ -5,8 +5,8 @@ the same position; NaN or +-Inf on one side only (or Inf of the other sign) is a
 
 ``Stats.update(actual_chunk, expected_chunk, offset)`` folds one block into running statistics, so a
 comparison never holds more than one block of each side: the maximum and mean absolute error, the
-maximum and mean relative error (over elements whose expected value is not 0), the mismatch count, NaN/Inf counts
-per side, the K worst elements (largest absolute error; one-sided NaN/Inf first) with their N-d indices,
+maximum and mean relative error (over elements whose expected value is not 0), the mismatch count,
+NaN/Inf counts per side, the K worst elements (largest absolute error; one-sided NaN/Inf first) with their N-d indices,
 and an approximate median absolute error from a fixed histogram of the float64 exponent and top mantissa
 bits (bins at most 3.1% wide, so within about 1.6% of the exact median; an exact median needs every error
 in memory, which a streaming comparison does not keep).
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError, DeconvError
 
 # Default tolerances per dtype, (atol, rtol): the looser of the two sides' dtypes applies.
-# Reasoning (README "Comparing tensors"): a correct deconvolution differs from a framework's only by
+# Reasoning (README "Checking results against a framework", with the golden measurements): a correct deconvolution differs from a framework's only by
 # summation order, i.e. by a few units in the last place of the *output's scale* times sqrt(terms);
 # an element near 0 (cancellation) needs atol, a large one rtol. float32: 1e-4 is DESIGN's correctness
 # target (max error <= 1e-4 of the output scale); float16 keeps ~3 decimal digits (eps 9.8e-4), so a
@@ -359,15 +359,14 @@ def _product(shape):
 class _Source:
     """One side of a comparison: ``shape``, ``dtype`` (a name) and ``read(index_tuple) -> ndarray``.
 
-    Files go through tensor_io: batch slices through its slice reader (.npy read at an offset, .h5
-    datasets); a block smaller than one batch row of a .npy comes from a read-only memory map whose pages
-    are released after each block; formats that cannot be read in parts (.npz, stdin) are loaded whole.
+    Files that stream (.npy, .h5, ...) are read a window at a time through tensor_io's window reader;
+    formats that cannot be read in parts (.npz members, stdin) and 0-d tensors are loaded whole.
     """
 
     def __init__(self, array=None, ref=None):
         from . import tensor_io
 
-        self._array, self._slices, self._map, self.ref = array, None, None, ref
+        self._array, self._slices, self.ref = array, None, ref
         if array is not None:
             self.shape, self.dtype = tuple(array.shape), str(array.dtype)
             return
@@ -381,33 +380,13 @@ class _Source:
         self.shape, self.dtype = tuple(self._array.shape), str(self._array.dtype)
 
     def read(self, index: tuple):
-        import numpy as np
-
         if self._array is not None:
             return self._array[index] if index else self._array
-        rows_whole = all(s.start == 0 and s.stop == n for s, n in zip(index[1:], self.shape[1:]))
-        if rows_whole or self.ref.kind != ".npy":
-            block = self._slices[index[0]] if rows_whole else self._slices[index]  # h5 datasets take N-d slices
-            return block
-        if self._map is None:
-            self._map = np.load(self.ref.path, mmap_mode="r", allow_pickle=False)
-        block = np.array(self._map[index])
-        _release(self._map)
-        return block
+        return self._slices[index]
 
     def close(self) -> None:
         if self._slices is not None:
             self._slices.close()
-        self._map = None
-
-
-def _release(mapped) -> None:
-    """Drop a memory map's resident pages (they are clean: re-read from the file if touched again)."""
-    import mmap
-
-    base = getattr(mapped, "_mmap", None)
-    if base is not None and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        base.madvise(mmap.MADV_DONTNEED)
 
 
 def _is_stdin(side) -> bool:

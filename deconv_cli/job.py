@@ -12,7 +12,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import conventions, tensor_io
 from .config import Shape
@@ -45,14 +45,6 @@ def memory_budget() -> int:
     return int(number * _UNITS[match[2]])
 
 
-def byte_size(n: int) -> str:
-    """1536 -> '1.5 KiB': sizes in messages."""
-    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n} B"
-
-
 @dataclass(frozen=True)
 class MemoryPlan:
     """How a job holds its data: whole in memory, or ``chunk`` samples of the batch at a time."""
@@ -77,13 +69,13 @@ def memory_plan(derivation: Derivation, dtype: str, *, streamable: bool, budget:
     if needed <= budget:
         return MemoryPlan(False, max(n, 1), needed, budget)
     per_sample = needed // max(n, 1)
-    over = f"more than the memory budget {byte_size(budget)} (DECONV_MEMORY_BUDGET)"
+    over = f"more than the memory budget {human_bytes(budget)} (DECONV_MEMORY_BUDGET)"
     output = f"output {_shape(derivation.output_shape)} {dtype}"
     if n > 1 and per_sample <= budget:
         if streamable:
             return MemoryPlan(True, max(1, budget // 2 // per_sample), needed, budget)
         raise DeconvError(
-            f"input + output need {byte_size(needed)} ({output}), {over}; only .npy and .h5 input and output "
+            f"input + output need {human_bytes(needed)} ({output}), {over}; only .npy and .h5 input and output "
             "stream batch slices (.npz and stdin/stdout are held whole)",
             f"read and write .npy or .h5 files to stream the {n} samples, or raise DECONV_MEMORY_BUDGET to "
             f"{_suggest(needed)} if the machine has that memory",
@@ -95,7 +87,7 @@ def memory_plan(derivation: Derivation, dtype: str, *, streamable: bool, budget:
         hint = (f"raise DECONV_MEMORY_BUDGET to {_suggest(per_sample)} if the machine has that memory, or make "
                 "the output smaller (stride, dilation, padding, output size)")
     raise DeconvError(
-        f"{what} {byte_size(per_sample)} ({output}), {over}; batch slices stream, but a single sample that does "
+        f"{what} {human_bytes(per_sample)} ({output}), {over}; batch slices stream, but a single sample that does "
         "not fit cannot be computed yet",
         hint,
     )
@@ -123,19 +115,21 @@ def plan(
     *,
     quirks: bool = False,
     dtypes: Mapping[str, str] | None = None,
+    cast: str | None = None,
 ) -> Derivation:
     """Parse a style's options against the shapes and derive the output. Reads no data.
 
+    ``cast``: every tensor is cast to this dtype before anything else (``--cast``); the derivation says so.
     Cached: a batch repeats the same options and shapes over many jobs. The key is the options' repr,
     so ``[2, 2]`` and ``(2, 2)`` stay distinct spellings (the record shows the user's own).
     """
     key = (
         style, repr(tuple(options.items())), tuple(input_shape), tuple(weight_shape),
-        None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()),
+        None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()), cast,
     )
     derivation = _PLANS.get(key)
     if derivation is None:
-        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks=quirks, dtypes=dtypes)
+        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks=quirks, dtypes=dtypes, cast=cast)
         if len(_PLANS) >= 512:
             _PLANS.clear()
         _PLANS[key] = derivation
@@ -154,22 +148,34 @@ def _plan_uncached(
     *,
     quirks: bool = False,
     dtypes: Mapping[str, str] | None = None,
+    cast: str | None = None,
 ) -> Derivation:
-    """Parse a style's options against the shapes and derive the output. Reads no data."""
+    """``plan`` without the cache."""
     convention = conventions.get(style)
     input_shape, weight_shape = check_shape("input", input_shape), check_shape("weight", weight_shape)
     bias_shape = None if bias_shape is None else check_shape("bias", bias_shape)
     if 0 in weight_shape:
         raise ConfigError(f"the weight has shape {_shape(weight_shape)}, with a zero-size axis",
                           "every weight axis (channels, kernel) needs at least one element")
+    notes: tuple[str, ...] = ()
+    if cast is not None:
+        if cast not in FLOAT_DTYPES:
+            raise ConfigError(f"--cast {cast}: deconv computes in {', '.join(FLOAT_DTYPES)}", "pass --cast float32")
+        changes = ", ".join(f"{role} {dtype} -> {cast}" if dtype != cast else f"{role} {dtype}" for role, dtype in (dtypes or {}).items())
+        notes = (f"--cast {cast}: all tensors are cast to {cast} before planning" + (f" ({changes})" if changes else ""),)
+        dtypes = dict.fromkeys(dtypes or ("input",), cast)
+    dtype_warnings: tuple[str, ...] = ()
     if dtypes:
         check_dtypes(dtypes, convention)
+        warning = getattr(convention, "DTYPE_WARNINGS", {}).get(next(iter(dtypes.values())))
+        dtype_warnings = (warning,) if warning else ()
     parsed = convention.parse(
         options, input_shape=input_shape, weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks
     )
     return derive(
-        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes, warnings=parsed.warnings,
-        style=style, options=tuple(options.items()), weight_shape=weight_shape,
+        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes + notes,
+        warnings=parsed.warnings + dtype_warnings, style=style, options=tuple(options.items()),
+        weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks,
     )
 
 
@@ -184,6 +190,51 @@ def check_shape(role: str, shape) -> Shape:
     return tuple(int(size) for size in shape)
 
 
+def nbytes(derivation: Derivation, dtype: str) -> dict:
+    """Bytes of each tensor of a job in ``dtype``: input, weight, bias (None without one), output."""
+    size = _ITEMSIZE[dtype]
+    bias = derivation.bias_shape
+    return {
+        "input": math.prod(derivation.input_shape) * size,
+        "weight": math.prod(derivation.weight_shape) * size,
+        "bias": None if bias is None else math.prod(bias) * size,
+        "output": math.prod(derivation.output_shape) * size,
+    }
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB' (binary units, as DECONV_MEMORY_BUDGET's K/M/G)."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        n /= 1024
+        if n < 1024 or unit == "EiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError  # unreachable
+
+
+def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tuple[str, ...]:
+    """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``
+    (None: no disk check; ``run`` refuses an output the disk has no room for, tensor_io.check_space)."""
+    sizes = nbytes(derivation, dtype)
+    out, needed = sizes["output"], sizes["input"] + sizes["output"]
+    warnings = []
+    budget = memory_budget()
+    if needed > budget:  # the same arithmetic as memory_plan, which refuses what cannot stream
+        batch = derivation.input_shape[0] if derivation.config.batched else 1
+        per_sample = needed // max(batch, 1)
+        how = (f"deconv run streams batch slices of {human_bytes(per_sample)} per sample between .npy/.h5 files"
+               if batch > 1 and per_sample <= budget else
+               f"deconv run needs at least {human_bytes(per_sample)} in memory (one sample's input + output)")
+        warnings.append(f"input + output are {human_bytes(needed)}, more than the memory budget {human_bytes(budget)} "
+                        f"(DECONV_MEMORY_BUDGET): {how}")
+    free = None if folder is None else tensor_io.free_space(folder or ".")
+    if free is not None and out > free:
+        warnings.append(f"the output is {human_bytes(out)}, more than the {human_bytes(free)} free on the disk of "
+                        f"{os.path.abspath(folder or '.')}")
+    return tuple(warnings)
+
+
 def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
     """All tensors share one floating dtype that the style's framework computes in."""
     for role, dtype in dtypes.items():
@@ -191,7 +242,7 @@ def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
             raise ConfigError(f"{role} has dtype {dtype}; deconv computes in float16, float32 or float64", f"cast the {role} to float32")
     if len(set(dtypes.values())) > 1:
         found = ", ".join(f"{role} {dtype}" for role, dtype in dtypes.items())
-        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype")
+        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype (deconv run --cast float32)")
     dtype = next(iter(dtypes.values()))
     if dtype not in convention.DTYPES:
         # DTYPE_NOTES: what the framework really does with that dtype (an abort, a silent downcast)
@@ -214,6 +265,7 @@ class Job:
     device: str = "cpu"
     force: bool = False
     quirks: bool = False
+    cast: str | None = None  # cast every tensor to this dtype after loading (--cast)
     expect: str | None = None  # a reference to compare the output with (compare.py)
     atol: float | None = None
     rtol: float | None = None
@@ -230,8 +282,9 @@ class Result:
     compare: object = None  # a compare.Comparison when the job had ``expect``
 
     def as_dict(self) -> dict:
-        record = self.derivation.as_dict()
-        record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings)
+        record = self.derivation.as_dict(with_reachable=False)
+        record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings,
+                      nbytes=nbytes(self.derivation, self.dtype))
         record["warnings"] = [*record["warnings"], *self.warnings]
         if self.compare is not None:
             record["compare"] = self.compare.as_dict()
@@ -262,7 +315,7 @@ def run_job(job: Job, *, shared=None) -> Result:
             raise DeconvError("only one tensor can come from stdin ('-')")
     stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
     if len(stdin_users) > 1:
-        raise DeconvError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}")
+        raise ConfigError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}", "save the others to files")
 
     t0 = time.perf_counter()
     infos = {role: _reader(shared, role).peek(ref) for role, ref in refs.items() if ref.path != "-"}
@@ -272,14 +325,15 @@ def run_job(job: Job, *, shared=None) -> Result:
     derivation = plan(
         job.style, job.options, infos["input"].shape, infos["weight"].shape,
         infos["bias"].shape if "bias" in infos else None,
-        quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()},
+        quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()}, cast=job.cast,
     )
     if out_ref is not None:
         tensor_io.check_writable(out_ref, force=job.force)
     if expect_ref is not None and expect_ref.path != "-":
         _check_expected_shape(derivation, tensor_io.peek(expect_ref))
     engine = get_engine(job.device)
-    dtype = infos["input"].dtype
+    dtype = job.cast or infos["input"].dtype
+    derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, None))
     streamable = (out_ref is not None and tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
                   and "input" not in arrays)
     memory = memory_plan(derivation, dtype, streamable=streamable)
@@ -293,6 +347,8 @@ def run_job(job: Job, *, shared=None) -> Result:
     for role, ref in refs.items():
         if role not in arrays:
             arrays[role] = _reader(shared, role).load(ref)
+        if arrays[role].dtype != dtype:  # only with --cast: plan() refused any other mismatch
+            arrays[role] = arrays[role].astype(dtype)
     counts = {role: count_non_finite(array) for role, array in arrays.items()}
     t1 = time.perf_counter()
     try:
@@ -361,8 +417,8 @@ def non_finite_warnings(counts: Mapping[str, tuple[int, int]]) -> tuple[str, ...
 def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bool, chunk: int) -> tuple[dict, dict]:
     """Batch slices from disk through the engine to disk: input and output are never whole in memory."""
     t0 = time.perf_counter()
-    weight = tensor_io.load(refs["weight"])
-    bias = tensor_io.load(refs["bias"]) if "bias" in refs else None
+    weight = tensor_io.load(refs["weight"]).astype(dtype, copy=False)
+    bias = tensor_io.load(refs["bias"]).astype(dtype, copy=False) if "bias" in refs else None
     counts = {"input": (0, 0), "weight": count_non_finite(weight)}
     if bias is not None:
         counts["bias"] = count_non_finite(bias)
@@ -374,7 +430,7 @@ def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bo
             load += time.perf_counter() - t0
             for start in range(0, n, chunk):
                 t1 = time.perf_counter()
-                x = source[start : start + chunk]
+                x = source[start : start + chunk].astype(dtype, copy=False)
                 counts["input"] = tuple(a + b for a, b in zip(counts["input"], count_non_finite(x)))
                 t2 = time.perf_counter()
                 y = engine.to_host(engine.deconvolve(x, weight, bias, derivation.config, derivation.output_spatial))
@@ -393,9 +449,9 @@ def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bo
 def _out_of_memory(derivation: Derivation, memory: MemoryPlan, streamable: bool) -> DeconvError:
     """An allocation failed although input + output fit the budget: the budget is above the free memory."""
     problem = (f"out of memory computing an output of shape {_shape(derivation.output_shape)} "
-               f"(input + output {byte_size(memory.needed)}, within the memory budget {byte_size(memory.budget)})")
+               f"(input + output {human_bytes(memory.needed)}, within the memory budget {human_bytes(memory.budget)})")
     if memory.stream or (streamable and derivation.config.batched and derivation.input_shape[0] > 1):
-        return DeconvError(problem, f"free memory, or set DECONV_MEMORY_BUDGET below {byte_size(memory.needed)} "
+        return DeconvError(problem, f"free memory, or set DECONV_MEMORY_BUDGET below {human_bytes(memory.needed)} "
                                     "so that smaller batch slices stream")
     return DeconvError(problem, "free memory (or use a machine with more); only batch slices between .npy/.h5 "
                                 "files stream")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from . import conventions
 from .config import Shape
 from .errors import ConfigError, DeconvError
-from .shapes import Derivation
+from .shapes import Derivation, axis_names
 
 # Up to this many candidate values per keyword and dimension are each parsed (about 30 us apiece); beyond
 # that (a stride or dilation in the hundreds and up) the reachable values are found by bisection, so that
@@ -106,8 +106,11 @@ Reachable = list[dict[str, dict[int, int]]]
 def reachable(record: Derivation, bias_shape: Shape | None = None, *, quirks: bool = False) -> Reachable:
     """Per spatial dimension: {size keyword: {output size: that keyword's value on this dimension}}.
 
-    Other dimensions keep the record's sizes (or offset 0) while one dimension is probed.
+    Other dimensions keep the record's sizes (or offset 0) while one dimension is probed. The bias
+    shape and quirks default to the record's own.
     """
+    bias_shape = record.bias_shape if bias_shape is None else bias_shape
+    quirks = quirks or record.quirks
     module = conventions.get(record.style)
     keywords = dict(getattr(module, "SIZE_KEYWORDS", ()))
     base = {k: v for k, v in record.options if k not in keywords}
@@ -151,6 +154,8 @@ def ranges(sizes: Mapping[int, int]) -> str:
 
 def solve(record: Derivation, target: Shape, bias_shape: Shape | None = None, *, quirks: bool = False) -> Derivation:
     """The record's options with a size keyword set so that the spatial output is ``target``."""
+    bias_shape = record.bias_shape if bias_shape is None else bias_shape
+    quirks = quirks or record.quirks
     module = conventions.get(record.style)
     keywords = dict(getattr(module, "SIZE_KEYWORDS", ()))
     target = tuple(target)
@@ -180,13 +185,13 @@ def solve(record: Derivation, target: Shape, bias_shape: Shape | None = None, *,
         if solved is not None and solved.output_spatial == target:
             return solved
     found = reachable(record, bias_shape, quirks=quirks)
+    names = axis_names(rank)
     reach = "; ".join(
-        f"dim {a}: " + (", ".join(f"{ranges(sizes)} with {kw}" for kw, sizes in per_kw.items()) or "none")
+        f"{names[a]}: " + (", ".join(f"{ranges(sizes)} with {kw}" for kw, sizes in per_kw.items()) or "none")
         for a, per_kw in enumerate(found)
     )
-    names = " or ".join(keywords) or "no size option"
     raise ConfigError(
-        f"no value of {names} gives spatial output {target} in style {record.style} (reachable: {reach})",
+        f"no value of {' or '.join(keywords) or 'no size option'} gives spatial output {target} in style {record.style} (reachable: {reach})",
         "change stride, padding or kernel, or pick a reachable size",
     )
 

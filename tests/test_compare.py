@@ -216,6 +216,23 @@ def test_compare_streams_rows_larger_than_the_budget(tmp_path, rng):
     np.save(tmp_path / "e.npy", e)
     got = compare_refs(str(tmp_path / "a.npy"), str(tmp_path / "e.npy"), budget=96 * 100)
     assert got.mismatches == 1 and got.worst[0].index == (0, 2, 49, 39)
+    import h5py
+
+    with h5py.File(tmp_path / "e.h5", "w") as f:
+        f.create_dataset("e", data=e)
+    np.save(tmp_path / "f.npy", np.asfortranarray(a))
+    for actual, expected in (("a.npy", "e.h5:/e"), ("f.npy", "e.h5"), ("e.h5", "f.npy")):
+        got = compare_refs(str(tmp_path / actual), str(tmp_path / expected), budget=96 * 100, top=1)
+        assert (got.total, got.mismatches, got.worst[0].index) == (6000, 1, (0, 2, 49, 39))
+
+
+def test_zero_d_and_empty_tensors(tmp_path):
+    np.save(tmp_path / "s.npy", np.float32(1.5))
+    np.save(tmp_path / "t.npy", np.float32(1.5001))
+    got = compare_refs(str(tmp_path / "s.npy"), str(tmp_path / "t.npy"))
+    assert (got.shape, got.total, got.match) == ((), 1, True)
+    got = compare_arrays(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert (got.total, got.match, got.max_abs, got.median_abs) == (0, True, 0.0, None)
 
 
 # ---------------------------------------------------------------- the command line
@@ -368,13 +385,13 @@ def test_readme_checking_examples_run(tmp_path):
     """The README block for compare / run --expect / detect runs as written (on PyTorch's recorded tensors)."""
     section = (ROOT / "README.md").read_text().split("## Checking results against a framework", 1)[1]
     block = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     out = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "MATCH: all 660 elements within atol 0.0001 + rtol 0.0001 * |expected|" in out.stderr
     assert out.stdout.splitlines()[0] == "MATCH: all 660 elements within atol 0.0001 + rtol 0.0001 * |expected|"
     assert json.loads((tmp_path / "report.json").read_text())["rtol"] == 1e-6
-    assert "   deconv run tests/golden/torch.npz:t2d_s2_p1_op1__x tests/golden/torch.npz:t2d_s2_p1_op1__w " \
-           "--bias tests/golden/torch.npz:t2d_s2_p1_op1__b --style torch --set stride=2 --set padding=1 " \
-           "--set 'output_padding=(1,0)' --expect tests/golden/torch.npz:t2d_s2_p1_op1__y" in out.stdout.splitlines()
+    assert "   deconv run samples/torch_ported.npz:x samples/torch_ported.npz:w " \
+           "--bias samples/torch_ported.npz:b --style torch --set stride=2 --set padding=1 " \
+           "--set 'output_padding=(1,0)' --expect samples/torch_ported.npz:y" in out.stdout.splitlines()

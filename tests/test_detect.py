@@ -165,7 +165,9 @@ def test_detect_no_match_exit_1_and_tried(layer, tmp_path, rng):
     text = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "noise.npy", "--limit", "10"])
     assert text.exit_code == 1
     assert text.stdout.startswith("no match (20 candidates tried, 0 computed in full, ")  # 10 per reading, 2 readings
-    assert text.stdout.endswith(" s; stopped at --limit, raise it to search further)\n")
+    assert text.stdout.splitlines()[0].endswith(" s; stopped at --limit, raise it to search further)")
+    assert text.stdout.splitlines()[1] == ("  not searched: a bias (pass --bias if the framework added one), "
+                                           "channels-last layouts, negative paddings, stride > 16, dilation > 4")
 
 
 def test_detect_rejects_impossible_shapes_with_one_line(layer, tmp_path):

@@ -149,3 +149,27 @@ def test_unwritable_targets(tmp_path):
     (tmp_path / "d.npy").mkdir()
     with pytest.raises(TensorFileError, match="is a directory"):
         tensor_io.check_writable(parse_ref(str(tmp_path / "d.npy")), force=False)
+
+
+@pytest.mark.parametrize("name", ["x.npy", "x.h5:/d"])
+def test_windows_read_and_write_like_numpy_slices(tmp_path, name):
+    """Readers and stream writers take N-d windows (tiles), not only batch slices, in any order."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    ref = parse_ref(str(tmp_path / name))
+    tensor_io.save(ref, data, force=False)
+    source = tensor_io.open_slices(ref)
+    windows = [(slice(1, 3),), (slice(0, 3), slice(1, 2), slice(2, 5), slice(0, 6)), (slice(2, 3), slice(0, 4), slice(4, 5)),
+               (slice(0, 1), slice(3, 4), slice(1, 4), slice(2, 5)), (slice(0, 0),)]
+    try:
+        for index in windows:
+            np.testing.assert_array_equal(source[index], data[index])
+    finally:
+        source.close()
+    out = parse_ref(str(tmp_path / ("y" + name[1:])))
+    with tensor_io.StreamWriter(out, data.shape, data.dtype, force=False) as sink:
+        for h in (slice(3, 5), slice(0, 3)):  # spatial tiles, out of order
+            for n in (slice(2, 3), slice(0, 2)):
+                sink[n, slice(None), h] = data[n, :, h]
+        sink.commit()
+    np.testing.assert_array_equal(tensor_io.load(out), data)

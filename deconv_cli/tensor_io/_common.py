@@ -1,0 +1,317 @@
+"""What every format shares: references, array descriptions, errors, window arithmetic, atomic commit.
+
+A format module (npy.py, npz.py, h5.py, stdio.py) implements, at module level:
+
+    STREAMS                                   whether open_writer exists (slices written one by one)
+    CONTAINER                                 whether a file holds several named arrays
+    describe(ref) -> list[ArrayInfo]          headers only; checks declared sizes against the file
+    load(ref, info) -> array                  the whole array
+    open_reader(ref, info) -> reader          .shape, .dtype, reader[tuple of slices], .close()
+    open_writer(ref, tmp, shape, dtype)       writer[tuple of slices] = array, .close()   (if STREAMS)
+    write(ref, tmp, array)                    the whole array into the temporary file tmp
+    check_name(ref)                           (CONTAINER) refuse an output name that means nothing
+
+A CONTAINER's open_writer and write take ``base=``: the existing file whose other arrays the
+temporary file must keep. Writers only ever write the temporary file; ``commit`` puts it in place.
+Arrays may come back in any byte order and memory order; the package makes them native C order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from ..errors import TensorFileError
+
+# extension -> format module (``.hdf5`` is read and written as ``.h5``)
+FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+EXTENSIONS = tuple(FORMATS)
+
+
+@dataclass(frozen=True)
+class Ref:
+    path: str
+    key: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.path == "-":
+            return ".npy"
+        ext = os.path.splitext(self.path)[1].lower()
+        return ".h5" if ext == ".hdf5" else ext
+
+    def __str__(self) -> str:
+        return self.path if self.key is None else f"{self.path}:{self.key}"
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def parse_ref(text: str) -> Ref:
+    """Split ``file.ext:name`` at the last ':' that follows a known extension."""
+    if text == "-":
+        return Ref("-")
+    lower = text.lower()
+    best = -1
+    for ext in EXTENSIONS:
+        at = lower.rfind(ext + ":")
+        if at >= 0:
+            best = max(best, at + len(ext))
+    if best >= 0:
+        return Ref(text[:best], text[best + 1 :] or None)
+    ext = os.path.splitext(lower)[1]
+    if ext not in EXTENSIONS:
+        raise BadReference(
+            f"'{text}' has no known tensor extension",
+            "use .npy, .npz[:name] or .h5[:/dataset] (or - for .npy on stdin/stdout)",
+        )
+    return Ref(text)
+
+
+class BadReference(TensorFileError):
+    """A tensor reference that cannot mean anything (unknown extension, a name where none fits):
+    a usage error, exit code 2."""
+
+    exit_code = 2
+
+
+def human(size: int) -> str:
+    """A byte count for people: 1344 -> '1.3 KiB'; absurd header sizes stay short ('8.33e+13 EiB')."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        value /= 1024
+        if value < 1024 or unit == "EiB":
+            return f"{value:.1f} {unit}" if value < 1024 else f"{value:.3g} {unit}"
+    return str(size)
+
+
+def missing(ref: Ref, name: str, names: list[str]) -> TensorFileError:
+    return TensorFileError(f"{ref.path} has no array '{name}'", f"it holds: {', '.join(names) or 'nothing'}")
+
+
+def read_failed(ref, exc: BaseException) -> TensorFileError:
+    return TensorFileError(f"cannot read {ref}: {oneline(exc)}", "the file is truncated or corrupt; re-save it")
+
+
+def oneline(exc: BaseException) -> str:
+    """An exception's text on one line (HDF5 messages come in several)."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip()) or type(exc).__name__
+
+
+def write_failed(path: str, exc: BaseException) -> TensorFileError:
+    text = oneline(exc)
+    return TensorFileError(f"cannot write {path}: {text}", "check free space and permissions")
+
+
+# ---------------------------------------------------------------- windows of C-ordered arrays
+
+
+def window(index, shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``(start, stop)`` per axis of a slice or tuple of slices (missing trailing axes are whole)."""
+    index = index if isinstance(index, tuple) else (index,)
+    if len(index) > len(shape) or not all(isinstance(s, slice) for s in index):
+        raise TypeError(f"expected up to {len(shape)} slices, got {index!r}")
+    bounds = []
+    for axis, size in enumerate(shape):
+        s = index[axis] if axis < len(index) else slice(None)
+        start, stop, step = s.indices(size)
+        if step != 1:
+            raise TypeError("slices must have step 1")
+        bounds.append((start, max(start, stop)))
+    return bounds
+
+
+def runs(shape: tuple[int, ...], bounds: list[tuple[int, int]]):
+    """The contiguous runs of a C-ordered array that a window covers: ``(first element, length,
+    position in the window)``, the position being the window's leading indices before the run."""
+    axis = len(shape)
+    while axis > 0 and bounds[axis - 1] == (0, shape[axis - 1]):
+        axis -= 1
+    if axis == 0:  # the whole array
+        yield 0, math.prod(shape), ()
+        return
+    run = axis - 1  # a range on this axis, everything after it whole
+    inner = math.prod(shape[run + 1 :])
+    length = (bounds[run][1] - bounds[run][0]) * inner
+    if length == 0:
+        return
+    import itertools
+
+    for lead in itertools.product(*(range(a, b) for a, b in bounds[:run])):
+        flat = 0
+        for ax, i in enumerate(lead):
+            flat = flat * shape[ax] + i
+        yield (flat * shape[run] + bounds[run][0]) * inner, length, tuple(i - bounds[ax][0] for ax, i in enumerate(lead))
+
+
+class ArrayReader:
+    """A reader over an array already in memory (formats that cannot read a window on their own)."""
+
+    def __init__(self, array):
+        self._array = array
+        self.shape, self.dtype = tuple(array.shape), array.dtype
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        return np.ascontiguousarray(self._array[tuple(index if isinstance(index, tuple) else (index,))])
+
+    def close(self) -> None:
+        self._array = None
+
+
+# ---------------------------------------------------------------- temporary files and the atomic commit
+#
+# A temporary file is named ``.deconv-tmp-<pid>-<host>-<random><ext>`` next to OUT, created with
+# O_EXCL and mode 0666 (so the umask applies, as for any new file). It is registered while it
+# exists, so a signal handler can remove it; one left by a killed run (its pid dead on this host)
+# is removed by the next run that writes into the same folder. It becomes OUT by ``commit``:
+# os.link when OUT must not exist (an atomic claim: two runs cannot both win), os.replace otherwise.
+
+TEMP_PREFIX = ".deconv-tmp-"
+_LIVE: set[str] = set()
+
+
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temp_file(ref: Ref) -> str:
+    """A new empty temporary file next to OUT, for a format module to write."""
+    import secrets
+
+    folder = os.path.dirname(os.path.abspath(ref.path))
+    remove_stale_temps(folder)
+    while True:
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}{ref.kind}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        _LIVE.add(tmp)
+        os.close(fd)
+        return tmp
+
+
+def remove_stale_temps(folder: str) -> None:
+    """Remove temporary files that runs killed on this host left behind (their pid is dead)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    host = _host_tag()
+    for entry in entries:
+        parts = entry.name[len(TEMP_PREFIX):].split("-") if entry.name.startswith(TEMP_PREFIX) else []
+        if len(parts) != 3 or parts[1] != host or not parts[0].isdigit():
+            continue
+        try:
+            os.kill(int(parts[0]), 0)
+            continue  # alive (or a reused pid): leave it
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.geteuid():
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
+    """Put the finished temporary file at OUT. Without ``replace``, OUT must not exist and is claimed
+    atomically; with it, OUT is replaced and keeps its mode. ``expect``: the stat of OUT when a
+    container's other arrays were copied from it; OUT must not have changed since."""
+    import stat
+
+    try:
+        old = os.stat(ref.path)
+    except FileNotFoundError:
+        old = None
+    if expect is not None and (old is None or (old.st_dev, old.st_ino, old.st_size, old.st_mtime_ns) != expect):
+        raise TensorFileError(f"{ref.path} changed while deconv was writing into it", "run again")
+    if old is not None and (replace or expect is not None):
+        os.chmod(tmp, stat.S_IMODE(old.st_mode))
+        os.replace(tmp, ref.path)
+        _LIVE.discard(tmp)
+        return
+    try:
+        os.link(tmp, ref.path)
+    except FileExistsError:
+        raise exists(ref) from None
+    except OSError:  # no hard links on this filesystem: claim the name with O_EXCL, then fill it
+        try:
+            os.close(os.open(ref.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise exists(ref) from None
+        os.replace(tmp, ref.path)
+    discard(tmp)
+
+
+def snapshot(path: str):
+    """What ``commit(expect=...)`` compares: OUT as it was when its arrays were copied."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def exists(ref: Ref) -> TensorFileError:
+    return TensorFileError(f"output {ref.path} already exists", "pass --force to replace it")
+
+
+def discard(tmp: str | None) -> None:
+    if tmp is None:
+        return
+    _LIVE.discard(tmp)
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+class removing_temps_on_signals:
+    """While active, SIGTERM, SIGHUP and SIGINT remove the temporary files and exit 128+signal."""
+
+    SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._saved[number] = signal.signal(number, _on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for number, handler in self._saved.items():
+            signal.signal(number, handler)
+
+
+def _on_signal(number, frame) -> None:
+    import signal
+
+    for tmp in list(_LIVE):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    try:
+        os.write(2, f"Error: stopped by {signal.Signals(number).name}; no partial output was left.\n".encode())
+    finally:
+        os._exit(128 + number)
