@@ -156,7 +156,8 @@ def _ours(case: Case, device: str, x, w, b, path: str | None = None):
 
         return run
     kwargs = {} if path is None else {"path": path}
-    return lambda: engine.deconvolve(x, w, b, record.config, record.output_spatial, **kwargs)
+    config, out_spatial = record.config, record.output_spatial  # planned once, as the peers' sessions are
+    return lambda: engine.deconvolve(x, w, b, config, out_spatial, **kwargs)
 
 
 def _torch(case: Case, device: str, threads: int, x, w, b):
@@ -333,7 +334,7 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
     for case in cases:
         x, w, b = make_inputs(case)
         record = plan("torch", case.options(), x.shape, w.shape, b.shape)
-        chosen = _generic.choose_path(record.config, record.output_spatial)
+        chosen = _generic.choose_path(record.config, record.output_spatial, case.batch)
         runners = {"ours": _ours(case, device, x, w, b)}
         if peers:
             for label, factory in (("torch", _torch), ("onnxruntime", _onnxruntime)):

@@ -132,12 +132,19 @@ def test_channels_last_output_is_contiguous_in_its_own_layout(rng):
 def _choose(kernel, stride, cin, cout, spatial, groups=1, dilation=None, batch=1, crops=None):
     rank = len(spatial)
     config = _config(kernel, stride, dilation or (1,) * rank, crops or ((0, 0),) * rank, groups, cin, cout)
-    return _generic.choose_path(config, _out_spatial(config, spatial))
+    return _generic.choose_path(config, _out_spatial(config, spatial), batch)
+
+
+def test_rule_small_problems_pick_direct():
+    assert _choose((3, 3), (1, 1), 4, 4, (8, 8)) == "direct"  # tiny: 4 * 9 * 10 * 10 dense columns
+    assert _choose((3, 3), (2, 2), 8, 8, (16, 16), crops=((1, 1),) * 2) == "direct"  # 8 * 9 * 31 * 31
+    # the same with four samples is 4 * 69192 elements, past DIRECT_MAX_ELEMENTS: the stride-2 phases win
+    assert _choose((3, 3), (2, 2), 8, 8, (16, 16), crops=((1, 1),) * 2, batch=4) == "phase"
 
 
 def test_rule_disjoint_taps_pick_scatter():
     assert _choose((2, 2, 2), (2, 2, 2), 64, 32, (32, 32, 32)) == "scatter"  # U-Net k2s2
-    assert _choose((2,), (3,), 4, 64, (100,)) == "scatter"  # k < s: gaps get the bias alone
+    assert _choose((2,), (3,), 4, 64, (20000,)) == "scatter"  # k < s: gaps get the bias alone
 
 
 def test_rule_few_output_channels_pick_scatter():

@@ -6,6 +6,8 @@ A spy on numpy.matmul reads the BLAS thread count (threadpoolctl) at the moment 
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -27,8 +29,6 @@ def _run_with_spy(monkeypatch, threads: str, budget: int | None = None, stride: 
     real = np.matmul
 
     def spy(*args, **kwargs):
-        import threading
-
         seen.append((tuple(_blas_threads()), threading.current_thread().name))
         return real(*args, **kwargs)
 
@@ -66,13 +66,19 @@ def test_parallel_items_get_one_blas_thread_each(monkeypatch):
     assert any(name.startswith("deconv") for _, name in seen)  # they ran on the pool
 
 
-@pytest.mark.skipif(CPUS < 2, reason="needs two CPUs in the affinity mask")
-def test_a_single_item_gets_every_thread_as_blas_threads(monkeypatch):
+def test_a_lone_item_runs_inline_on_one_blas_thread(monkeypatch):
     (only,) = _run_with_spy(monkeypatch, "2", stride=1)
-    assert only[0] == (2,) * len(only[0])
+    assert only == ((1,) * len(only[0]), threading.current_thread().name)
 
 
 def test_threads_are_bounded_by_the_affinity_mask(monkeypatch):
     """DECONV_THREADS above the CPUs this process may use does not oversubscribe them."""
-    (only,) = _run_with_spy(monkeypatch, str(CPUS + 3), stride=1)
-    assert only[0] == (CPUS,) * len(only[0])
+    monkeypatch.setenv("DECONV_THREADS", str(CPUS + 3))
+    with numpy_engine.thread_budget() as parallel_map:
+        def busy(_):  # long enough that every pool thread takes some
+            time.sleep(0.005)
+            return threading.current_thread().name
+
+        names = parallel_map(busy, range(32))
+        assert _blas_threads() == [1] * len(_blas_threads())
+    assert len(set(names)) <= CPUS

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -39,7 +38,8 @@ def threads() -> int:
 
 
 def _cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    """The CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset);
+    read on every call (about 1 us), so that a forked worker that narrows its mask is seen."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -64,43 +64,60 @@ class _Blas:
         return cls.libraries
 
 
-@contextmanager
-def blas_threads(count: int):
-    """Hold every BLAS library to ``count`` threads for the block, then put back what was there."""
-    changed = []
-    for lib in _Blas.get():
-        before = lib.get_num_threads()
-        if before != count:
-            lib.set_num_threads(count)
-            changed.append((lib, before))
-    try:
-        yield
-    finally:
-        for lib, before in changed:
+class blas_threads:  # noqa: N801  (used as a context manager, like threadpoolctl's threadpool_limits)
+    """Hold every BLAS library to ``count`` threads for the block, then put back what was there.
+
+    A plain class rather than a generator context: it runs on every engine call (about 1 us).
+    """
+
+    __slots__ = ("count", "changed")
+
+    def __init__(self, count: int):
+        self.count, self.changed = count, []
+
+    def __enter__(self):
+        for lib in _Blas.get():
+            before = lib.get_num_threads()
+            if before != self.count:
+                lib.set_num_threads(self.count)
+                self.changed.append((lib, before))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, before in self.changed:
             lib.set_num_threads(before)
+        self.changed = []
 
 
-@contextmanager
-def thread_budget():
+class thread_budget(blas_threads):  # noqa: N801
     """The one place that splits the CPUs between work-item threads and BLAS threads, for one engine call.
 
-    ``threads()`` CPUs in all (``DECONV_THREADS``, else the CPUs this process may run on): work that runs as
-    one item gets them as BLAS threads; several items run on a pool of that many threads with BLAS held to
-    one thread per caller (measured on the suite, 2 cores: "2 item threads x 1 BLAS thread" beat "2 x 2",
-    oversubscribed, BLAS workers spin while the other item copies, and "1 x 2", copies single-threaded).
-    Yields the ``parallel_map`` for ``_generic.deconvolve``. Batch workers set ``DECONV_THREADS`` to their
-    share and get the same split.
+    ``threads()`` CPUs in all (``DECONV_THREADS``, else the CPUs this process may run on, and never more than
+    its affinity mask); the parallelism is the work items', BLAS runs one thread per caller throughout:
+    - several items run on a pool of that many threads (measured on the suite, 2 cores: "2 item threads x
+      1 BLAS thread" beat "2 x 2", oversubscribed, BLAS workers spin while the other item copies, and
+      "1 x 2", copies single-threaded);
+    - a lone item runs inline on one BLAS thread: ``_generic`` cuts any work above ``MIN_ITEM_BYTES`` into
+      two items at least, so a lone item is small, and a small GEMM on two BLAS threads waits on hand-offs
+      (measured on 2 shared cores: a 16x144x324 GEMM item 17-48 ms on two BLAS threads, 0.3-1.1 ms on one).
+    ``with thread_budget() as parallel_map`` gives the ``parallel_map`` for ``_generic.deconvolve``.
+    Batch workers set ``DECONV_THREADS`` to their share and get the same split.
     """
-    size = min(threads(), _cpus())
 
-    def parallel_map(fn, items):
-        if size < 2:
+    __slots__ = ("size",)
+
+    def __init__(self):
+        self.size = min(threads(), _cpus())  # a bad DECONV_THREADS is an error even for tiny work
+        super().__init__(1)
+
+    def __enter__(self):
+        super().__enter__()
+        return self.parallel_map
+
+    def parallel_map(self, fn, items):
+        if len(items) < 2 or self.size < 2:
             return [fn(item) for item in items]
-        with blas_threads(1):
-            return list(_pool(size).map(fn, items))
-
-    with blas_threads(size):
-        yield parallel_map
+        return list(_pool(self.size).map(fn, items))
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
@@ -113,7 +130,7 @@ def _pool(size: int) -> ThreadPoolExecutor:
 
 
 def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: str | None = None):
-    with thread_budget() as parallel_map:  # a bad DECONV_THREADS is an error even for work too small to split
+    with thread_budget() as parallel_map:
         return _generic.deconvolve(
             np.asarray(x), np.asarray(w), None if bias is None else np.asarray(bias), config, out_spatial,
             xp=np, path=path, parallel_map=parallel_map,
