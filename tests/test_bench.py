@@ -18,8 +18,8 @@ def test_bench_json_record():
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     (row,) = record["rows"]
-    assert row["name"] == TINY and row["path"] in ("phase", "scatter")
-    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter"}
+    assert row["name"] == TINY and row["path"] == "direct"
+    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct"}
     assert row["torch_ms"] is None and record["summary"]["compared"] == 0
     assert record["startup"]["deconv_shape_s"] > record["startup"]["python_pass_s"] > 0
     (blas,) = [lib for lib in record["blas"] if lib["internal_api"] == "openblas"]  # NumPy's wheels ship OpenBLAS

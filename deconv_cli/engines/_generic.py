@@ -2,7 +2,7 @@
 
 Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out); the full
 index of output position ``o`` is ``f = o + lo`` and input ``i`` reaches it through tap ``t`` when
-``f = i*s + t*d``. Two paths compute the same sum; ``choose_path`` picks one by measured rules.
+``f = i*s + t*d``. Three paths compute the same sum; ``choose_path`` picks one by measured rules.
 
 ``phase`` (sub-pixel): output positions ``o = p + s*q`` of one phase ``p`` (per dim, ``0 <= p < s``) are
 reached only by the taps with ``(t*d - p - lo) % s == 0``, from input ``i = q - m_t`` where
@@ -15,6 +15,10 @@ and every output element is written exactly once (bias and the float16 cast fuse
 
 ``scatter`` (GEMM + col2im): one GEMM per group and chunk of taps gives the contribution of every input
 position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at ``o = i*s + t*d - lo``.
+
+``direct`` (dense im2col, small problems): one gather of every tap at every output position, ``cols[n,
+(ci, t), o] = x[n, ci, i]`` with ``i*s = o + lo - t*d`` (zero where no such input exists), one GEMM and one
+write. It multiplies the zeros of the taps that miss, and spends five NumPy calls in all.
 
 Two more candidates were built and measured on the benchmark suite and removed because no configuration
 picked them (see git history, "per-tap GEMM path" and "depthwise paths"): one GEMM per tap over the whole
