@@ -211,3 +211,25 @@ def test_property_chosen_path_matches_the_reference(problem):
     config, batch, spatial, seed, with_bias = problem
     x, w, b = _tensors(np.random.default_rng(seed), config, batch, spatial)
     _check(config, x, w, b if with_bias else None, None, np.float64)
+
+
+# --- work items within the memory target --------------------------------------------------------------
+
+
+def test_column_cap_is_a_sixteenth_of_the_tensors_within_bounds():
+    assert _generic._column_cap(1 << 30) == _generic.COLUMN_BUDGET_BYTES
+    assert _generic._column_cap(16 << 20) == 1 << 20
+    assert _generic._column_cap(1000) == _generic.MIN_COLUMN_BYTES
+
+
+def test_scatter_cuts_one_samples_columns_by_channel_when_they_pass_the_cap():
+    """ms_doc-like: one sample's columns (C_out * K * L) exceed the cap, so items are (sample, channel block)."""
+    config = _config((4, 6), (1, 1), (1, 1), ((0, 0), (0, 0)), 1, 4, 3)
+    x = np.zeros((3, 4, 32, 32), dtype=np.float32)
+    w = np.zeros(config.weight_shape, dtype=np.float32)
+    y = np.empty((3, 3, 35, 37), dtype=np.float32)
+    cap = 3 * 24 * 32 * 32 * 4 // 2  # half of one sample's columns
+    items = _generic._scatter_items(x, w, None, y, config, (35, 37), np.dtype(np.float32), np, cap)
+    blocks = [(item.args[4], item.args[5]) for item in items]
+    assert all(b1 - b0 == 1 for (b0, b1), _ in blocks) and all(c1 - c0 < 3 for _, (c0, c1) in blocks)
+    assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)]

@@ -41,6 +41,8 @@ from functools import partial
 from ..config import DeconvConfig, Shape
 
 COLUMN_BUDGET_BYTES = 4 << 20
+MIN_COLUMN_BYTES = 256 << 10  # the memory cap never cuts items below this
+MIN_GEMM_COLUMNS = 128  # scatter batch items: input positions per GEMM, at least
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
 PATHS = ("phase", "scatter", "direct")
@@ -124,7 +126,8 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     y = to_canonical_input(y_file, config, xp)  # the same layout rule maps the output to (N, C, *out)
     b = None if bias is None else bias.reshape(-1).astype(acc, copy=False)
     path = path or choose_path(config, tuple(out_spatial), n)
-    items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp)
+    cap = _column_cap(x.nbytes + w.nbytes + y.nbytes)
+    items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp, cap)
     if parallel_map is None or len(items) < 2:
         for item in items:
             item()
@@ -137,9 +140,17 @@ def _call(item):
     return item()
 
 
-def _budget(unit: int, total: int) -> int:
-    """Bytes per work item: about half the work (two items for two threads), within [MIN_ITEM, COLUMN] bytes."""
-    return min(COLUMN_BUDGET_BYTES, max(unit, min(MIN_ITEM_BYTES, COLUMN_BUDGET_BYTES), total // 2))
+def _column_cap(tensor_bytes: int) -> int:
+    """Buffer bytes per work item for one call: ``COLUMN_BUDGET_BYTES``, or a sixteenth of input + weight +
+    output where that is less, so that two threads' items (columns and GEMM result each) stay within the
+    25% of DESIGN.md's memory target (measured: dcgan 512->256 14 MB of tensors peaked 8.9 MB above them
+    with 4 MiB items, g4 5.1 MB above 10.1)."""
+    return min(COLUMN_BUDGET_BYTES, max(MIN_COLUMN_BYTES, tensor_bytes // 16))
+
+
+def _budget(unit: int, total: int, cap: int) -> int:
+    """Bytes per work item: about half the work (two items for two threads), within [MIN_ITEM, cap] bytes."""
+    return min(cap, max(unit, min(MIN_ITEM_BYTES, cap), total // 2))
 
 
 def _split(total: int, per_unit: int, budget: int) -> list[tuple[int, int]]:
@@ -152,10 +163,10 @@ def _split(total: int, per_unit: int, budget: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
-def _blocks(batch: int, rows: int, bytes_per_row: int) -> list:
+def _blocks(batch: int, rows: int, bytes_per_row: int, cap: int) -> list:
     """(batch range, row range) pairs under the budget, two at least where the work is large enough."""
     per_sample = rows * bytes_per_row
-    budget = _budget(bytes_per_row, batch * per_sample)
+    budget = _budget(bytes_per_row, batch * per_sample, cap)
     if per_sample <= budget:
         return [(bs, (0, rows)) for bs in _split(batch, per_sample, budget)]
     return [((i, i + 1), rs) for i in range(batch) for rs in _split(rows, bytes_per_row, budget)]
@@ -217,7 +228,7 @@ def _gather_plan(tap_list: tuple, q_shape: Shape, rows: tuple[int, int], spatial
     return tuple(plan)
 
 
-def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     n, spatial_in = x.shape[0], tuple(x.shape[2:])
@@ -234,7 +245,7 @@ def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) 
         wp = xp.reshape(w_flat[:, :, flat], (g, cin_g, cout_g, taps)).astype(acc, copy=False)
         wp = xp.ascontiguousarray(xp.reshape(xp.transpose(wp, (0, 2, 1, 3)), (g, cout_g, cin_g * taps)))
         row_bytes = (config.in_channels * taps + config.out_channels) * math.prod(q_shape[1:]) * acc.itemsize
-        for batch_range, row_range in _blocks(n, q_shape[0], row_bytes):
+        for batch_range, row_range in _blocks(n, q_shape[0], row_bytes, cap):
             items.append(partial(_phase_item, x, wp, b, y_phase, tap_list, q_shape, batch_range, row_range,
                                  config, acc, xp))
     return items
@@ -288,7 +299,7 @@ def _write(target, res, b, xp):
 # --- scatter (GEMM + col2im) path -------------------------------------------------------------------
 
 
-def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     n, spatial_in = x.shape[0], tuple(x.shape[2:])
@@ -300,13 +311,16 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
     col_bytes = config.out_channels * taps * math.prod(spatial_in) * acc.itemsize
     per_sample = in_bytes + col_bytes + (out_bytes if y.dtype != acc else 0)
     items = []
-    if n > 1 and per_sample * n > COLUMN_BUDGET_BYTES // 2:
-        for batch_range in _split(n, per_sample, _budget(per_sample, per_sample * n)):
+    if n > 1 and per_sample * n > cap // 2 and per_sample <= cap:  # else one sample's columns are cut by channel
+        # at least MIN_GEMM_COLUMNS input positions per item, so that the GEMM does not re-read the weight for
+        # a handful of columns (dcgan 512->256, 4x4 images, 8 MB weight: 2-sample items 1.3x slower)
+        floor = per_sample * -(-MIN_GEMM_COLUMNS // math.prod(spatial_in))
+        for batch_range in _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap))):
             items.append(partial(_scatter_item, x, wt, b, y, batch_range, (0, cout_g), config, out_spatial, acc, xp))
         return items
     per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
     for b0 in range(n):
-        for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g)):
+        for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g, cap)):
             items.append(partial(_scatter_item, x, wt, b, y, (b0, b0 + 1), channel_range, config, out_spatial, acc, xp))
     return items
 
@@ -415,7 +429,7 @@ def _direct_index(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape):
     return index
 
 
-def _direct_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+def _direct_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
     return [partial(_direct_item, x, w, b, y, config, out_spatial, acc, xp)]
 
 
