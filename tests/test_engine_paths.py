@@ -64,6 +64,7 @@ CASES = {
     "2d_crop_past_input": (_config((3, 3), (2, 2), (1, 1), ((5, 0), (0, 6)), 1, 2, 3), 2, (4, 5)),
     "3d_mixed": (_config((2, 3, 2), (2, 1, 2), (1, 2, 1), ((0, 1), (1, -1), (1, 1)), 1, 3, 2), 1, (3, 3, 4)),
     "3d_k2s2": (_config((2, 2, 2), (2, 2, 2), (1, 1, 1), ((0, 0),) * 3, 1, 4, 3), 2, (3, 4, 3)),
+    "2d_k2s2_cropped_row_blocks": (_config((2, 3), (2, 3), (1, 1), ((1, 1), (0, 2)), 1, 3, 2), 2, (5, 4)),
     "2d_stride_divides_dilation": (_config((3, 3), (2, 2), (2, 2), ((2, 1), (2, 1)), 1, 3, 2), 2, (4, 4)),
     "2d_depthwise": (_config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 4, 4, 4), 2, (5, 5)),
     "2d_depthwise_s1_neg": (_config((3, 2), (1, 1), (1, 2), ((-1, 2), (0, -2)), 3, 3, 3), 1, (4, 5)),
@@ -233,3 +234,16 @@ def test_scatter_cuts_one_samples_columns_by_channel_when_they_pass_the_cap():
     blocks = [(item.args[4], item.args[5]) for item in items]
     assert all(b1 - b0 == 1 for (b0, b1), _ in blocks) and all(c1 - c0 < 3 for _, (c0, c1) in blocks)
     assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
+    """k2s2-like taps that cover the output: items are (sample, channel block, input-row block), and a cap
+    of one row and one channel per item still gives the oracle's result, crops included."""
+    config, batch, spatial = CASES["2d_k2s2_cropped_row_blocks"]
+    assert _generic._tap_cover(config, spatial, _out_spatial(config, spatial)) == (True, True)
+    x, w, b = _tensors(rng, config, batch, spatial, np.float32)
+    y = np.empty((batch, config.out_channels, *_out_spatial(config, spatial)), dtype=np.float32)
+    items = _generic._scatter_items(x, w, b, y, config, _out_spatial(config, spatial), np.dtype(np.float32), np, 1)
+    assert sorted(item.args[-1] for item in items) == sorted([(r, r + 1) for r in range(5)] * batch * 2)
+    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 1)
+    _check(config, x, w, b, "scatter", np.float32)

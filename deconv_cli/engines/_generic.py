@@ -319,18 +319,35 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
             items.append(partial(_scatter_item, x, wt, b, y, batch_range, (0, cout_g), config, out_spatial, acc, xp))
         return items
     per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
+    if _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True) and y.dtype == acc:
+        # disjoint taps covering the output: input rows write disjoint output rows, so items are (sample,
+        # channel block, row block): every output channel in one GEMM where the cap allows (U-Net 32->16
+        # 48^3: 128 GEMM rows instead of 8)
+        per_row = per_channel // spatial_in[0]
+        channels = max(1, min(cout_g, cap // per_row))
+        rows = max(1, cap // (channels * per_row))
+        for b0 in range(n):
+            for c0 in range(0, cout_g, channels):
+                for r0 in range(0, spatial_in[0], rows):
+                    items.append(partial(_scatter_item, x, wt, b, y, (b0, b0 + 1), (c0, min(cout_g, c0 + channels)),
+                                         config, out_spatial, acc, xp, (r0, min(spatial_in[0], r0 + rows))))
+        return items
     for b0 in range(n):
         for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g, cap)):
             items.append(partial(_scatter_item, x, wt, b, y, (b0, b0 + 1), channel_range, config, out_spatial, acc, xp))
     return items
 
 
-def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, acc, xp):
-    """Columns for a batch block and output-channel block, then one strided add per tap."""
+def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, acc, xp, row_range=None):
+    """Columns for a batch block and output-channel block (and input rows, for disjoint covering taps),
+    then one strided add per tap."""
     g, rank = config.groups, config.rank
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     (b0, b1), (c0, c1) = batch_range, channel_range
     nb, cb = b1 - b0, c1 - c0
+    spatial_full = tuple(x.shape[2:])
+    if row_range is not None:
+        x = x[:, :, row_range[0]:row_range[1]]
     spatial_in = tuple(x.shape[2:])
     taps, length = math.prod(config.kernel), math.prod(spatial_in)
     rows = xp.swapaxes(wt[:, :, c0 * taps:c1 * taps], 1, 2)  # (g, cb * K, C_in/g), a view
@@ -347,12 +364,14 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, 
         tap_cols = lambda j: xp.moveaxis(cols[:, :, j], 2, 0)  # noqa: E731
     target = xp.reshape(y[b0:b1], (nb, g, cout_g, *out_spatial))[:, :, c0:c1]
     bias = None if b is None else xp.reshape(b, (1, g, cout_g) + (1,) * rank)[:, :, c0:c1]
-    disjoint, covered = _tap_cover(config, spatial_in, out_spatial)
+    disjoint, covered = _tap_cover(config, spatial_full, out_spatial)
     # Taps that never share an output element are written once (bias and cast fused); others accumulate.
     accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
     if not covered:  # positions no tap reaches keep the bias alone
         accum[...] = 0 if bias is None else bias
-    for j, (src, dst) in enumerate(_tap_slices(config, spatial_in, out_spatial)):
+    for j, (src, dst) in enumerate(_tap_slices(config, spatial_full, out_spatial)):
+        if src is not None and row_range is not None:
+            src, dst = _rows_of(src, dst, row_range, config.stride[0])
         if src is None:
             continue
         part = tap_cols(j)[(Ellipsis, *src)]  # (nb, g, cb, *L)
@@ -364,6 +383,16 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, 
             xp.add(part, bias, out=accum[(Ellipsis, *dst)])
     if accum is not target:
         target[...] = accum
+
+
+def _rows_of(src, dst, row_range, stride):
+    """A tap's (input, output) slices cut to input rows [r0, r1), the input slice relative to r0."""
+    (r0, r1), (i0, i1), o0 = row_range, (src[0].start, src[0].stop), dst[0].start
+    a0, a1 = max(i0, r0), min(i1, r1)
+    if a1 <= a0:
+        return None, None
+    first = o0 + (a0 - i0) * stride
+    return (slice(a0 - r0, a1 - r0), *src[1:]), (slice(first, first + (a1 - a0 - 1) * stride + 1, stride), *dst[1:])
 
 
 @functools.lru_cache(maxsize=256)
