@@ -223,17 +223,21 @@ def test_column_cap_is_a_sixteenth_of_the_tensors_within_bounds():
     assert _generic._column_cap(1000) == _generic.MIN_COLUMN_BYTES
 
 
-def test_scatter_cuts_one_samples_columns_by_channel_when_they_pass_the_cap():
-    """ms_doc-like: one sample's columns (C_out * K * L) exceed the cap, so items are (sample, channel block)."""
+def test_scatter_makes_one_samples_columns_by_row_blocks_under_the_cap():
+    """ms_doc-like: one sample's columns (C_out * K * L) exceed the cap, so each sample's item makes them an
+    input-row block at a time, every block's columns under the cap, all output channels in each GEMM."""
     config = _config((4, 6), (1, 1), (1, 1), ((0, 0), (0, 0)), 1, 4, 3)
     x = np.zeros((3, 4, 32, 32), dtype=np.float32)
     w = np.zeros(config.weight_shape, dtype=np.float32)
     y = np.empty((3, 3, 35, 37), dtype=np.float32)
     cap = 3 * 24 * 32 * 32 * 4 // 2  # half of one sample's columns
     items = _generic._scatter_items(x, w, None, y, config, (35, 37), np.dtype(np.float32), np, cap)
-    blocks = [(item.args[4], item.args[5]) for item in items]
-    assert all(b1 - b0 == 1 for (b0, b1), _ in blocks) and all(c1 - c0 < 3 for _, (c0, c1) in blocks)
-    assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)]
+    assert [item.args[4:6] for item in items] == [((s, s + 1), (0, 3)) for s in range(3)]
+    for item in items:
+        blocks = item.args[6]
+        assert blocks[0][0] == 0 and blocks[-1][1] == 32 and len(blocks) >= 2
+        assert all(hi == lo2 for (_, hi), (lo2, _) in zip(blocks, blocks[1:]))
+        assert all(3 * 24 * (hi - lo) * 32 * 4 <= cap for lo, hi in blocks)
 
 
 def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
@@ -244,6 +248,6 @@ def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
     x, w, b = _tensors(rng, config, batch, spatial, np.float32)
     y = np.empty((batch, config.out_channels, *_out_spatial(config, spatial)), dtype=np.float32)
     items = _generic._scatter_items(x, w, b, y, config, _out_spatial(config, spatial), np.dtype(np.float32), np, 1)
-    assert sorted(item.args[-1] for item in items) == sorted([(r, r + 1) for r in range(5)] * batch * 2)
+    assert sorted(item.args[-1] for item in items) == sorted([((r, r + 1),) for r in range(5)] * batch * 2)
     monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 1)
     _check(config, x, w, b, "scatter", np.float32)

@@ -43,6 +43,7 @@ from ..config import DeconvConfig, Shape
 COLUMN_BUDGET_BYTES = 4 << 20
 MIN_COLUMN_BYTES = 256 << 10  # the memory cap never cuts items below this
 MIN_GEMM_COLUMNS = 128  # scatter batch items: input positions per GEMM, at least
+ROW_BLOCK_BYTES = 512 << 10  # scatter row blocks: columns that stay in L2 between the GEMM and the adds
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
 PATHS = ("phase", "scatter", "direct")
@@ -310,58 +311,50 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
     out_bytes = config.out_channels * math.prod(out_spatial) * acc.itemsize
     col_bytes = config.out_channels * taps * math.prod(spatial_in) * acc.itemsize
     per_sample = in_bytes + col_bytes + (out_bytes if y.dtype != acc else 0)
-    items = []
-    if n > 1 and per_sample * n > cap // 2 and per_sample <= cap:  # else one sample's columns are cut by channel
+
+    def item(*blocks):  # (batch range, channel range[, row blocks]) -> one work item
+        return partial(_scatter_item, x, wt, b, y, *blocks, config=config, out_spatial=out_spatial, acc=acc, xp=xp)
+
+    if n > 1 and per_sample * n > cap // 2 and per_sample <= cap:  # else one sample's columns are cut
         # at least MIN_GEMM_COLUMNS input positions per item, so that the GEMM does not re-read the weight for
         # a handful of columns (dcgan 512->256, 4x4 images, 8 MB weight: 2-sample items 1.3x slower)
         floor = per_sample * -(-MIN_GEMM_COLUMNS // math.prod(spatial_in))
-        for batch_range in _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap))):
-            items.append(partial(_scatter_item, x, wt, b, y, batch_range, (0, cout_g), config, out_spatial, acc, xp))
-        return items
+        return [item(batch_range, (0, cout_g))
+                for batch_range in _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap)))]
     per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
-    if _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True) and y.dtype == acc:
-        # disjoint taps covering the output: input rows write disjoint output rows, so items are (sample,
-        # channel block, row block): every output channel in one GEMM where the cap allows (U-Net 32->16
-        # 48^3: 128 GEMM rows instead of 8)
-        per_row = per_channel // spatial_in[0]
-        channels = max(1, min(cout_g, cap // per_row))
-        rows = max(1, cap // (channels * per_row))
-        for b0 in range(n):
-            for c0 in range(0, cout_g, channels):
-                for r0 in range(0, spatial_in[0], rows):
-                    items.append(partial(_scatter_item, x, wt, b, y, (b0, b0 + 1), (c0, min(cout_g, c0 + channels)),
-                                         config, out_spatial, acc, xp, (r0, min(spatial_in[0], r0 + rows))))
-        return items
-    for b0 in range(n):
-        for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g, cap)):
-            items.append(partial(_scatter_item, x, wt, b, y, (b0, b0 + 1), channel_range, config, out_spatial, acc, xp))
-    return items
+    if y.dtype != acc:  # a float32 accumulator per item: (sample, channel block) items under the cap
+        return [item((b0, b0 + 1), channel_range) for b0 in range(n)
+                for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g, cap))]
+    # One sample's columns are made an input-row block at a time, each block's columns under the cap and
+    # ROW_BLOCK_BYTES (in L2 between the GEMM and the strided adds; 512 KiB against the cap measured 0.55-0.85x
+    # the time on dil2 and U-Net 32->16), with as many output channels per GEMM as the cap allows (dil2: 288
+    # GEMM rows instead of 90). Taps that are disjoint and cover the output write disjoint output
+    # rows from disjoint input rows, so there every row block is an item (U-Net k2s2: 0.5-0.66x the time);
+    # otherwise neighbouring blocks add into shared rows, so one item runs its blocks in turn and items split
+    # by sample and channel block.
+    per_row = per_channel // spatial_in[0]
+    channels = max(1, min(cout_g, cap // per_row))
+    disjoint = _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True)
+    if n == 1 and not disjoint:  # two items at least for two threads, where the work is worth it
+        channels = min(channels, max(1, -(-cout_g // 2)) if col_bytes >= 2 * MIN_ITEM_BYTES else cout_g)
+    rows = max(1, min(cap, ROW_BLOCK_BYTES) // (channels * per_row))
+    row_blocks = [(r0, min(spatial_in[0], r0 + rows)) for r0 in range(0, spatial_in[0], rows)]
+    channel_blocks = [(c0, min(cout_g, c0 + channels)) for c0 in range(0, cout_g, channels)]
+    if disjoint:
+        return [item((b0, b0 + 1), cb, (rb,)) for b0 in range(n) for cb in channel_blocks for rb in row_blocks]
+    return [item((b0, b0 + 1), cb, tuple(row_blocks)) for b0 in range(n) for cb in channel_blocks]
 
 
-def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, acc, xp, row_range=None):
-    """Columns for a batch block and output-channel block (and input rows, for disjoint covering taps),
-    then one strided add per tap."""
+def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), *, config, out_spatial, acc, xp):
+    """Columns for a batch block and output-channel block, an input-row block at a time (``None``: all
+    rows), then one strided add per tap."""
     g, rank = config.groups, config.rank
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     (b0, b1), (c0, c1) = batch_range, channel_range
     nb, cb = b1 - b0, c1 - c0
     spatial_full = tuple(x.shape[2:])
-    if row_range is not None:
-        x = x[:, :, row_range[0]:row_range[1]]
-    spatial_in = tuple(x.shape[2:])
-    taps, length = math.prod(config.kernel), math.prod(spatial_in)
+    taps = math.prod(config.kernel)
     rows = xp.swapaxes(wt[:, :, c0 * taps:c1 * taps], 1, 2)  # (g, cb * K, C_in/g), a view
-    if nb == 1 or length >= FOLD_BATCH_BELOW:
-        # one GEMM per sample and group straight from the input: (nb, g, cb * K, prod(L)), no input copy
-        xs = xp.reshape(x[b0:b1], (nb, g, cin_g, length)).astype(acc, copy=False)
-        cols = xp.reshape(xp.matmul(rows[None], xs), (nb, g, cb, taps, *spatial_in))
-        tap_cols = lambda j: cols[:, :, :, j]  # noqa: E731
-    else:
-        # small images: fold the batch into the GEMM's N, (g, C_in/g, nb * prod(L)) by one copy
-        xs = xp.empty((g, cin_g, nb, length), dtype=acc)
-        xs[...] = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, length)), 0, 2)
-        cols = xp.reshape(xp.matmul(rows, xp.reshape(xs, (g, cin_g, -1))), (g, cb, taps, nb, *spatial_in))
-        tap_cols = lambda j: xp.moveaxis(cols[:, :, j], 2, 0)  # noqa: E731
     target = xp.reshape(y[b0:b1], (nb, g, cout_g, *out_spatial))[:, :, c0:c1]
     bias = None if b is None else xp.reshape(b, (1, g, cout_g) + (1,) * rank)[:, :, c0:c1]
     disjoint, covered = _tap_cover(config, spatial_full, out_spatial)
@@ -369,18 +362,33 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, 
     accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
     if not covered:  # positions no tap reaches keep the bias alone
         accum[...] = 0 if bias is None else bias
-    for j, (src, dst) in enumerate(_tap_slices(config, spatial_full, out_spatial)):
-        if src is not None and row_range is not None:
-            src, dst = _rows_of(src, dst, row_range, config.stride[0])
-        if src is None:
-            continue
-        part = tap_cols(j)[(Ellipsis, *src)]  # (nb, g, cb, *L)
-        if not disjoint:
-            accum[(Ellipsis, *dst)] += part
-        elif bias is None:
-            accum[(Ellipsis, *dst)] = part
+    for row_range in row_blocks:
+        xb = x[b0:b1] if row_range is None else x[b0:b1, :, row_range[0]:row_range[1]]
+        spatial_in = tuple(xb.shape[2:])
+        length = math.prod(spatial_in)
+        if nb == 1 or length >= FOLD_BATCH_BELOW:
+            # one GEMM per sample and group straight from the input: (nb, g, cb * K, prod(L)), no input copy
+            xs = xp.reshape(xb, (nb, g, cin_g, length)).astype(acc, copy=False)
+            cols = xp.reshape(xp.matmul(rows[None], xs), (nb, g, cb, taps, *spatial_in))
+            folded = False
         else:
-            xp.add(part, bias, out=accum[(Ellipsis, *dst)])
+            # small images: fold the batch into the GEMM's N, (g, C_in/g, nb * prod(L)) by one copy
+            xs = xp.empty((g, cin_g, nb, length), dtype=acc)
+            xs[...] = xp.moveaxis(xp.reshape(xb, (nb, g, cin_g, length)), 0, 2)
+            cols = xp.reshape(xp.matmul(rows, xp.reshape(xs, (g, cin_g, -1))), (g, cb, taps, nb, *spatial_in))
+            folded = True
+        for j, (src, dst) in enumerate(_tap_slices(config, spatial_full, out_spatial)):
+            if src is not None and row_range is not None:
+                src, dst = _rows_of(src, dst, row_range, config.stride[0])
+            if src is None:
+                continue
+            part = (xp.moveaxis(cols[:, :, j], 2, 0) if folded else cols[:, :, :, j])[(Ellipsis, *src)]  # (nb, g, cb, *L)
+            if not disjoint:
+                accum[(Ellipsis, *dst)] += part
+            elif bias is None:
+                accum[(Ellipsis, *dst)] = part
+            else:
+                xp.add(part, bias, out=accum[(Ellipsis, *dst)])
     if accum is not target:
         target[...] = accum
 
