@@ -224,20 +224,34 @@ def test_column_cap_is_a_sixteenth_of_the_tensors_within_bounds():
 
 
 def test_scatter_makes_one_samples_columns_by_row_blocks_under_the_cap():
-    """ms_doc-like: one sample's columns (C_out * K * L) exceed the cap, so each sample's item makes them an
-    input-row block at a time, every block's columns under the cap, all output channels in each GEMM."""
-    config = _config((4, 6), (1, 1), (1, 1), ((0, 0), (0, 0)), 1, 4, 3)
+    """dil2-like (overlapping taps, at most MAX_BLOCKED_TAPS of them): one sample's columns exceed the cap, so
+    each sample's item makes them an input-row block at a time, every block under the cap, all output
+    channels in each GEMM."""
+    config = _config((4, 4), (1, 1), (1, 1), ((0, 0), (0, 0)), 1, 4, 3)
     x = np.zeros((3, 4, 32, 32), dtype=np.float32)
     w = np.zeros(config.weight_shape, dtype=np.float32)
-    y = np.empty((3, 3, 35, 37), dtype=np.float32)
-    cap = 3 * 24 * 32 * 32 * 4 // 2  # half of one sample's columns
-    items = _generic._scatter_items(x, w, None, y, config, (35, 37), np.dtype(np.float32), np, cap)
+    y = np.empty((3, 3, 35, 35), dtype=np.float32)
+    cap = 3 * 16 * 32 * 32 * 4 // 2  # half of one sample's columns
+    items = _generic._scatter_items(x, w, None, y, config, (35, 35), np.dtype(np.float32), np, cap)
     assert [item.args[4:6] for item in items] == [((s, s + 1), (0, 3)) for s in range(3)]
     for item in items:
         blocks = item.args[6]
         assert blocks[0][0] == 0 and blocks[-1][1] == 32 and len(blocks) >= 2
         assert all(hi == lo2 for (_, hi), (lo2, _) in zip(blocks, blocks[1:]))
-        assert all(3 * 24 * (hi - lo) * 32 * 4 <= cap for lo, hi in blocks)
+        assert all(3 * 16 * (hi - lo) * 32 * 4 <= cap for lo, hi in blocks)
+
+
+def test_scatter_with_many_overlapping_taps_cuts_by_channel():
+    """ms_doc-like (24 taps > MAX_BLOCKED_TAPS): items are (sample, channel block), all rows at once."""
+    config = _config((4, 6), (1, 1), (1, 1), ((0, 0), (0, 0)), 1, 4, 3)
+    x = np.zeros((3, 4, 32, 32), dtype=np.float32)
+    w = np.zeros(config.weight_shape, dtype=np.float32)
+    y = np.empty((3, 3, 35, 37), dtype=np.float32)
+    cap = 3 * 24 * 32 * 32 * 4 // 2
+    items = _generic._scatter_items(x, w, None, y, config, (35, 37), np.dtype(np.float32), np, cap)
+    blocks = [(item.args[4], item.args[5]) for item in items]
+    assert all(b1 - b0 == 1 for (b0, b1), _ in blocks) and all(c1 - c0 < 3 for _, (c0, c1) in blocks)
+    assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)] and all(len(item.args) == 6 for item in items)
 
 
 def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):

@@ -44,6 +44,7 @@ COLUMN_BUDGET_BYTES = 4 << 20
 MIN_COLUMN_BYTES = 256 << 10  # the memory cap never cuts items below this
 MIN_GEMM_COLUMNS = 128  # scatter batch items: input positions per GEMM, at least
 ROW_BLOCK_BYTES = 512 << 10  # scatter row blocks: columns that stay in L2 between the GEMM and the adds
+MAX_BLOCKED_TAPS = 16  # overlapping taps: row blocks only up to this many taps (one add per tap per block)
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
 PATHS = ("phase", "scatter", "direct")
@@ -87,17 +88,24 @@ DIRECT_MAX_ELEMENTS = 1 << 17  # dense im2col columns (N * C_in * K * prod(out))
 def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1) -> str:
     """The path for a problem, by rules measured on the benchmark suite (``deconv bench --paths``).
 
-    With G = C_in/g * K * N * prod(L) gathered input columns (phase) against S = C_out/g * K * N * prod(L)
-    output columns (scatter), each scatter column element costing a read-modify-write of the output:
+    Re-measured on the BLAS's native kernels (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; on this AVX2
+    machine, an AMD EPYC without AVX-512, OpenBLAS's native choice is its Haswell kernels), 2 threads,
+    medians, two suite runs; path times in ms, phase / scatter [/ direct]. The rules did not change; the
+    direct rule is new. First rule that matches:
     - direct when its dense columns (N * C_in * K * prod(out)) are at most 128 Ki elements: for problems
-      this small the count of NumPy calls is the cost (tiny 4->4 8x8 k3: phase 0.12-0.17 ms, scatter
-      0.11-0.15, direct 0.05-0.06; 8->8 16x16 k3s2 (69 Ki): 0.71 / 0.19 / 0.19; 2x16->16 16x16 k4s2
-      (512 Ki): 0.77 / 0.79 / 1.18, so not above);    - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
-      up-convolutions): one GEMM for all taps and every output element written once;
-    - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3, dcgan 128->3: 5x, 5x faster);
-    - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256, the
-      dilation-2 case); not for large outputs (3-D U-Net k3s2, hifigan: phase equal or faster);
-    - phase otherwise (fcn, grouped and depthwise, few input channels: mge_doc 3->64 is 4x faster than scatter).
+      this small the count of NumPy calls is the cost (tiny 4->4 8x8 k3: 0.52 / 0.37 / 0.32 in the suite,
+      0.12-0.17 / 0.11-0.15 / 0.05-0.06 in a tight loop; 8->8 16x16 k3s2 (69 Ki): 0.71 / 0.19 / 0.19;
+      2x16->16 16x16 k4s2 (512 Ki): 0.77 / 0.79 / 1.18, so not above);
+    - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
+      up-convolutions): one GEMM for all taps and every output element written once (U-Net 64->32:
+      82 / 51, 32->16: 104 / 87 and 48 / 54, 128->64: 66 / 44 and 19 / 11);
+    - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3: 660 / 132, 1575 / 328;
+      dcgan 128->3: 526 / 51, 279 / 28);
+    - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256: 202 / 174,
+      288 / 240; dil2: 15.1 / 12.0, 11.9 / 10.5); not for large outputs (3-D U-Net k3s2: 100 / 116,
+      262 / 262; hifigan: 1455 / 2039, 1705 / 1749);
+    - phase otherwise (fcn: 220 / 219, 163 / 264; fcn_g21: 110 / 563; g4: 56 / 120; dw: 20 / 51;
+      of_doc: 229 / 768; few input channels, mge_doc 3->64: 87 / 467).
     """
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
@@ -322,7 +330,10 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
         return [item(batch_range, (0, cout_g))
                 for batch_range in _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap)))]
     per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
-    if y.dtype != acc:  # a float32 accumulator per item: (sample, channel block) items under the cap
+    disjoint = _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True)
+    if y.dtype != acc or (taps > MAX_BLOCKED_TAPS and not disjoint):
+        # a float32 accumulator per item, or many overlapping taps (each row block costs one add per tap:
+        # ms_doc's 48 taps in 1-row blocks took 4x the time): (sample, channel block) items under the cap
         return [item((b0, b0 + 1), channel_range) for b0 in range(n)
                 for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g, cap))]
     # One sample's columns are made an input-row block at a time, each block's columns under the cap and
@@ -334,10 +345,11 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
     # by sample and channel block.
     per_row = per_channel // spatial_in[0]
     channels = max(1, min(cout_g, cap // per_row))
-    disjoint = _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True)
     if n == 1 and not disjoint:  # two items at least for two threads, where the work is worth it
         channels = min(channels, max(1, -(-cout_g // 2)) if col_bytes >= 2 * MIN_ITEM_BYTES else cout_g)
-    rows = max(1, min(cap, ROW_BLOCK_BYTES) // (channels * per_row))
+    # disjoint: row blocks are items, cap-sized (512 KiB items: 0.5x onnxruntime's speed against 1.2-1.7x,
+    # thread hand-offs); overlapping: row blocks inside one item, L2-sized
+    rows = max(1, (cap if disjoint else min(cap, ROW_BLOCK_BYTES)) // (channels * per_row))
     row_blocks = [(r0, min(spatial_in[0], r0 + rows)) for r0 in range(0, spatial_in[0], rows)]
     channel_blocks = [(c0, min(cout_g, c0 + channels)) for c0 in range(0, cout_g, channels)]
     if disjoint:
