@@ -217,9 +217,9 @@ def test_property_chosen_path_matches_the_reference(problem):
 # --- work items within the memory target --------------------------------------------------------------
 
 
-def test_column_cap_is_a_sixteenth_of_the_tensors_within_bounds():
+def test_column_cap_is_a_twelfth_of_the_tensors_within_bounds():
     assert _generic._column_cap(1 << 30) == _generic.COLUMN_BUDGET_BYTES
-    assert _generic._column_cap(16 << 20) == 1 << 20
+    assert _generic._column_cap(12 << 20) == 1 << 20
     assert _generic._column_cap(1000) == _generic.MIN_COLUMN_BYTES
 
 

@@ -63,7 +63,7 @@ def test_one_thread_means_one_blas_thread_everywhere(monkeypatch):
 def test_parallel_items_get_one_blas_thread_each(monkeypatch):
     seen = _run_with_spy(monkeypatch, "2", budget=1)
     assert len(seen) > 1 and all(counts == (1,) * len(counts) for counts, _ in seen)
-    assert any(name.startswith("deconv") for _, name in seen)  # they ran on the pool
+    assert any(name.startswith("deconv") for _, name in seen)  # a pool thread took some
 
 
 def test_a_lone_item_runs_inline_on_one_blas_thread(monkeypatch):
@@ -82,3 +82,21 @@ def test_threads_are_bounded_by_the_affinity_mask(monkeypatch):
         names = parallel_map(busy, range(32))
         assert _blas_threads() == [1] * len(_blas_threads())
     assert len(set(names)) <= CPUS
+
+
+def test_parallel_map_runs_every_item_once_and_raises_an_items_error(monkeypatch):
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    with numpy_engine.thread_budget() as parallel_map:
+        assert sorted(parallel_map(lambda i: i * i, list(range(200)))) == [i * i for i in range(200)]
+    seen = []
+
+    def fails_at_7(i):
+        time.sleep(0.001)
+        seen.append(i)
+        if i == 7:
+            raise ValueError("item 7")
+        return i
+
+    with pytest.raises(ValueError, match="item 7"), numpy_engine.thread_budget() as parallel_map:
+        parallel_map(fails_at_7, list(range(40)))
+    assert 7 in seen and len(seen) == len(set(seen))

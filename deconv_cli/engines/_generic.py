@@ -150,11 +150,11 @@ def _call(item):
 
 
 def _column_cap(tensor_bytes: int) -> int:
-    """Buffer bytes per work item for one call: ``COLUMN_BUDGET_BYTES``, or a sixteenth of input + weight +
-    output where that is less, so that two threads' items (columns and GEMM result each) stay within the
-    25% of DESIGN.md's memory target (measured: dcgan 512->256 14 MB of tensors peaked 8.9 MB above them
-    with 4 MiB items, g4 5.1 MB above 10.1)."""
-    return min(COLUMN_BUDGET_BYTES, max(MIN_COLUMN_BYTES, tensor_bytes // 16))
+    """Buffer bytes per work item for one call: ``COLUMN_BUDGET_BYTES``, or a twelfth of input + weight +
+    output where that is less, so that two threads' items (columns and GEMM result each) stay near the 25%
+    of DESIGN.md's memory target. Measured above the tensors: g4 +50% with 4 MiB items, +12% with a
+    twelfth; a sixteenth (+12%) was 1.3-1.6x slower on g4 and dw, an eighth (+27%) no faster than a twelfth."""
+    return min(COLUMN_BUDGET_BYTES, max(MIN_COLUMN_BYTES, tensor_bytes // 12))
 
 
 def _budget(unit: int, total: int, cap: int) -> int:

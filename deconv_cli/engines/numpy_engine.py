@@ -94,7 +94,7 @@ class thread_budget(blas_threads):  # noqa: N801
 
     ``threads()`` CPUs in all (``DECONV_THREADS``, else the CPUs this process may run on, and never more than
     its affinity mask); the parallelism is the work items', BLAS runs one thread per caller throughout:
-    - several items run on a pool of that many threads (measured on the suite, 2 cores: "2 item threads x
+    - several items run on that many threads, this one and a pool (measured on the suite, 2 cores: "2 item threads x
       1 BLAS thread" beat "2 x 2", oversubscribed, BLAS workers spin while the other item copies, and
       "1 x 2", copies single-threaded);
     - a lone item runs inline on one BLAS thread: ``_generic`` cuts any work above ``MIN_ITEM_BYTES`` into
@@ -115,9 +115,25 @@ class thread_budget(blas_threads):  # noqa: N801
         return self.parallel_map
 
     def parallel_map(self, fn, items):
+        """``fn`` over ``items`` on ``size`` threads, this one included; results in completion order.
+
+        Each thread pulls the next item from one shared iterator (CPython's list iterator hands each item out
+        once), so a call costs size - 1 thread hand-offs whatever the item count: one hand-off per item cost
+        g4 and dw twice the time with 0.6 MB items on loaded cores, which the memory cap needs.
+        """
         if len(items) < 2 or self.size < 2:
             return [fn(item) for item in items]
-        return list(_pool(self.size).map(fn, items))
+        pending = iter(items)
+
+        def drain():
+            return [fn(item) for item in pending]
+
+        helpers = [_pool(self.size - 1).submit(drain) for _ in range(min(self.size, len(items)) - 1)]
+        try:
+            results = drain()
+        finally:
+            done = [future.result() for future in helpers]  # waits for all; re-raises a helper's error
+        return results + [r for part in done for r in part]
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
