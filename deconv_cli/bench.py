@@ -334,7 +334,7 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
     for case in cases:
         x, w, b = make_inputs(case)
         record = plan("torch", case.options(), x.shape, w.shape, b.shape)
-        chosen = _generic.choose_path(record.config, record.output_spatial, case.batch)
+        chosen = _generic.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
         runners = {"ours": _ours(case, device, x, w, b)}
         if peers:
             for label, factory in (("torch", _torch), ("onnxruntime", _onnxruntime)):
@@ -344,7 +344,7 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
         if paths and device == "cpu":
             dense = case.batch * case.in_channels * math.prod(case.kernel) * math.prod(case.output_spatial)
             for p in _generic.PATHS:  # the direct path's dense columns would take GBs on the big configurations
-                if p != "direct" or dense <= 16 * _generic.DIRECT_MAX_ELEMENTS:
+                if (p != "direct" or dense <= 16 * _generic.DIRECT_MAX_ELEMENTS) and (p != "depthwise" or case.groups == case.in_channels):
                     runners[f"path:{p}"] = _ours(case, device, x, w, b, path=p)
         med = time_interleaved(runners, repeat)
         ours = med["ours"]

@@ -67,6 +67,9 @@ CASES = {
     "2d_k2s2_cropped_row_blocks": (_config((2, 3), (2, 3), (1, 1), ((1, 1), (0, 2)), 1, 3, 2), 2, (5, 4)),
     "2d_stride_divides_dilation": (_config((3, 3), (2, 2), (2, 2), ((2, 1), (2, 1)), 1, 3, 2), 2, (4, 4)),
     "2d_depthwise": (_config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 4, 4, 4), 2, (5, 5)),
+    "2d_depthwise_multiplier": (_config((3, 4), (2, 3), (2, 1), ((1, -2), (2, 1)), 3, 3, 6), 2, (4, 5)),
+    "1d_depthwise": (_config((5,), (3,), (2,), ((3, -1),), 2, 2, 2), 2, (7,)),
+    "3d_depthwise": (_config((2, 3, 2), (2, 1, 2), (1, 2, 1), ((0, 1), (1, -1), (1, 1)), 3, 3, 3), 1, (3, 3, 4)),
     "2d_depthwise_s1_neg": (_config((3, 2), (1, 1), (1, 2), ((-1, 2), (0, -2)), 3, 3, 3), 1, (4, 5)),
     "channels_last": (_config((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 3, 2, channels_last=True), 2, (4, 3)),
     "unbatched": (_config((3,), (2,), (1,), ((1, 1),), 1, 3, 2, batched=False), 1, (6,)),
@@ -133,7 +136,7 @@ def test_channels_last_output_is_contiguous_in_its_own_layout(rng):
 def _choose(kernel, stride, cin, cout, spatial, groups=1, dilation=None, batch=1, crops=None):
     rank = len(spatial)
     config = _config(kernel, stride, dilation or (1,) * rank, crops or ((0, 0),) * rank, groups, cin, cout)
-    return _generic.choose_path(config, _out_spatial(config, spatial), batch)
+    return _generic.choose_path(config, _out_spatial(config, spatial), batch, spatial)
 
 
 def test_rule_small_problems_pick_direct():
@@ -166,6 +169,15 @@ def test_rule_widening_grouped_and_depthwise_pick_phase():
     assert _choose((3, 3, 3), (2, 2, 2), 3, 64, (32, 32, 32), batch=2, crops=((1, 1),) * 3) == "phase"
     assert _choose((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "phase"
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8) == "phase"
+
+
+def test_rule_large_depthwise_picks_the_compiled_kernel_where_numba_is_installed(monkeypatch):
+    monkeypatch.setattr(_generic, "numba_installed", lambda: True)
+    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "depthwise"  # dw: 8.4 M MACs
+    assert _choose((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "depthwise"  # fcn_g21
+    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=1) == "phase"  # 1 M MACs: not worth numba
+    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8) == "phase"  # g4: C_in/g = 16
+    monkeypatch.setattr(_generic, "numba_installed", lambda: False)
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "phase"
 
 

@@ -2,7 +2,7 @@
 
 Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out); the full
 index of output position ``o`` is ``f = o + lo`` and input ``i`` reaches it through tap ``t`` when
-``f = i*s + t*d``. Three paths compute the same sum; ``choose_path`` picks one by measured rules.
+``f = i*s + t*d``. Four paths compute the same sum; ``choose_path`` picks one by measured rules.
 
 ``phase`` (sub-pixel): output positions ``o = p + s*q`` of one phase ``p`` (per dim, ``0 <= p < s``) are
 reached only by the taps with ``(t*d - p - lo) % s == 0``, from input ``i = q - m_t`` where
@@ -15,6 +15,8 @@ and every output element is written exactly once (bias and the float16 cast fuse
 
 ``scatter`` (GEMM + col2im): one GEMM per group and chunk of taps gives the contribution of every input
 position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at ``o = i*s + t*d - lo``.
+
+``depthwise`` (one input channel per group): a numba kernel, ``_depthwise``, where numba is installed.
 
 ``direct`` (dense im2col, small problems): one gather of every tap at every output position, ``cols[n,
 (ci, t), o] = x[n, ci, i]`` with ``i*s = o + lo - t*d`` (zero where no such input exists), one GEMM and one
@@ -47,7 +49,7 @@ ROW_BLOCK_BYTES = 512 << 10  # scatter row blocks: columns that stay in L2 betwe
 MAX_BLOCKED_TAPS = 16  # overlapping taps: row blocks only up to this many taps (one add per tap per block)
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
-PATHS = ("phase", "scatter", "direct")
+PATHS = ("phase", "scatter", "direct", "depthwise")
 
 
 def to_canonical_input(x, config: DeconvConfig, xp):
@@ -83,9 +85,18 @@ def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[in
 
 SCATTER_OUTPUT_BYTES = 2 << 20  # per-sample output that the scatter's read-modify-write passes keep in cache
 DIRECT_MAX_ELEMENTS = 1 << 17  # dense im2col columns (N * C_in * K * prod(out)) of the direct path
+DEPTHWISE_MIN_MACS = 4 << 20  # the compiled depthwise kernel only where the work pays numba's import
 
 
-def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1) -> str:
+@functools.lru_cache(maxsize=1)
+def numba_installed() -> bool:
+    """Whether the compiled depthwise kernel can run (numba installed: the ``fast`` extra); not imported here."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
+def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spatial: Shape | None = None) -> str:
     """The path for a problem, by rules measured on the benchmark suite (``deconv bench --paths``).
 
     Re-measured on the BLAS's native kernels (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; on this AVX2
@@ -96,6 +107,9 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1) -> str
       this small the count of NumPy calls is the cost (tiny 4->4 8x8 k3: 0.52 / 0.37 / 0.32 in the suite,
       0.12-0.17 / 0.11-0.15 / 0.05-0.06 in a tight loop; 8->8 16x16 k3s2 (69 Ki): 0.71 / 0.19 / 0.19;
       2x16->16 16x16 k4s2 (512 Ki): 0.77 / 0.79 / 1.18, so not above);
+    - depthwise (one input channel per group) when numba is installed and the work is at least 4 M
+      multiply-adds (dw: 8.4 M, phase 21.7 / depthwise 13.3; fcn_g21: 22 M, 32.3 / 17.4); below that
+      numba's import (0.5 s, once per process) would cost more than it saves, so small calls never load it;
     - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
       up-convolutions): one GEMM for all taps and every output element written once (U-Net 64->32:
       82 / 51, 32->16: 104 / 87 and 48 / 54, 128->64: 66 / 44 and 19 / 11);
@@ -111,6 +125,9 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1) -> str
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     if batch * config.in_channels * math.prod(config.kernel) * math.prod(out_spatial) <= DIRECT_MAX_ELEMENTS:
         return "direct"
+    if cin_g == 1 and in_spatial is not None and numba_installed() and \
+            batch * config.in_channels * math.prod(in_spatial) * cout_g * math.prod(config.kernel) >= DEPTHWISE_MIN_MACS:
+        return "depthwise"
     if all(d * (k - 1) < s for k, s, d in zip(config.kernel, config.stride, config.dilation)):
         return "scatter"
     if 4 * cout_g <= cin_g:
@@ -134,7 +151,7 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     y_file = xp.empty(config.output_shape(n if config.batched else None, tuple(out_spatial)), dtype=out_dtype)
     y = to_canonical_input(y_file, config, xp)  # the same layout rule maps the output to (N, C, *out)
     b = None if bias is None else bias.reshape(-1).astype(acc, copy=False)
-    path = path or choose_path(config, tuple(out_spatial), n)
+    path = path or choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]))
     cap = _column_cap(x.nbytes + w.nbytes + y.nbytes)
     items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp, cap)
     if parallel_map is None or len(items) < 2:
@@ -505,4 +522,14 @@ def _direct_item(x, w, b, y, config, out_spatial, acc, xp):
         xp.add(res, b.reshape((-1,) + (1,) * config.rank), out=y)
 
 
-_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items}
+def _depthwise_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
+    """The compiled depthwise kernel (``_depthwise``, numba) on NumPy; elsewhere, or for other groupings, or
+    without numba, the phase path."""
+    if config.in_channels != config.groups or xp.__name__ != "numpy" or not numba_installed():
+        return _phase_items(x, w, b, y, config, out_spatial, acc, xp, cap)
+    from . import _depthwise
+
+    return _depthwise.items(x, w, b, y, config, out_spatial, acc, parts=min(8, y.shape[0] * y.shape[1]))
+
+
+_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items, "depthwise": _depthwise_items}
