@@ -107,7 +107,9 @@ class thread_budget(blas_threads):  # noqa: N801
     __slots__ = ("size",)
 
     def __init__(self):
-        self.size = min(threads(), _cpus())  # a bad DECONV_THREADS is an error even for tiny work
+        self.size = threads()  # a bad DECONV_THREADS is an error even for tiny work
+        if "DECONV_THREADS" in os.environ:  # the default already is the affinity mask's size
+            self.size = min(self.size, _cpus())
         super().__init__(1)
 
     def __enter__(self):
