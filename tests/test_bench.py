@@ -31,7 +31,7 @@ def test_blas_line_names_library_kernels_threads_and_peak():
              "filepath": "/x/libscipy_openblas64_.so"}]
     line = bench.blas_line({"blas": blas, "sgemm_peak_gflops": 481.26, "threads": 2})
     assert line.startswith("BLAS: openblas 0.3.31 (libscipy_openblas64_.so), kernels SkylakeX, 2 threads; "
-                           "SGEMM peak 481.3 GFLOP/s (numpy float32 2048^3, best of 9, 2 threads)")
+                           "SGEMM peak 481.3 GFLOP/s (numpy float32 2048^3, best of 9, 2 threads: one GEMM or one each)")
 
 
 def test_memory_probe_runs_in_a_fresh_process():
