@@ -23,6 +23,8 @@ lint: install
 	$(BIN)/ruff check .
 
 # The benchmark suite (deconv bench --list) against PyTorch and onnxruntime (2 threads); installs the bench extra first.
+# Run it as a user's machine is: `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench`. Some development and
+# CI machines set both, which force OpenBLAS onto older kernels; the BLAS line of the output says which kernels ran. This target deliberately leaves the environment as it finds it.
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/deconv bench

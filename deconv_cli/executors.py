@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .engines import cpus
 from .errors import ConfigError, DeconvError
 
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
@@ -44,14 +45,6 @@ class Done:
     task: int
     value: object = None
     error: BaseException | None = None
-
-
-def cpus() -> int:
-    """The CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def split_threads(jobs: int | None) -> tuple[int, int]:

@@ -18,10 +18,20 @@ def test_bench_json_record():
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     (row,) = record["rows"]
-    assert row["name"] == TINY and row["path"] in ("phase", "scatter")
-    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter"}
+    assert row["name"] == TINY and row["path"] == "direct"
+    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct"}
     assert row["torch_ms"] is None and record["summary"]["compared"] == 0
     assert record["startup"]["deconv_shape_s"] > record["startup"]["python_pass_s"] > 0
+    (blas,) = [lib for lib in record["blas"] if lib["internal_api"] == "openblas"]  # NumPy's wheels ship OpenBLAS
+    assert blas["architecture"] and blas["version"] and blas["num_threads"] >= 1
+
+
+def test_blas_line_names_library_kernels_threads_and_peak():
+    blas = [{"internal_api": "openblas", "version": "0.3.31", "architecture": "SkylakeX", "num_threads": 2,
+             "filepath": "/x/libscipy_openblas64_.so"}]
+    line = bench.blas_line({"blas": blas, "sgemm_peak_gflops": 481.26, "threads": 2})
+    assert line.startswith("BLAS: openblas 0.3.31 (libscipy_openblas64_.so), kernels SkylakeX, 2 threads; "
+                           "SGEMM peak 481.3 GFLOP/s (numpy float32 2048^3, best of 9, 2 threads: one GEMM or one each)")
 
 
 def test_memory_probe_runs_in_a_fresh_process():

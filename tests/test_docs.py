@@ -60,6 +60,7 @@ def test_quick_start_is_make_demo_then_make_test():
 
 BIN = Path(sys.executable).parent
 SHELL_BLOCKS = ("sh", "bash", "shell", "console")
+MAKE = re.compile(r"^(env( -u \w+| \w+=\S*)* )?make ")  # `make bench`, `env -u VAR make bench`
 EXITS = re.compile(r"#\s*exits\s+(\d+)\s*$")
 
 
@@ -115,7 +116,7 @@ def readme_examples() -> dict[str, list[str]]:
     found = {}
     for n, (kind, body) in enumerate(readme_blocks(README)):
         if kind in SHELL_BLOCKS:
-            commands = [c for c in _commands(body.splitlines()) if not c.startswith("make ")]
+            commands = [c for c in _commands(body.splitlines()) if not MAKE.match(c)]
             if commands:
                 found[f"README block {n} ({kind})"] = commands
         elif kind == "python":

@@ -64,8 +64,12 @@ CASES = {
     "2d_crop_past_input": (_config((3, 3), (2, 2), (1, 1), ((5, 0), (0, 6)), 1, 2, 3), 2, (4, 5)),
     "3d_mixed": (_config((2, 3, 2), (2, 1, 2), (1, 2, 1), ((0, 1), (1, -1), (1, 1)), 1, 3, 2), 1, (3, 3, 4)),
     "3d_k2s2": (_config((2, 2, 2), (2, 2, 2), (1, 1, 1), ((0, 0),) * 3, 1, 4, 3), 2, (3, 4, 3)),
+    "2d_k2s2_cropped_row_blocks": (_config((2, 3), (2, 3), (1, 1), ((1, 1), (0, 2)), 1, 3, 2), 2, (5, 4)),
     "2d_stride_divides_dilation": (_config((3, 3), (2, 2), (2, 2), ((2, 1), (2, 1)), 1, 3, 2), 2, (4, 4)),
     "2d_depthwise": (_config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 4, 4, 4), 2, (5, 5)),
+    "2d_depthwise_multiplier": (_config((3, 4), (2, 3), (2, 1), ((1, -2), (2, 1)), 3, 3, 6), 2, (4, 5)),
+    "1d_depthwise": (_config((5,), (3,), (2,), ((3, -1),), 2, 2, 2), 2, (7,)),
+    "3d_depthwise": (_config((2, 3, 2), (2, 1, 2), (1, 2, 1), ((0, 1), (1, -1), (1, 1)), 3, 3, 3), 1, (3, 3, 4)),
     "2d_depthwise_s1_neg": (_config((3, 2), (1, 1), (1, 2), ((-1, 2), (0, -2)), 3, 3, 3), 1, (4, 5)),
     "channels_last": (_config((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 3, 2, channels_last=True), 2, (4, 3)),
     "unbatched": (_config((3,), (2,), (1,), ((1, 1),), 1, 3, 2, batched=False), 1, (6,)),
@@ -132,12 +136,19 @@ def test_channels_last_output_is_contiguous_in_its_own_layout(rng):
 def _choose(kernel, stride, cin, cout, spatial, groups=1, dilation=None, batch=1, crops=None):
     rank = len(spatial)
     config = _config(kernel, stride, dilation or (1,) * rank, crops or ((0, 0),) * rank, groups, cin, cout)
-    return _generic.choose_path(config, _out_spatial(config, spatial))
+    return _generic.choose_path(config, _out_spatial(config, spatial), batch, spatial)
+
+
+def test_rule_small_problems_pick_direct():
+    assert _choose((3, 3), (1, 1), 4, 4, (8, 8)) == "direct"  # tiny: 4 * 9 * 10 * 10 dense columns
+    assert _choose((3, 3), (2, 2), 8, 8, (16, 16), crops=((1, 1),) * 2) == "direct"  # 8 * 9 * 31 * 31
+    # the same with four samples is 4 * 69192 elements, past DIRECT_MAX_ELEMENTS: the stride-2 phases win
+    assert _choose((3, 3), (2, 2), 8, 8, (16, 16), crops=((1, 1),) * 2, batch=4) == "phase"
 
 
 def test_rule_disjoint_taps_pick_scatter():
     assert _choose((2, 2, 2), (2, 2, 2), 64, 32, (32, 32, 32)) == "scatter"  # U-Net k2s2
-    assert _choose((2,), (3,), 4, 64, (100,)) == "scatter"  # k < s: gaps get the bias alone
+    assert _choose((2,), (3,), 4, 64, (20000,)) == "scatter"  # k < s: gaps get the bias alone
 
 
 def test_rule_few_output_channels_pick_scatter():
@@ -158,6 +169,15 @@ def test_rule_widening_grouped_and_depthwise_pick_phase():
     assert _choose((3, 3, 3), (2, 2, 2), 3, 64, (32, 32, 32), batch=2, crops=((1, 1),) * 3) == "phase"
     assert _choose((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "phase"
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8) == "phase"
+
+
+def test_rule_large_depthwise_picks_the_compiled_kernel_where_numba_is_installed(monkeypatch):
+    monkeypatch.setattr(_generic, "numba_installed", lambda: True)
+    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "depthwise"  # dw: 8.4 M MACs
+    assert _choose((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "depthwise"  # fcn_g21
+    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=1) == "phase"  # 1 M MACs: not worth numba
+    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8) == "phase"  # g4: C_in/g = 16
+    monkeypatch.setattr(_generic, "numba_installed", lambda: False)
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "phase"
 
 
@@ -165,7 +185,7 @@ def test_rule_more_phases_than_taps_picks_scatter():
     """A large stride under a larger dilation: thousands of one-column phases (s=200, d=240 took 5.8 s)."""
     assert _choose((3, 3), (200, 200), 4, 3, (6, 6), dilation=(240, 240)) == "scatter"
     assert _choose((3, 3), (60, 60), 4, 8, (6, 6), dilation=(70, 70)) == "scatter"
-    assert _choose((3, 3), (3, 3), 4, 8, (6, 6), dilation=(2, 2)) == "phase"  # 9 phases, 9 taps
+    assert _choose((3, 3), (3, 3), 4, 8, (6, 6), dilation=(2, 2), batch=64) == "phase"  # 9 phases, 9 taps
 
 
 # --- properties over random configurations, for each path -------------------------------------------
@@ -211,3 +231,56 @@ def test_property_chosen_path_matches_the_reference(problem):
     config, batch, spatial, seed, with_bias = problem
     x, w, b = _tensors(np.random.default_rng(seed), config, batch, spatial)
     _check(config, x, w, b if with_bias else None, None, np.float64)
+
+
+# --- work items within the memory target --------------------------------------------------------------
+
+
+def test_column_cap_is_a_twelfth_of_the_tensors_within_bounds():
+    assert _generic._column_cap(1 << 30) == _generic.COLUMN_BUDGET_BYTES
+    assert _generic._column_cap(12 << 20) == 1 << 20
+    assert _generic._column_cap(1000) == _generic.MIN_COLUMN_BYTES
+
+
+def test_scatter_makes_one_samples_columns_by_row_blocks_under_the_cap():
+    """dil2-like (overlapping taps, at most MAX_BLOCKED_TAPS of them): one sample's columns exceed the cap, so
+    each sample's item makes them an input-row block at a time, every block under the cap, all output
+    channels in each GEMM."""
+    config = _config((4, 4), (1, 1), (1, 1), ((0, 0), (0, 0)), 1, 4, 3)
+    x = np.zeros((3, 4, 32, 32), dtype=np.float32)
+    w = np.zeros(config.weight_shape, dtype=np.float32)
+    y = np.empty((3, 3, 35, 35), dtype=np.float32)
+    cap = 3 * 16 * 32 * 32 * 4 // 2  # half of one sample's columns
+    items = _generic._scatter_items(x, w, None, y, config, (35, 35), np.dtype(np.float32), np, cap)
+    assert [item.args[4:6] for item in items] == [((s, s + 1), (0, 3)) for s in range(3)]
+    for item in items:
+        blocks = item.args[6]
+        assert blocks[0][0] == 0 and blocks[-1][1] == 32 and len(blocks) >= 2
+        assert all(hi == lo2 for (_, hi), (lo2, _) in zip(blocks, blocks[1:]))
+        assert all(3 * 16 * (hi - lo) * 32 * 4 <= cap for lo, hi in blocks)
+
+
+def test_scatter_with_many_overlapping_taps_cuts_by_channel():
+    """ms_doc-like (24 taps > MAX_BLOCKED_TAPS): items are (sample, channel block), all rows at once."""
+    config = _config((4, 6), (1, 1), (1, 1), ((0, 0), (0, 0)), 1, 4, 3)
+    x = np.zeros((3, 4, 32, 32), dtype=np.float32)
+    w = np.zeros(config.weight_shape, dtype=np.float32)
+    y = np.empty((3, 3, 35, 37), dtype=np.float32)
+    cap = 3 * 24 * 32 * 32 * 4 // 2
+    items = _generic._scatter_items(x, w, None, y, config, (35, 37), np.dtype(np.float32), np, cap)
+    blocks = [(item.args[4], item.args[5]) for item in items]
+    assert all(b1 - b0 == 1 for (b0, b1), _ in blocks) and all(c1 - c0 < 3 for _, (c0, c1) in blocks)
+    assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)] and all(len(item.args) == 6 for item in items)
+
+
+def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
+    """k2s2-like taps that cover the output: items are (sample, channel block, input-row block), and a cap
+    of one row and one channel per item still gives the oracle's result, crops included."""
+    config, batch, spatial = CASES["2d_k2s2_cropped_row_blocks"]
+    assert _generic._tap_cover(config, spatial, _out_spatial(config, spatial)) == (True, True)
+    x, w, b = _tensors(rng, config, batch, spatial, np.float32)
+    y = np.empty((batch, config.out_channels, *_out_spatial(config, spatial)), dtype=np.float32)
+    items = _generic._scatter_items(x, w, b, y, config, _out_spatial(config, spatial), np.dtype(np.float32), np, 1)
+    assert sorted(item.args[-1] for item in items) == sorted([((r, r + 1),) for r in range(5)] * batch * 2)
+    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 1)
+    _check(config, x, w, b, "scatter", np.float32)

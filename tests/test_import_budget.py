@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-HEAVY = ("numpy", "h5py", "rich", "cupy", "torch", "onnx", "onnxruntime")
+HEAVY = ("numpy", "h5py", "rich", "cupy", "torch", "onnx", "onnxruntime", "numba", "threadpoolctl")
 
 PROBE = """
 import json, sys
@@ -49,3 +49,24 @@ def test_npy_headers_are_read_without_numpy(tmp_path):
     done = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)], capture_output=True, text=True, check=False)
     assert json.loads(done.stdout)["output_shape"] == [1, 2, 7, 7]
     assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
+ENGINE_PROBE = """
+import sys
+import numpy as np
+from deconv_cli.config import DeconvConfig
+from deconv_cli.engines import numpy_engine
+config = DeconvConfig(kernel=(4, 4), stride=(2, 2), dilation=(1, 1), crops=((1, 1), (1, 1)), groups=64,
+                      in_channels=64, out_channels=64)
+x = np.ones(({batch}, 64, 32, 32), dtype=np.float32)
+numpy_engine.deconvolve(x, np.ones(config.weight_shape, dtype=np.float32), None, config, (64, 64))
+print("numba" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("batch", "imported"), [(1, False), (8, True)])
+def test_numba_is_imported_only_for_depthwise_work_large_enough(batch, imported):
+    """dw 64->64 32x32 k4s2: 1 M multiply-adds run on NumPy without loading numba; 8 M (the suite's) do."""
+    pytest.importorskip("numba")
+    done = subprocess.run([sys.executable, "-c", ENGINE_PROBE.format(batch=batch)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(imported)

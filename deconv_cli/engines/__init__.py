@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from ..errors import DeconvError
+
+
+def cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), read on every
+    call (about 1 us) so that a forked worker that narrows its mask is seen. Every thread split uses it."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def get_engine(device: str, arrays=()):

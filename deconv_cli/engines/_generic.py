@@ -2,7 +2,7 @@
 
 Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out); the full
 index of output position ``o`` is ``f = o + lo`` and input ``i`` reaches it through tap ``t`` when
-``f = i*s + t*d``. Two paths compute the same sum; ``choose_path`` picks one by measured rules.
+``f = i*s + t*d``. Four paths compute the same sum; ``choose_path`` picks one by measured rules.
 
 ``phase`` (sub-pixel): output positions ``o = p + s*q`` of one phase ``p`` (per dim, ``0 <= p < s``) are
 reached only by the taps with ``(t*d - p - lo) % s == 0``, from input ``i = q - m_t`` where
@@ -15,6 +15,12 @@ and every output element is written exactly once (bias and the float16 cast fuse
 
 ``scatter`` (GEMM + col2im): one GEMM per group and chunk of taps gives the contribution of every input
 position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at ``o = i*s + t*d - lo``.
+
+``depthwise`` (one input channel per group): a numba kernel, ``_depthwise``, where numba is installed.
+
+``direct`` (dense im2col, small problems): one gather of every tap at every output position, ``cols[n,
+(ci, t), o] = x[n, ci, i]`` with ``i*s = o + lo - t*d`` (zero where no such input exists), one GEMM and one
+write. It multiplies the zeros of the taps that miss, and spends five NumPy calls in all.
 
 Two more candidates were built and measured on the benchmark suite and removed because no configuration
 picked them (see git history, "per-tap GEMM path" and "depthwise paths"): one GEMM per tap over the whole
@@ -37,9 +43,13 @@ from functools import partial
 from ..config import DeconvConfig, Shape
 
 COLUMN_BUDGET_BYTES = 4 << 20
+MIN_COLUMN_BYTES = 256 << 10  # the memory cap never cuts items below this
+MIN_GEMM_COLUMNS = 128  # scatter batch items: input positions per GEMM, at least
+ROW_BLOCK_BYTES = 512 << 10  # scatter row blocks: columns that stay in L2 between the GEMM and the adds
+MAX_BLOCKED_TAPS = 16  # overlapping taps: row blocks only up to this many taps (one add per tap per block)
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
-PATHS = ("phase", "scatter")
+PATHS = ("phase", "scatter", "direct", "depthwise")
 
 
 def to_canonical_input(x, config: DeconvConfig, xp):
@@ -54,8 +64,8 @@ def to_canonical_input(x, config: DeconvConfig, xp):
 def to_canonical_weight(w, config: DeconvConfig, xp):
     """File layout -> (C_in, C_out/g, *k): the config's permutation, then a plain reshape."""
     if config.weight_perm is not None:
-        w = xp.transpose(w, config.weight_perm)
-    return xp.reshape(w, config.weight_shape)
+        w = w.transpose(config.weight_perm)
+    return w.reshape(config.weight_shape)
 
 
 def compute_dtype(dtype, xp):
@@ -74,25 +84,55 @@ def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[in
 
 
 SCATTER_OUTPUT_BYTES = 2 << 20  # per-sample output that the scatter's read-modify-write passes keep in cache
+DIRECT_MAX_ELEMENTS = 1 << 17  # dense im2col columns (N * C_in * K * prod(out)) of the direct path
+DEPTHWISE_MIN_MACS = 4 << 20  # the compiled depthwise kernel only where the work pays numba's import
 
 
-def choose_path(config: DeconvConfig, out_spatial: Shape) -> str:
+@functools.lru_cache(maxsize=1)
+def numba_installed() -> bool:
+    """Whether the compiled depthwise kernel can run (numba installed: the ``fast`` extra); not imported here."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
+def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spatial: Shape | None = None) -> str:
     """The path for a problem, by rules measured on the benchmark suite (``deconv bench --paths``).
 
-    With G = C_in/g * K * N * prod(L) gathered input columns (phase) against S = C_out/g * K * N * prod(L)
-    output columns (scatter), each scatter column element costing a read-modify-write of the output:
+    Re-measured on the BLAS's native kernels (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; on this AVX2
+    machine, an AMD EPYC without AVX-512, OpenBLAS's native choice is its Haswell kernels), 2 threads,
+    medians, two suite runs; path times in ms, phase / scatter [/ direct]. The rules did not change; the
+    direct rule is new. First rule that matches:
+    - direct when its dense columns (N * C_in * K * prod(out)) are at most 128 Ki elements: for problems
+      this small the count of NumPy calls is the cost (tiny 4->4 8x8 k3: 0.52 / 0.37 / 0.32 in the suite,
+      0.12-0.17 / 0.11-0.15 / 0.05-0.06 in a tight loop; 8->8 16x16 k3s2 (69 Ki): 0.71 / 0.19 / 0.19;
+      2x16->16 16x16 k4s2 (512 Ki): 0.77 / 0.79 / 1.18, so not above);
+    - depthwise (one input channel per group) when numba is installed and the work is at least 4 M
+      multiply-adds (dw: 8.4 M, phase 21.7 / depthwise 13.3; fcn_g21: 22 M, 32.3 / 17.4); below that
+      numba's import (0.5 s, once per process) would cost more than it saves, so small calls never load it;
     - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
-      up-convolutions): one GEMM for all taps and every output element written once;
-    - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3, dcgan 128->3: 5x, 5x faster);
-    - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256, the
-      dilation-2 case); not for large outputs (3-D U-Net k3s2, hifigan: phase equal or faster);
-    - scatter when there are more phases than taps and more than 64 of them (a large stride with a larger
-      dilation): each phase is a tiny GEMM plus Python work, and s=60, d=70 on a 6x6 input took 0.6 s
-      against 0.01 s for scatter (s=200, d=240: 5.8 s against 0.03 s; s=500, d=600 ran 40 s);
-    - phase otherwise (fcn, grouped and depthwise, few input channels: mge_doc 3->64 is 4x faster than scatter).
+      up-convolutions): one GEMM for all taps and every output element written once (U-Net 64->32:
+      82 / 51, 32->16: 104 / 87 and 48 / 54, 128->64: 66 / 44 and 19 / 11);
+    - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3: 660 / 132, 1575 / 328;
+      dcgan 128->3: 526 / 51, 279 / 28);
+    - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256: 202 / 174,
+      288 / 240; dil2: 15.1 / 12.0, 11.9 / 10.5); not for large outputs (3-D U-Net k3s2: 100 / 116,
+      262 / 262; hifigan: 1455 / 2039, 1705 / 1749);
+    - phase otherwise (fcn: 220 / 219, 163 / 264; fcn_g21: 110 / 563; g4: 56 / 120; dw: 20 / 51;
+      of_doc: 229 / 768; few input channels, mge_doc 3->64: 87 / 467).
+    The rule for a large stride under a larger dilation comes before the channel rules: scatter when there
+    are more phases than taps and more than 64 of them (each phase is a tiny GEMM plus Python work; s=60,
+    d=70 on a 6x6 input took 0.6 s against 0.01 s for scatter; s=200, d=240: 5.8 s against 0.03 s).
+    A weight holding NaN or Inf always takes scatter (``deconvolve``): the other paths multiply the zero
+    padding around the input by every tap, which would turn positions no input reaches into NaN.
     """
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    if batch * config.in_channels * math.prod(config.kernel) * math.prod(out_spatial) <= DIRECT_MAX_ELEMENTS:
+        return "direct"
+    if cin_g == 1 and in_spatial is not None and numba_installed() and \
+            batch * config.in_channels * math.prod(in_spatial) * cout_g * math.prod(config.kernel) >= DEPTHWISE_MIN_MACS:
+        return "depthwise"
     if all(d * (k - 1) < s for k, s, d in zip(config.kernel, config.stride, config.dilation)):
         return "scatter"
     phases = math.prod(min(s, o) for s, o in zip(config.stride, out_spatial))
@@ -124,10 +164,12 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     if x.size == 0:  # no input channel: every position gets the bias alone
         _fill_bias(y, b, xp)
         return y_file
-    # The phase path multiplies the zero padding around the input by every tap; a NaN or Inf tap would turn
-    # positions no input reaches into NaN. The scatter path multiplies real input only, as the definition.
-    path = path or ("scatter" if not bool(xp.isfinite(w).all()) else choose_path(config, tuple(out_spatial)))
-    items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp)
+    # Every path but scatter multiplies the zero padding around the input by every tap; a NaN or Inf tap
+    # would turn positions no input reaches into NaN. Scatter multiplies real input only, as the definition.
+    if path is None:
+        path = "scatter" if not bool(xp.isfinite(w).all()) else choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]))
+    cap = _column_cap(x.nbytes + w.nbytes + y.nbytes)
+    items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp, cap)
     if parallel_map is None or len(items) < 2:
         for item in items:
             item()
@@ -140,9 +182,17 @@ def _call(item):
     return item()
 
 
-def _budget(unit: int, total: int) -> int:
-    """Bytes per work item: about half the work (two items for two threads), within [MIN_ITEM, COLUMN] bytes."""
-    return min(COLUMN_BUDGET_BYTES, max(unit, min(MIN_ITEM_BYTES, COLUMN_BUDGET_BYTES), total // 2))
+def _column_cap(tensor_bytes: int) -> int:
+    """Buffer bytes per work item for one call: ``COLUMN_BUDGET_BYTES``, or a twelfth of input + weight +
+    output where that is less, so that two threads' items (columns and GEMM result each) stay near the 25%
+    of DESIGN.md's memory target. Measured above the tensors: g4 +50% with 4 MiB items, +12% with a
+    twelfth; a sixteenth (+12%) was 1.3-1.6x slower on g4 and dw, an eighth (+27%) no faster than a twelfth."""
+    return min(COLUMN_BUDGET_BYTES, max(MIN_COLUMN_BYTES, tensor_bytes // 12))
+
+
+def _budget(unit: int, total: int, cap: int) -> int:
+    """Bytes per work item: about half the work (two items for two threads), within [MIN_ITEM, cap] bytes."""
+    return min(cap, max(unit, min(MIN_ITEM_BYTES, cap), total // 2))
 
 
 def _split(total: int, per_unit: int, budget: int) -> list[tuple[int, int]]:
@@ -155,10 +205,10 @@ def _split(total: int, per_unit: int, budget: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
-def _blocks(batch: int, rows: int, bytes_per_row: int) -> list:
+def _blocks(batch: int, rows: int, bytes_per_row: int, cap: int) -> list:
     """(batch range, row range) pairs under the budget, two at least where the work is large enough."""
     per_sample = rows * bytes_per_row
-    budget = _budget(bytes_per_row, batch * per_sample)
+    budget = _budget(bytes_per_row, batch * per_sample, cap)
     if per_sample <= budget:
         return [(bs, (0, rows)) for bs in _split(batch, per_sample, budget)]
     return [((i, i + 1), rs) for i in range(batch) for rs in _split(rows, bytes_per_row, budget)]
@@ -220,7 +270,7 @@ def _gather_plan(tap_list: tuple, q_shape: Shape, rows: tuple[int, int], spatial
     return tuple(plan)
 
 
-def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     n, spatial_in = x.shape[0], tuple(x.shape[2:])
@@ -237,7 +287,7 @@ def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) 
         wp = xp.reshape(w_flat[:, :, flat], (g, cin_g, cout_g, taps)).astype(acc, copy=False)
         wp = xp.ascontiguousarray(xp.reshape(xp.transpose(wp, (0, 2, 1, 3)), (g, cout_g, cin_g * taps)))
         row_bytes = (config.in_channels * taps + config.out_channels) * math.prod(q_shape[1:]) * acc.itemsize
-        for batch_range, row_range in _blocks(n, q_shape[0], row_bytes):
+        for batch_range, row_range in _blocks(n, q_shape[0], row_bytes, cap):
             items.append(partial(_phase_item, x, wp, b, y_phase, tap_list, q_shape, batch_range, row_range,
                                  config, acc, xp))
     return items
@@ -291,7 +341,7 @@ def _write(target, res, b, xp):
 # --- scatter (GEMM + col2im) path -------------------------------------------------------------------
 
 
-def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp) -> list:
+def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
     g = config.groups
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     n, spatial_in = x.shape[0], tuple(x.shape[2:])
@@ -302,57 +352,100 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
     out_bytes = config.out_channels * math.prod(out_spatial) * acc.itemsize
     col_bytes = config.out_channels * taps * math.prod(spatial_in) * acc.itemsize
     per_sample = in_bytes + col_bytes + (out_bytes if y.dtype != acc else 0)
-    items = []
-    if n > 1 and per_sample * n > COLUMN_BUDGET_BYTES // 2:
-        for batch_range in _split(n, per_sample, _budget(per_sample, per_sample * n)):
-            items.append(partial(_scatter_item, x, wt, b, y, batch_range, (0, cout_g), config, out_spatial, acc, xp))
-        return items
+
+    def item(*blocks):  # (batch range, channel range[, row blocks]) -> one work item
+        return partial(_scatter_item, x, wt, b, y, *blocks, config=config, out_spatial=out_spatial, acc=acc, xp=xp)
+
+    if n > 1 and per_sample * n > cap // 2 and per_sample <= cap:  # else one sample's columns are cut
+        # at least MIN_GEMM_COLUMNS input positions per item, so that the GEMM does not re-read the weight for
+        # a handful of columns (dcgan 512->256, 4x4 images, 8 MB weight: 2-sample items 1.3x slower)
+        floor = per_sample * -(-MIN_GEMM_COLUMNS // math.prod(spatial_in))
+        return [item(batch_range, (0, cout_g))
+                for batch_range in _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap)))]
     per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
-    for b0 in range(n):
-        for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g)):
-            items.append(partial(_scatter_item, x, wt, b, y, (b0, b0 + 1), channel_range, config, out_spatial, acc, xp))
-    return items
+    disjoint = _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True)
+    if y.dtype != acc or (taps > MAX_BLOCKED_TAPS and not disjoint):
+        # a float32 accumulator per item, or many overlapping taps (each row block costs one add per tap:
+        # ms_doc's 48 taps in 1-row blocks took 4x the time): (sample, channel block) items under the cap
+        return [item((b0, b0 + 1), channel_range) for b0 in range(n)
+                for channel_range in _split(cout_g, per_channel, _budget(per_channel, per_channel * cout_g, cap))]
+    # One sample's columns are made an input-row block at a time, each block's columns under the cap and
+    # ROW_BLOCK_BYTES (in L2 between the GEMM and the strided adds; 512 KiB against the cap measured 0.55-0.85x
+    # the time on dil2 and U-Net 32->16), with as many output channels per GEMM as the cap allows (dil2: 288
+    # GEMM rows instead of 90). Taps that are disjoint and cover the output write disjoint output
+    # rows from disjoint input rows, so there every row block is an item (U-Net k2s2: 0.5-0.66x the time);
+    # otherwise neighbouring blocks add into shared rows, so one item runs its blocks in turn and items split
+    # by sample and channel block.
+    per_row = per_channel // spatial_in[0]
+    channels = max(1, min(cout_g, cap // per_row))
+    if n == 1 and not disjoint:  # two items at least for two threads, where the work is worth it
+        channels = min(channels, max(1, -(-cout_g // 2)) if col_bytes >= 2 * MIN_ITEM_BYTES else cout_g)
+    # disjoint: row blocks are items, cap-sized (512 KiB items: 0.5x onnxruntime's speed against 1.2-1.7x,
+    # thread hand-offs); overlapping: row blocks inside one item, L2-sized
+    rows = max(1, (cap if disjoint else min(cap, ROW_BLOCK_BYTES)) // (channels * per_row))
+    row_blocks = [(r0, min(spatial_in[0], r0 + rows)) for r0 in range(0, spatial_in[0], rows)]
+    channel_blocks = [(c0, min(cout_g, c0 + channels)) for c0 in range(0, cout_g, channels)]
+    if disjoint:
+        return [item((b0, b0 + 1), cb, (rb,)) for b0 in range(n) for cb in channel_blocks for rb in row_blocks]
+    return [item((b0, b0 + 1), cb, tuple(row_blocks)) for b0 in range(n) for cb in channel_blocks]
 
 
-def _scatter_item(x, wt, b, y, batch_range, channel_range, config, out_spatial, acc, xp):
-    """Columns for a batch block and output-channel block, then one strided add per tap."""
+def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), *, config, out_spatial, acc, xp):
+    """Columns for a batch block and output-channel block, an input-row block at a time (``None``: all
+    rows), then one strided add per tap."""
     g, rank = config.groups, config.rank
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     (b0, b1), (c0, c1) = batch_range, channel_range
     nb, cb = b1 - b0, c1 - c0
-    spatial_in = tuple(x.shape[2:])
-    taps, length = math.prod(config.kernel), math.prod(spatial_in)
+    spatial_full = tuple(x.shape[2:])
+    taps = math.prod(config.kernel)
     rows = xp.swapaxes(wt[:, :, c0 * taps:c1 * taps], 1, 2)  # (g, cb * K, C_in/g), a view
-    if nb == 1 or length >= FOLD_BATCH_BELOW:
-        # one GEMM per sample and group straight from the input: (nb, g, cb * K, prod(L)), no input copy
-        xs = xp.reshape(x[b0:b1], (nb, g, cin_g, length)).astype(acc, copy=False)
-        cols = xp.reshape(xp.matmul(rows[None], xs), (nb, g, cb, taps, *spatial_in))
-        tap_cols = lambda j: cols[:, :, :, j]  # noqa: E731
-    else:
-        # small images: fold the batch into the GEMM's N, (g, C_in/g, nb * prod(L)) by one copy
-        xs = xp.empty((g, cin_g, nb, length), dtype=acc)
-        xs[...] = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, length)), 0, 2)
-        cols = xp.reshape(xp.matmul(rows, xp.reshape(xs, (g, cin_g, -1))), (g, cb, taps, nb, *spatial_in))
-        tap_cols = lambda j: xp.moveaxis(cols[:, :, j], 2, 0)  # noqa: E731
     target = xp.reshape(y[b0:b1], (nb, g, cout_g, *out_spatial))[:, :, c0:c1]
     bias = None if b is None else xp.reshape(b, (1, g, cout_g) + (1,) * rank)[:, :, c0:c1]
-    disjoint, covered = _tap_cover(config, spatial_in, out_spatial)
+    disjoint, covered = _tap_cover(config, spatial_full, out_spatial)
     # Taps that never share an output element are written once (bias and cast fused); others accumulate.
     accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
     if not covered:  # positions no tap reaches keep the bias alone
         accum[...] = 0 if bias is None else bias
-    for j, (src, dst) in enumerate(_tap_slices(config, spatial_in, out_spatial)):
-        if src is None:
-            continue
-        part = tap_cols(j)[(Ellipsis, *src)]  # (nb, g, cb, *L)
-        if not disjoint:
-            accum[(Ellipsis, *dst)] += part
-        elif bias is None:
-            accum[(Ellipsis, *dst)] = part
+    for row_range in row_blocks:
+        xb = x[b0:b1] if row_range is None else x[b0:b1, :, row_range[0]:row_range[1]]
+        spatial_in = tuple(xb.shape[2:])
+        length = math.prod(spatial_in)
+        if nb == 1 or length >= FOLD_BATCH_BELOW:
+            # one GEMM per sample and group straight from the input: (nb, g, cb * K, prod(L)), no input copy
+            xs = xp.reshape(xb, (nb, g, cin_g, length)).astype(acc, copy=False)
+            cols = xp.reshape(xp.matmul(rows[None], xs), (nb, g, cb, taps, *spatial_in))
+            folded = False
         else:
-            xp.add(part, bias, out=accum[(Ellipsis, *dst)])
+            # small images: fold the batch into the GEMM's N, (g, C_in/g, nb * prod(L)) by one copy
+            xs = xp.empty((g, cin_g, nb, length), dtype=acc)
+            xs[...] = xp.moveaxis(xp.reshape(xb, (nb, g, cin_g, length)), 0, 2)
+            cols = xp.reshape(xp.matmul(rows, xp.reshape(xs, (g, cin_g, -1))), (g, cb, taps, nb, *spatial_in))
+            folded = True
+        for j, (src, dst) in enumerate(_tap_slices(config, spatial_full, out_spatial)):
+            if src is not None and row_range is not None:
+                src, dst = _rows_of(src, dst, row_range, config.stride[0])
+            if src is None:
+                continue
+            part = (xp.moveaxis(cols[:, :, j], 2, 0) if folded else cols[:, :, :, j])[(Ellipsis, *src)]  # (nb, g, cb, *L)
+            if not disjoint:
+                accum[(Ellipsis, *dst)] += part
+            elif bias is None:
+                accum[(Ellipsis, *dst)] = part
+            else:
+                xp.add(part, bias, out=accum[(Ellipsis, *dst)])
     if accum is not target:
         target[...] = accum
+
+
+def _rows_of(src, dst, row_range, stride):
+    """A tap's (input, output) slices cut to input rows [r0, r1), the input slice relative to r0."""
+    (r0, r1), (i0, i1), o0 = row_range, (src[0].start, src[0].stop), dst[0].start
+    a0, a1 = max(i0, r0), min(i1, r1)
+    if a1 <= a0:
+        return None, None
+    first = o0 + (a0 - i0) * stride
+    return (slice(a0 - r0, a1 - r0), *src[1:]), (slice(first, first + (a1 - a0 - 1) * stride + 1, stride), *dst[1:])
 
 
 @functools.lru_cache(maxsize=256)
@@ -393,4 +486,66 @@ def _tap_cover(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> t
     return True, True
 
 
-_ITEMS = {"phase": _phase_items, "scatter": _scatter_items}
+# --- direct (dense im2col) path, for small problems ---------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _direct_index(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape):
+    """(K, prod(out)) flat input index of tap t at output o, or prod(L) (a zero slot) where t misses o."""
+    import numpy
+
+    length = math.prod(spatial_in)
+    flat = numpy.zeros((1,) * (2 * config.rank), dtype=numpy.intp)
+    valid = numpy.ones_like(flat, dtype=bool)
+    for a in range(config.rank):
+        t = numpy.arange(config.kernel[a])[:, None]
+        o = numpy.arange(out_spatial[a])[None, :]
+        f = o + config.crops[a][0] - t * config.dilation[a]  # = i * s where input i reaches o through t
+        i = f // config.stride[a]
+        ok = (f % config.stride[a] == 0) & (i >= 0) & (i < spatial_in[a])
+        shape = [1] * (2 * config.rank)
+        shape[a], shape[config.rank + a] = config.kernel[a], out_spatial[a]
+        flat = flat + (i * math.prod(spatial_in[a + 1:])).reshape(shape)
+        valid = valid & ok.reshape(shape)
+    index = numpy.where(valid, flat, length).reshape(math.prod(config.kernel), math.prod(out_spatial))
+    return index
+
+
+def _direct_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
+    return [partial(_direct_item, x, w, b, y, config, out_spatial, acc, xp)]
+
+
+def _direct_item(x, w, b, y, config, out_spatial, acc, xp):
+    """One gather of every tap at every output position (zero where it misses), one GEMM, one write.
+
+    Computes the taps that miss (up to stride^rank times the phase path's multiply-adds) to spend a handful
+    of NumPy calls in all: for problems this small the calls are the cost (tiny: 0.24 -> 0.05 ms).
+    """
+    g, c_in, c_out = config.groups, config.in_channels, config.out_channels
+    n, spatial_in = x.shape[0], x.shape[2:]
+    length, taps = math.prod(spatial_in), math.prod(config.kernel)
+    index = xp.asarray(_direct_index(config, tuple(spatial_in), tuple(out_spatial)))  # a no-op for NumPy
+    xe = xp.empty((n, c_in, length + 1), dtype=acc)  # the input with one zero slot after each channel
+    xe[:, :, :length] = x.reshape(n, c_in, length)
+    xe[:, :, length] = 0
+    cols = xp.take(xe, index, axis=2).reshape(n, g, c_in // g * taps, -1)  # (n, C_in, K, O) gathered
+    wk = w.reshape(g, c_in // g, c_out // g, taps).astype(acc, copy=False)
+    wk = wk.transpose(0, 2, 1, 3).reshape(g, c_out // g, -1)
+    res = xp.matmul(wk, cols).reshape(y.shape)  # (n, g, C_out/g, O) = (N, C_out, *out)
+    if b is None:
+        y[...] = res
+    else:
+        xp.add(res, b.reshape((-1,) + (1,) * config.rank), out=y)
+
+
+def _depthwise_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
+    """The compiled depthwise kernel (``_depthwise``, numba) on NumPy; elsewhere, or for other groupings, or
+    without numba, the phase path."""
+    if config.in_channels != config.groups or xp.__name__ != "numpy" or not numba_installed():
+        return _phase_items(x, w, b, y, config, out_spatial, acc, xp, cap)
+    from . import _depthwise
+
+    return _depthwise.items(x, w, b, y, config, out_spatial, acc, parts=min(8, y.shape[0] * y.shape[1]))
+
+
+_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items, "depthwise": _depthwise_items}

@@ -2,38 +2,26 @@
 
 NumPy releases the GIL in BLAS calls, copies and ufunc loops, so two threads keep two cores busy in the
 gather and scatter passes too, not only inside the GEMMs (OpenBLAS accepts concurrent callers).
-While the items run, BLAS is held to one thread per caller when threadpoolctl is installed: measured on
-the suite (2 cores), "2 item threads x 1 BLAS thread" beat "2 x 2" (oversubscribed, BLAS workers spin
-while the other item copies) and "1 x 2" (copies single-threaded) on the GEMM-bound configurations.
-``DECONV_THREADS`` sets the pool size (default: the CPUs this process may use, at most 8; never more than
-those CPUs).
+``thread_budget`` is the one place that decides item threads x BLAS threads (threadpoolctl, a runtime
+dependency), so that no entry point (``deconv run``, the Python API, batch workers) oversubscribes.
+``DECONV_THREADS`` sets the CPUs one call uses (default: the CPUs this process may use, at most 8).
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 
 from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
-from . import _generic
+from . import _generic, cpus
 
 NAME = "numpy"
 DEVICE = "cpu"
-_pool: ThreadPoolExecutor | None = None
+_pool_executor: ThreadPoolExecutor | None = None
 _pool_size = 0
-_controller = None
-
-
-def cpus() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def threads() -> int:
@@ -44,51 +32,117 @@ def threads() -> int:
         digits = env.lstrip("0")
         if not (env.isascii() and env.isdigit()) or not digits:
             raise ConfigError(f"DECONV_THREADS={env!r} is not a positive whole number", "write e.g. DECONV_THREADS=2")
-        return min(int(digits) if len(digits) < 10 else 1 << 30, cpus())
+        return min(int(digits) if len(digits) < 10 else 1 << 30, cpus())  # the mask, read each call (about 1 us)
     return min(8, cpus())
 
 
-def _blas_limiter():
-    """A context manager that holds BLAS to one thread (threadpoolctl), or None if it is not installed."""
-    global _controller
-    if _controller is None:
-        try:
+class _Blas:
+    """The BLAS libraries loaded in this process (threadpoolctl), their thread counts read and set directly.
+
+    threadpoolctl's own ``limit`` context re-reads every library's state each time (tens of microseconds);
+    these are two ctypes calls per library, cheap enough for every engine call (tiny: about 2 us).
+    """
+
+    libraries: list | None = None
+
+    @classmethod
+    def get(cls) -> list:
+        if cls.libraries is None:
             from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _controller = False
-        else:
-            _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas") if _controller else None
+
+            cls.libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        return cls.libraries
 
 
-def _parallel_map(fn, items):
-    global _pool, _pool_size
-    size = threads()
-    if size < 2:
-        return [fn(item) for item in items]
-    if _pool is None or _pool_size != size:
-        _pool, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="deconv"), size
-    limiter = _blas_limiter()
-    quiet = partial(_quietly, fn)  # numpy's error state is per thread: set it in each worker
-    if limiter is None:
-        return list(_pool.map(quiet, items))
-    with limiter:
-        return list(_pool.map(quiet, items))
+class blas_threads:  # noqa: N801  (used as a context manager, like threadpoolctl's threadpool_limits)
+    """Hold every BLAS library to ``count`` threads for the block, then put back what was there.
+
+    A plain class rather than a generator context: it runs on every engine call (about 1 us).
+    """
+
+    __slots__ = ("count", "changed")
+
+    def __init__(self, count: int):
+        self.count, self.changed = count, []
+
+    def __enter__(self):
+        for lib in _Blas.get():
+            before = lib.get_num_threads()
+            if before != self.count:
+                lib.set_num_threads(self.count)
+                self.changed.append((lib, before))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, before in self.changed:
+            lib.set_num_threads(before)
+        self.changed = []
 
 
-def _quietly(fn, item):
-    with np.errstate(all="ignore"):
-        return fn(item)
+class thread_budget(blas_threads):  # noqa: N801
+    """The one place that splits the CPUs between work-item threads and BLAS threads, for one engine call.
+
+    ``threads()`` CPUs in all (``DECONV_THREADS``, else the CPUs this process may run on, and never more than
+    its affinity mask); the parallelism is the work items', BLAS runs one thread per caller throughout:
+    - several items run on that many threads, this one and a pool (measured on the suite, 2 cores: "2 item threads x
+      1 BLAS thread" beat "2 x 2", oversubscribed, BLAS workers spin while the other item copies, and
+      "1 x 2", copies single-threaded);
+    - a lone item runs inline on one BLAS thread: ``_generic`` cuts any work above ``MIN_ITEM_BYTES`` into
+      two items at least, so a lone item is small, and a small GEMM on two BLAS threads waits on hand-offs
+      (measured on 2 shared cores: a 16x144x324 GEMM item 17-48 ms on two BLAS threads, 0.3-1.1 ms on one).
+    ``with thread_budget() as parallel_map`` gives the ``parallel_map`` for ``_generic.deconvolve``.
+    Batch workers set ``DECONV_THREADS`` to their share and get the same split.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self):
+        self.size = threads()  # a bad DECONV_THREADS is an error even for tiny work; never more than the CPUs
+        super().__init__(1)
+
+    def __enter__(self):
+        super().__enter__()
+        return self.parallel_map
+
+    def parallel_map(self, fn, items):
+        """``fn`` over ``items`` on ``size`` threads, this one included; results in completion order.
+
+        Each thread pulls the next item from one shared iterator (CPython's list iterator hands each item out
+        once), so a call costs size - 1 thread hand-offs whatever the item count: one hand-off per item cost
+        g4 and dw twice the time with 0.6 MB items on loaded cores, which the memory cap needs.
+        """
+        if len(items) < 2 or self.size < 2:
+            return [fn(item) for item in items]
+        pending = iter(items)
+
+        def drain():
+            with np.errstate(all="ignore"):  # numpy's error state is per thread: set it in each one
+                return [fn(item) for item in pending]
+
+        helpers = [_pool(self.size - 1).submit(drain) for _ in range(min(self.size, len(items)) - 1)]
+        try:
+            results = drain()
+        finally:
+            done = [future.result() for future in helpers]  # waits for all; re-raises a helper's error
+        return results + [r for part in done for r in part]
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    global _pool_executor, _pool_size
+    if _pool_executor is None or _pool_size != size:
+        if _pool_executor is not None:
+            _pool_executor.shutdown(wait=False)
+        _pool_executor, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="deconv"), size
+    return _pool_executor
 
 
 def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: str | None = None):
     """NaN and Inf propagate as IEEE arithmetic says, and float16 overflows to Inf, without numpy's
     RuntimeWarning text (the job reports NaN/Inf in the tensors in one warning line)."""
-    threads()  # a bad DECONV_THREADS is an error even for work too small to be split
-    with np.errstate(all="ignore"):
+    with thread_budget() as parallel_map, np.errstate(all="ignore"):
         return _generic.deconvolve(
             np.asarray(x), np.asarray(w), None if bias is None else np.asarray(bias), config, out_spatial,
-            xp=np, path=path, parallel_map=_parallel_map,
+            xp=np, path=path, parallel_map=parallel_map,
         )
 
 
