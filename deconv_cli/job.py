@@ -12,14 +12,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import conventions, tensor_io
+from . import conventions, tensor_io, tiling
 from .config import Shape
 from .errors import ConfigError, DeconvError
 from .shapes import Derivation, derive
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
-# Above this many bytes of input + output, a batched job streams batch slices from and to disk.
+# Above this many bytes of input + output, a job streams tiles (batch slices, spatial blocks) from and to disk.
 DEFAULT_MEMORY_BUDGET = 2 << 30
 
 
@@ -131,11 +131,15 @@ def run_job(job: Job) -> Result:
     tensor_io.check_writable(out_ref, force=job.force)
     engine = get_engine(job.device)
     dtype = infos["input"].dtype
-    total = (math.prod(infos["input"].shape) + math.prod(derivation.output_shape)) * _ITEMSIZE[dtype]
-    streamable = tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
-    if derivation.config.batched and streamable and "input" not in arrays and total > memory_budget():
+    tile_plan = tiling.plan_for(derivation, dtype)
+    out_bytes = math.prod(derivation.output_shape) * _ITEMSIZE[dtype]
+    total = math.prod(infos["input"].shape) * _ITEMSIZE[dtype] + out_bytes
+    check_free_space(out_ref, out_bytes)
+    budget = memory_budget()
+    if "input" not in arrays and total > budget:
+        check_streamable(out_ref, total, budget, tile_plan)
         try:
-            times = _stream(refs, out_ref, derivation, engine, dtype, job.force)
+            times = _stream(refs, out_ref, tile_plan, engine, job.force)
         except MemoryError:
             raise _out_of_memory(derivation) from None
         return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
@@ -144,10 +148,7 @@ def run_job(job: Job) -> Result:
             arrays[role] = tensor_io.load(ref)
     t1 = time.perf_counter()
     try:
-        output = engine.deconvolve(
-            arrays["input"], arrays["weight"], arrays.get("bias"), derivation.config, derivation.output_spatial
-        )
-        output = engine.to_host(output)
+        output = tiling.compute_in_memory(engine, arrays["input"], arrays["weight"], arrays.get("bias"), tile_plan)
     except MemoryError:
         raise _out_of_memory(derivation) from None
     t2 = time.perf_counter()
@@ -157,37 +158,75 @@ def run_job(job: Job) -> Result:
     return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings)
 
 
-def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bool) -> dict:
-    """Batch slices from disk through the engine to disk: input and output are never whole in memory."""
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _size_setting(n: int) -> str:
+    """A DECONV_MEMORY_BUDGET value of at least n bytes (512K, 12M)."""
+    return f"{-(-n // (1 << 20))}M" if n > 1 << 20 else f"{-(-n // 1024)}K"
+
+
+def check_streamable(out_ref, total: int, budget: int, tile_plan) -> None:
+    """Over the budget, the output must be written in parts and the budget must hold one tile."""
+    if not tensor_io.can_stream(out_ref):
+        where = "stdout" if out_ref.path == "-" else out_ref.kind
+        raise DeconvError(
+            f"input + output take {_size(total)}, over DECONV_MEMORY_BUDGET ({_size(budget)}), and {where} "
+            "cannot be written in parts",
+            f"write the output to {', '.join(tensor_io.STREAMING)} (they stream tile by tile), or raise DECONV_MEMORY_BUDGET",
+        )
+    if tile_plan.tile_bytes > budget:
+        raise DeconvError(
+            f"DECONV_MEMORY_BUDGET ({_size(budget)}) cannot hold one tile of this job ({_size(tile_plan.tile_bytes)} "
+            "of input window and output)",
+            f"raise DECONV_MEMORY_BUDGET to at least {_size_setting(tile_plan.tile_bytes)}",
+        )
+
+
+def check_free_space(out_ref, out_bytes: int) -> None:
+    """Refuse up front an output that the free disk cannot take (an OUT replaced with --force still
+    needs the room: the new file is complete before the old one goes)."""
+    import shutil
+
+    if out_ref.path == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(out_ref.path))
+    free = shutil.disk_usage(folder).free
+    if out_bytes > free:
+        raise DeconvError(
+            f"the output takes {_size(out_bytes)} but {folder} has {_size(free)} free",
+            "free some space or write the output elsewhere",
+        )
+
+
+def _stream(refs, out_ref, tile_plan, engine, force: bool) -> dict:
+    """Tiles from disk through the engine to disk: input and output are never whole in memory."""
     t0 = time.perf_counter()
     weight = tensor_io.load(refs["weight"])
     bias = tensor_io.load(refs["bias"]) if "bias" in refs else None
     source = tensor_io.open_slices(refs["input"])
-    n = derivation.input_shape[0]
-    per_sample = (math.prod(derivation.input_shape[1:]) + math.prod(derivation.output_shape[1:])) * _ITEMSIZE[dtype]
-    chunk = max(1, memory_budget() // 2 // per_sample)
-    load = compute = save = 0.0
     try:
-        with tensor_io.StreamWriter(out_ref, derivation.output_shape, dtype, force=force) as sink:
-            load += time.perf_counter() - t0
-            for start in range(0, n, chunk):
-                t1 = time.perf_counter()
-                x = source[start : start + chunk]
-                t2 = time.perf_counter()
-                y = engine.to_host(engine.deconvolve(x, weight, bias, derivation.config, derivation.output_spatial))
-                t3 = time.perf_counter()
-                sink[start : start + chunk] = y
-                load, compute, save = load + t2 - t1, compute + t3 - t2, save + time.perf_counter() - t3
+        with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, source.dtype, force=force,
+                                    chunks=tile_plan.block) as sink:
+            opened = time.perf_counter() - t0
+            times = tiling.stream(engine, source, sink, weight, bias, tile_plan)
             t4 = time.perf_counter()
             sink.commit()
-            save += time.perf_counter() - t4
+            times["save_s"] += time.perf_counter() - t4
+            times["load_s"] += opened
     finally:
         source.close()
-    return {"load_s": round(load, 6), "compute_s": round(compute, 6), "save_s": round(save, 6), "chunks": -(-n // chunk)}
+    timings = {key: round(value, 6) for key, value in times.items()}
+    timings["chunks"] = len(tile_plan)
+    return timings
 
 
 def _out_of_memory(derivation: Derivation) -> DeconvError:
     return DeconvError(
         f"out of memory computing an output of shape {derivation.output_shape}",
-        "lower DECONV_MEMORY_BUDGET to stream smaller batch slices (needs .npy or .h5 input and output)",
+        "lower DECONV_MEMORY_BUDGET to stream the output tile by tile (to .npy, .h5 or .zarr)",
     )

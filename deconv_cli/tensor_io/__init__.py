@@ -1,11 +1,12 @@
 """Tensor files: references, header-only shapes, loading and atomic saving. No math.
 
-A reference is ``x.npy``, ``x.npz:name``, ``x.h5:/group/dataset`` (the part after the last ':' that
+A reference is ``x.npy``, ``x.npz:name``, ``x.h5:/group/dataset``, ``x.zarr:/group/array``,
+``x.safetensors:name`` (the part after the last ':' that
 follows a known extension names the array; a .npz/.h5 holding exactly one array needs no name), or
 ``-`` for .npy bytes on stdin/stdout.
 
-Each format is one module behind the interface described in ``_common`` (npy.py, npz.py, h5.py, and
-stdio.py for ``-``); this module picks the module by the reference and owns what all formats share:
+Each format is one module behind the interface described in ``_common`` (npy.py, npz.py, h5.py, zarr.py,
+safetensors.py, and stdio.py for ``-``); this module picks the module by the reference and owns what all formats share:
 error wording, validation before reading, and the temporary file that becomes OUT only when complete.
 """
 
@@ -18,6 +19,7 @@ from ..errors import TensorFileError
 from ._common import (
     EXTENSIONS,
     FORMATS,
+    STREAMING,
     ArrayInfo,
     Ref,
     check_writable,
@@ -30,7 +32,7 @@ from ._common import (
 )
 
 __all__ = [
-    "EXTENSIONS", "ArrayInfo", "Ref", "StreamWriter", "can_stream", "check_writable", "describe", "load",
+    "EXTENSIONS", "STREAMING", "ArrayInfo", "Ref", "StreamWriter", "can_stream", "check_writable", "describe", "load",
     "open_slices", "parse_ref", "peek", "save",
 ]
 
@@ -132,13 +134,15 @@ class StreamWriter:
     """Write an output one window after another into a temporary file; ``commit`` puts it in place.
     As a context manager, leaving without ``commit`` removes the temporary file."""
 
-    def __init__(self, ref: Ref, shape, dtype, *, force: bool):
+    def __init__(self, ref: Ref, shape, dtype, *, force: bool, chunks=None):
         check_writable(ref, force=force)
         self.ref, self.force, self._writer, self._done = ref, force, None, False
         self.tmp = None
         try:
             self.tmp = temp_file(ref)
-            self._writer = format_of(ref).open_writer(ref, self.tmp, shape, dtype)
+            module = format_of(ref)
+            extra = {"chunks": chunks} if chunks and getattr(module, "CHUNKED", False) else {}
+            self._writer = module.open_writer(ref, self.tmp, shape, dtype, **extra)
         except OSError as exc:
             self.__exit__()
             raise write_failed(ref.path, exc) from None

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from ..errors import TensorFileError
 
 # extension -> format module (``.hdf5`` is read and written as ``.h5``)
-FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors"}
 EXTENSIONS = tuple(FORMATS)
+WRITABLE = (".npy", ".npz", ".h5", ".zarr")
+STREAMING = (".npy", ".h5", ".zarr")  # outputs written one tile at a time
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def parse_ref(text: str) -> Ref:
     if ext not in EXTENSIONS:
         raise TensorFileError(
             f"'{text}' has no known tensor extension",
-            "use .npy, .npz[:name] or .h5[:/dataset] (or - for .npy on stdin/stdout)",
+            "use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)",
         )
     return Ref(text)
 
@@ -146,11 +148,11 @@ def check_writable(ref: Ref, *, force: bool) -> None:
     """Fail before any work if OUT exists (without --force) or its directory cannot take a file."""
     if ref.path == "-":
         return
-    if ref.kind not in (".npy", ".npz", ".h5"):
-        raise TensorFileError(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz or .h5")
+    if ref.kind not in WRITABLE:
+        raise TensorFileError(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz, .h5 or .zarr")
     if ref.kind == ".npy" and ref.key:
         raise TensorFileError(f"'{ref}': a .npy file holds one unnamed array", "drop the ':name'")
-    if os.path.isdir(ref.path):
+    if os.path.isdir(ref.path) and ref.kind != ".zarr":  # a Zarr store is a folder
         raise TensorFileError(f"output {ref.path} is a directory")
     if os.path.exists(ref.path) and not force:
         raise TensorFileError(f"output {ref.path} already exists", "pass --force to replace it")
@@ -162,9 +164,11 @@ def check_writable(ref: Ref, *, force: bool) -> None:
 
 
 def temp_file(ref: Ref) -> str:
-    """A new empty temporary file next to OUT, for a format module to write."""
+    """A new empty temporary file (a folder for a Zarr store) next to OUT, for a format module to write."""
     import tempfile
 
+    if ref.kind == ".zarr":
+        return tempfile.mkdtemp(prefix=".deconv-", suffix=ref.kind, dir=os.path.dirname(os.path.abspath(ref.path)))
     fd, tmp = tempfile.mkstemp(prefix=".deconv-", suffix=ref.kind, dir=os.path.dirname(os.path.abspath(ref.path)))
     os.close(fd)
     return tmp
@@ -173,9 +177,21 @@ def temp_file(ref: Ref) -> str:
 def commit(tmp: str, ref: Ref, *, force: bool) -> None:
     """Put the finished temporary file in place of OUT."""
     check_writable(ref, force=force)
+    if os.path.isdir(tmp):  # a folder cannot replace a folder in one step: the old one moves aside first
+        old = None
+        if os.path.lexists(ref.path):
+            old = tmp + ".old"
+            os.rename(ref.path, old)
+        os.rename(tmp, ref.path)
+        discard(old)
+        return
     os.replace(tmp, ref.path)
 
 
 def discard(tmp: str | None) -> None:
-    if tmp is not None and os.path.exists(tmp):
+    if tmp is not None and os.path.isdir(tmp) and not os.path.islink(tmp):
+        import shutil
+
+        shutil.rmtree(tmp)
+    elif tmp is not None and os.path.exists(tmp):
         os.unlink(tmp)
