@@ -7,8 +7,6 @@ errors exit 2 too.
 
 from __future__ import annotations
 
-import ast
-import re
 import sys
 
 import click
@@ -16,33 +14,10 @@ import click
 from . import __version__
 from .conventions import STYLES
 from .errors import ConfigError, DeconvError
+from .options import parse_set
 
 STYLE_NAMES = tuple(STYLES)
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def parse_set(items: tuple[str, ...]) -> dict[str, object]:
-    """``KEY=VALUE`` pairs; VALUE is a Python literal (ast.literal_eval), bare words are strings."""
-    options: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE", "write e.g. --set stride=2")
-        if key in options:
-            raise ConfigError(f"--set {key} is given twice", "keep one")
-        text = text.strip()
-        try:
-            options[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            if not _BARE_WORD.match(text):
-                raise ConfigError(
-                    f"--set {key}={text}: the value is not a Python literal",
-                    "use a number, a tuple like (2,1,1), a list, or a word like same",
-                ) from None
-            options[key] = text
-    return options
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -275,6 +250,65 @@ def styles(names):
         width = max(len(k) for k in module.KEYWORDS)
         for keyword, text in module.KEYWORDS.items():
             click.echo(f"  {keyword:<{width}}  {text}")
+
+
+@cli.command()
+@click.argument("manifest_path", metavar="MANIFEST")
+@click.option("--jobs", "-j", type=int, metavar="N", help="Local worker processes (default: one per CPU; 1 runs in this process).")
+@click.option("--scheduler", metavar="ADDRESS", help="Run the jobs on a Dask distributed cluster (tcp://host:port; the dask extra).")
+@click.option("--shard", metavar="K/N", help="Run only the jobs at positions i with i % N == K-1.")
+@click.option("--resume", is_flag=True, help="Skip the jobs an earlier run of this manifest finished (see the journal).")
+@click.option("--journal", metavar="PATH", help="The journal file (default: MANIFEST.journal, MANIFEST.journal-K-of-N for a shard).")
+@click.option("--dry-run", is_flag=True, help="Plan every job from headers and print its output shape; compute nothing.")
+@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Replace outputs that exist.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed or mismatched job.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary line.")
+@style_options
+def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, device, force, fail_fast, quiet, style, sets, quirks, as_json):
+    """Run the jobs of a manifest (.jsonl, .csv, or - for JSONL on stdin), in parallel.
+
+    One job per line: input, weight, output (required), bias, style, set, quirks, expect, atol, rtol, id.
+    --style/--set/--quirks are defaults that a job's own fields override (set: key by key); relative paths
+    are relative to the manifest. The whole manifest is checked first (exit 2 naming the line). With
+    --json, one record per job on stdout as it finishes (id, status ok|failed|mismatch|skipped, output,
+    output_shape, timings, error); on stderr a progress bar (terminal) and a summary line. Exit 0 when every
+    job is ok or skipped, 1 otherwise, 130 on Ctrl-C (finished outputs kept, no partial file).
+
+    \b
+    Example:
+      deconv batch samples/jobs.jsonl --jobs 2 --json
+      deconv batch jobs.csv --set stride=2 --shard 1/4 --resume
+    """
+    from . import batch as batch_module
+    from . import manifest
+    from .report import BatchProgress, print_json
+
+    progress = BatchProgress(sys.stderr, show=not quiet)
+    emit = print_json if as_json else (lambda record: _print_planned(record) if dry_run else None)
+    try:
+        if scheduler is not None and jobs is not None:
+            raise ConfigError("--jobs and --scheduler do not go together", "the cluster's workers set the parallelism; drop --jobs")
+        defaults = manifest.Defaults(style=style, options=parse_set(sets), quirks=quirks)
+        settings = batch_module.Settings(
+            jobs=jobs, scheduler=scheduler, shard=manifest.parse_shard(shard), resume=resume, dry_run=dry_run,
+            device=device, force=force, fail_fast=fail_fast, journal=journal,
+        )
+        summary = batch_module.run(manifest_path, defaults, settings, emit=emit, progress=progress, log=progress.log)
+    except DeconvError as error:
+        progress.close()
+        _fail(error)
+    progress.close()
+    if summary.interrupted:
+        click.echo(f"Interrupted: {summary.not_run} jobs did not finish; run again with --resume to finish them.", err=True)
+    if not quiet:
+        click.echo(summary.line(), err=True)
+    sys.exit(summary.exit_code)
+
+
+def _print_planned(record: dict) -> None:
+    if record["status"] == "ok":
+        click.echo(f"{record['id']}\t{record['output']}\t{tuple(record['output_shape'])}")
 
 
 @cli.command(name="bench")

@@ -17,6 +17,10 @@ class DeconvError(Exception):
         self.message = message.rstrip(".")
         self.hint = hint
 
+    def __reduce__(self):
+        """Pickle with the hint (a task's error crosses a process boundary in batch and Dask runs)."""
+        return self.__class__, (self.message, self.hint)
+
     def __str__(self) -> str:
         """``<problem>. <Fix>.``: the hint is a sentence of its own."""
         if not self.hint:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from . import conventions, tensor_io, tiling
@@ -36,6 +36,37 @@ def memory_budget() -> int:
 
 
 def plan(
+    style: str,
+    options: Mapping[str, object],
+    input_shape: Shape,
+    weight_shape: Shape,
+    bias_shape: Shape | None = None,
+    *,
+    quirks: bool = False,
+    dtypes: Mapping[str, str] | None = None,
+) -> Derivation:
+    """Parse a style's options against the shapes and derive the output. Reads no data.
+
+    Cached: a batch repeats the same options and shapes over many jobs. The key is the options' repr,
+    so ``[2, 2]`` and ``(2, 2)`` stay distinct spellings (the record shows the user's own).
+    """
+    key = (
+        style, repr(tuple(options.items())), tuple(input_shape), tuple(weight_shape),
+        None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()),
+    )
+    derivation = _PLANS.get(key)
+    if derivation is None:
+        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks=quirks, dtypes=dtypes)
+        if len(_PLANS) >= 512:
+            _PLANS.clear()
+        _PLANS[key] = derivation
+    return derivation
+
+
+_PLANS: dict[tuple, Derivation] = {}  # plan() results by canonical key; Derivations are frozen
+
+
+def _plan_uncached(
     style: str,
     options: Mapping[str, object],
     input_shape: Shape,
@@ -106,8 +137,11 @@ class Result:
         return record
 
 
-def run_job(job: Job) -> Result:
-    """Validate everything from headers, then load, compute and save atomically."""
+def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
+    """Validate everything from headers, then load, compute and save atomically.
+
+    ``load_shared`` reads the tensors that many jobs share (weight, bias); batch workers pass a cache.
+    """
     from .engines import get_engine
 
     refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
@@ -145,7 +179,7 @@ def run_job(job: Job) -> Result:
         return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
     for role, ref in refs.items():
         if role not in arrays:
-            arrays[role] = tensor_io.load(ref)
+            arrays[role] = tensor_io.load(ref) if role == "input" or load_shared is None else load_shared(ref)
     t1 = time.perf_counter()
     try:
         output = tiling.compute_in_memory(engine, arrays["input"], arrays["weight"], arrays.get("bias"), tile_plan)

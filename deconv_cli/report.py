@@ -101,3 +101,45 @@ def print_info(path: str, infos: list[ArrayInfo], stream: TextIO) -> None:
 
 def print_json(record, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(json.dumps(record) + "\n")
+
+
+class BatchProgress:
+    """A progress bar for ``deconv batch`` on a terminal (rich): jobs done/total, failures, elapsed, ETA.
+
+    ``log`` prints a line above the bar (or plainly when there is no bar).
+    """
+
+    def __init__(self, stream: TextIO, *, show: bool):
+        self._stream, self._show, self._bar, self.failures = stream, show, None, 0
+
+    def start(self, total: int) -> None:
+        if not (self._show and _fancy(self._stream)) or total == 0:
+            return
+        import rich.progress as rp
+        from rich.console import Console
+
+        self._bar = rp.Progress(
+            rp.TextColumn("batch"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[failures]} failed"),
+            rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(), console=Console(file=self._stream),
+            transient=True,
+        )
+        self._task = self._bar.add_task("batch", total=total, failures=0)
+        self._bar.start()
+
+    def advance(self, status: str) -> None:
+        if status in ("failed", "mismatch"):
+            self.failures += 1
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, failures=self.failures)
+
+    def log(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+        else:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

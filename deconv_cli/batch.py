@@ -1,0 +1,327 @@
+"""``deconv batch``: the jobs of a manifest, run in parallel, each isolated, resumable and shardable.
+
+    manifest.read -> [Entry] -> shard -> (resume: drop the journal's finished jobs)
+        -> executor.submit(execute, Task) ... -> completed() -> record -> journal + report
+
+Each job is one ``job.Job`` run by ``job.run_job`` in a worker (a local process, this process, or a Dask
+worker); a job's failure is its own ``failed`` record, never another's. Workers keep numpy, the parsed
+plans (``job.plan`` is cached) and the weights that several jobs share (a small per-process cache keyed by
+path, size and modification time) from one job to the next.
+
+The journal (``<manifest>.journal``, or ``<manifest>.journal-K-of-N`` for a shard; ``--journal`` sets another
+path) is a JSONL file appended by this process only, and flushed and fsynced as each job finishes:
+``start`` lines (the job's key and output, when submitted) and ``done`` lines (its status, the size and
+modification time of every file it read, when it finished). ``--resume`` skips exactly the jobs with a
+``done``/``ok`` line of the same key (same fields after defaults and paths) whose inputs are unchanged and
+whose output is still there; it may replace an output that a ``start`` line shows this manifest wrote
+(its modification time is later than the start), so a job killed after writing is simply run again.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import manifest
+from .errors import DeconvError
+from .job import Job, run_job
+from .manifest import Entry
+
+STATUSES = ("ok", "failed", "mismatch", "skipped")
+_MTIME_SLACK_S = 1.0  # file systems with coarse timestamps
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run a batch (the command line's options other than the per-job defaults)."""
+
+    jobs: int | None = None
+    scheduler: str | None = None
+    shard: tuple[int, int] | None = None
+    resume: bool = False
+    dry_run: bool = False
+    device: str = "cpu"
+    force: bool = False
+    fail_fast: bool = False
+    journal: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a worker needs for one job (small and picklable)."""
+
+    id: str | int
+    line: int
+    job: Job | None
+    output: str | None
+    expect: str | None = None
+    atol: float | None = None
+    rtol: float | None = None
+
+
+@dataclass
+class Summary:
+    counts: dict = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    seconds: float = 0.0
+    interrupted: bool = False
+    not_run: int = 0
+
+    def line(self) -> str:
+        c = self.counts
+        return f"{c['ok']} ok, {c['failed']} failed, {c['mismatch']} mismatched, {c['skipped']} skipped in {self.seconds:.2f} s"
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 0 if self.counts["failed"] == 0 and self.counts["mismatch"] == 0 else 1
+
+
+# ---------------------------------------------------------------- in the worker
+
+_SHARED: OrderedDict = OrderedDict()  # (path, key, size, mtime_ns) -> array; per worker process
+_SHARED_ENTRIES = 8
+
+
+def load_shared(ref):
+    """Read a weight or bias once per worker: cached by path, array name, size and modification time."""
+    from . import tensor_io
+
+    try:
+        stat = os.stat(ref.path)
+    except OSError:
+        return tensor_io.load(ref)  # load raises the proper error
+    key = (os.path.abspath(ref.path), ref.key, stat.st_size, stat.st_mtime_ns)
+    if key in _SHARED:
+        _SHARED.move_to_end(key)
+        return _SHARED[key]
+    array = tensor_io.load(ref)
+    _SHARED[key] = array
+    if len(_SHARED) > _SHARED_ENTRIES:
+        _SHARED.popitem(last=False)
+    return array
+
+
+def execute(task: Task) -> dict:
+    """Run one job in a worker and return its record. A DeconvError is the job's own failure."""
+    record = {"id": task.id, "line": task.line, "status": "ok", "output": task.output}
+    try:
+        result = run_job(task.job, load_shared=load_shared)
+        record.update(output_shape=list(result.derivation.output_shape), timings=result.timings)
+        if task.expect is not None:
+            comparison = _compare(task)
+            record["compare"] = comparison
+            if not comparison["match"]:
+                record["status"] = "mismatch"
+    except DeconvError as error:
+        record.update(status="failed", error=str(error))
+    except MemoryError:
+        record.update(status="failed", error="out of memory. Run fewer jobs at once (--jobs) or lower DECONV_MEMORY_BUDGET.")
+    return record
+
+
+def _compare(task: Task) -> dict:
+    from .compare import compare_refs
+
+    return compare_refs(task.job.output, task.expect, atol=task.atol, rtol=task.rtol).as_dict()
+
+
+# ---------------------------------------------------------------- the journal
+
+
+def journal_path(source: str, settings: Settings) -> str:
+    """Where a run of ``source`` keeps its journal (stdin: ``deconv-stdin.journal`` in the working directory)."""
+    if settings.journal:
+        return settings.journal
+    base = os.path.abspath("deconv-stdin.jsonl" if source == "-" else source) + ".journal"
+    return base if settings.shard is None else f"{base}-{settings.shard[0]}-of-{settings.shard[1]}"
+
+
+class Journal:
+    """Append-only JSONL of started and finished jobs; see the module docstring."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file = None
+
+    def read(self, pattern: str | None = None) -> list[dict]:
+        """Every readable line of this journal (and of the others matching ``pattern``: all shards)."""
+        records = []
+        for path in sorted(set([self.path, *(glob.glob(glob.escape(pattern) + "*") if pattern else [])])):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    for text in f:
+                        try:
+                            records.append(json.loads(text))
+                        except json.JSONDecodeError:
+                            continue  # a line cut short by a crash
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise DeconvError(f"cannot read the journal {path}: {exc.strerror or exc}", "check its permissions") from None
+        return records
+
+    def write(self, records: list[dict]) -> None:
+        if self._file is None:
+            try:
+                self._file = open(self.path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise DeconvError(f"cannot write the journal {self.path}: {exc.strerror or exc}", "pass --journal PATH in a writable folder") from None
+        self._file.write("".join(json.dumps(r) + "\n" for r in records))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _stats(entry: Entry) -> dict[str, list]:
+    """[size, mtime_ns] of every file a job reads (None for a missing one)."""
+    found = {}
+    for role, path in entry.tensors().items():
+        try:
+            stat = os.stat(path)
+            found[role] = [path, stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            found[role] = [path, None, None]
+    return found
+
+
+def _resume_plan(entries: list[Entry], records: list[dict]) -> tuple[dict, set]:
+    """(finished jobs to skip: key -> done record, outputs this manifest may replace)."""
+    done = {r["key"]: r for r in records if r.get("event") == "done" and r.get("status") == "ok"}
+    started: dict[str, float] = {}
+    for r in records:
+        if r.get("event") == "start" and r.get("output"):
+            started[r["output"]] = min(started.get(r["output"], r["t"]), r["t"])
+    skip, replaceable = {}, set()
+    for entry in entries:
+        record = done.get(entry.key())
+        if record is not None and record.get("inputs") == _stats(entry) and entry.output and os.path.exists(manifest.file_of(entry.output)):
+            skip[entry.key()] = record
+            continue
+        target = entry.output and manifest.file_of(entry.output)
+        if target in started:
+            try:
+                if os.stat(target).st_mtime >= started[target] - _MTIME_SLACK_S:
+                    replaceable.add(target)
+            except OSError:
+                pass
+    return skip, replaceable
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _task(entry: Entry, settings: Settings, force: bool) -> Task:
+    job = Job(
+        input=entry.input, weight=entry.weight, output=entry.output, bias=entry.bias, style=entry.style,
+        options=dict(entry.options), device=settings.device, force=force, quirks=entry.quirks,
+    )
+    return Task(entry.id, entry.line, job, entry.raw_output, entry.expect, entry.atol, entry.rtol)
+
+
+def dry_run(entries: list[Entry], emit: Callable[[dict], None], log: Callable[[str], None]) -> Summary:
+    """Plan every job from headers (shapes, options, dtypes), computing nothing."""
+    from . import tensor_io
+    from .job import plan
+
+    summary, start = Summary(), time.perf_counter()
+    for entry in entries:
+        record = {"id": entry.id, "line": entry.line, "status": "ok", "output": entry.raw_output}
+        try:
+            infos = {role: tensor_io.peek(tensor_io.parse_ref(getattr(entry, role)))
+                     for role in ("input", "weight", "bias") if getattr(entry, role) is not None}
+            derivation = plan(
+                entry.style, dict(entry.options), infos["input"].shape, infos["weight"].shape,
+                infos["bias"].shape if "bias" in infos else None, quirks=entry.quirks,
+                dtypes={role: info.dtype for role, info in infos.items()},
+            )
+            record["output_shape"] = list(derivation.output_shape)
+        except DeconvError as error:
+            record.update(status="failed", error=str(error))
+            log(f"job {entry.id} (line {entry.line}) failed: {error}")
+        summary.counts[record["status"]] += 1
+        emit(record)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: Callable[[dict], None],
+        progress=None, log: Callable[[str], None] = lambda line: None) -> Summary:
+    """Read and check the whole manifest (ConfigError: nothing runs), then run the selected jobs.
+
+    ``emit`` gets each job's record as it finishes; ``progress.advance(status)`` follows along.
+    Ctrl-C cancels what has not finished and returns the summary with ``interrupted`` set.
+    """
+    from .executors import open_executor
+
+    start = time.perf_counter()
+    entries = manifest.shard(manifest.read(source, defaults), settings.shard)
+    if settings.dry_run:
+        return dry_run(entries, emit, log)
+    if progress is not None:
+        progress.start(len(entries))
+    journal = Journal(journal_path(source, settings))
+    skip, replaceable = {}, set()
+    if settings.resume:
+        pattern = None if settings.journal else os.path.abspath("deconv-stdin.jsonl" if source == "-" else source) + ".journal"
+        skip, replaceable = _resume_plan(entries, journal.read(pattern))
+    summary = Summary()
+
+    def finish(record: dict) -> None:
+        summary.counts[record["status"]] += 1
+        if record["status"] in ("failed", "mismatch"):
+            log(f"job {record['id']} (line {record['line']}) {record['status']}: {record.get('error') or _mismatch_text(record)}")
+        emit(record)
+        if progress is not None:
+            progress.advance(record["status"])
+
+    for entry in entries:
+        if entry.key() in skip:
+            previous = skip[entry.key()]
+            finish({"id": entry.id, "line": entry.line, "status": "skipped", "output": entry.raw_output,
+                    "output_shape": previous.get("output_shape")})
+    todo = [entry for entry in entries if entry.key() not in skip]
+    pending: dict[int, tuple[Entry, dict]] = {}
+    try:
+        with open_executor(jobs=settings.jobs, scheduler=settings.scheduler) as executor:
+            now = time.time()
+            starts = []
+            for entry in todo:
+                force = settings.force or (entry.output is not None and manifest.file_of(entry.output) in replaceable)
+                pending[executor.submit(execute, _task(entry, settings, force))] = (entry, _stats(entry))
+                starts.append({"event": "start", "key": entry.key(), "id": entry.id, "output": entry.output and manifest.file_of(entry.output), "t": now})
+            if starts:
+                journal.write(starts)
+            for done in executor.completed():
+                entry, stats = pending.pop(done.task)
+                record = done.value if done.error is None else {
+                    "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
+                    "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
+                }
+                journal.write([{"event": "done", "key": entry.key(), "id": entry.id, "status": record["status"],
+                                "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
+                finish(record)
+                if settings.fail_fast and record["status"] in ("failed", "mismatch") and pending:
+                    log(f"--fail-fast: {len(pending)} jobs not run")
+                    executor.cancel()
+                    break
+    except KeyboardInterrupt:
+        summary.interrupted, summary.not_run = True, len(pending)
+    finally:
+        journal.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _mismatch_text(record: dict) -> str:
+    compare = record.get("compare") or {}
+    return f"{compare.get('mismatches')} of {compare.get('total')} elements differ (max abs {compare.get('max_abs')})"

@@ -1,0 +1,296 @@
+"""Where tasks run: in this process, in a pool of local worker processes, or on a Dask cluster.
+
+One small interface serves ``deconv batch`` (one task per job) and any other command that fans work out
+(tiles of one big tensor): ``submit(fn, *args)`` a top-level, picklable function, iterate ``completed()``
+to get every task back once, in completion order, and ``cancel()`` on Ctrl-C or a first failure. A task
+returns a small plain value (a dict), never an array.
+
+    with open_executor(jobs=4) as executor:          # or scheduler="tcp://10.0.0.5:8786"
+        for n in items:
+            executor.submit(work, n)
+        for done in executor.completed():
+            print(done.task, done.value, done.error)
+
+Threads: local workers split the CPUs, so that ``jobs x threads`` never exceeds them. Each worker sets the
+engine's ``DECONV_THREADS`` (unless the user set it) and holds BLAS to the same count (threadpoolctl when
+installed, else the BLAS libraries' own environment variables, set before numpy is imported), then imports
+numpy and the engine once and keeps them. Cancelling stops running local tasks with SIGTERM, which a worker
+turns into KeyboardInterrupt inside the task, so ``finally`` blocks (temporary files) run before it exits.
+``dask``/``distributed`` are imported only by :class:`DaskExecutor`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .errors import ConfigError, DeconvError
+
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Done:
+    """One finished task: its number (the order of ``submit``), what it returned, or what it raised."""
+
+    task: int
+    value: object = None
+    error: BaseException | None = None
+
+
+def cpus() -> int:
+    """The CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def split_threads(jobs: int | None) -> tuple[int, int]:
+    """(worker processes, engine threads per worker) with ``jobs x threads <= CPUs``.
+
+    ``jobs=None`` takes one worker per CPU. A ``DECONV_THREADS`` set by the user wins for the threads.
+    """
+    available = cpus()
+    jobs = available if jobs is None else jobs
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs} must be at least 1", "write e.g. --jobs 4")
+    user = os.environ.get("DECONV_THREADS", "").strip()
+    threads = int(user) if user.isdigit() and int(user) > 0 else max(1, available // jobs)
+    return jobs, threads
+
+
+class Executor:
+    """Base interface; see the module docstring."""
+
+    kind = "abstract"
+    workers = 1
+
+    def submit(self, fn: Callable, *args) -> int:
+        raise NotImplementedError
+
+    def completed(self) -> Iterator[Done]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Drop the tasks not started; stop the running ones where that is possible."""
+
+    def close(self) -> None:
+        """Release the workers (waits for nothing after ``cancel``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None:
+            self.cancel()
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """Runs each task in this process, in submission order, when ``completed()`` reaches it."""
+
+    kind = "serial"
+
+    def __init__(self):
+        self._pending: list[tuple[int, Callable, tuple]] = []
+        self._count = 0
+
+    def submit(self, fn: Callable, *args) -> int:
+        self._pending.append((self._count, fn, args))
+        self._count += 1
+        return self._count - 1
+
+    def completed(self) -> Iterator[Done]:
+        while self._pending:
+            task, fn, args = self._pending.pop(0)
+            try:
+                yield Done(task, fn(*args))
+            except Exception as error:  # a task's failure is its own result; Ctrl-C is not caught
+                yield Done(task, error=error)
+
+    def cancel(self) -> None:
+        self._pending.clear()
+
+
+# ---------------------------------------------------------------- local worker processes
+
+_busy = False  # in a worker: whether a task is running (SIGTERM then unwinds it instead of exiting)
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _busy:
+        raise KeyboardInterrupt  # unwinds the task through its finally blocks; _call then exits
+    os._exit(128 + signum)
+
+
+def _init_worker(threads: int) -> None:
+    """Runs once in each worker: thread limits, signals, and the imports every task needs."""
+    if not os.environ.get("DECONV_THREADS", "").strip():
+        os.environ["DECONV_THREADS"] = str(threads)
+    for name in _BLAS_ENV:  # effective only if numpy is not imported yet (spawned workers)
+        os.environ[name] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole process group: the parent decides
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _die_with_parent()
+    import numpy  # noqa: F401  (imported once, kept for every task)
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(limits=threads, user_api="blas")
+    from .engines import numpy_engine  # noqa: F401
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the parent dies (even by SIGKILL), so no orphan keeps writing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _call(fn: Callable, args: tuple):
+    global _busy
+    _busy = True
+    try:
+        return fn(*args)
+    except KeyboardInterrupt:  # SIGTERM from cancel(): the task's finally blocks have run
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _busy = False
+
+
+class ProcessExecutor(Executor):
+    """A pool of ``jobs`` local worker processes, each with ``threads`` engine threads."""
+
+    kind = "processes"
+
+    def __init__(self, jobs: int | None = None):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers, self.threads = split_threads(jobs)
+        # fork is the quickest start; it is only safe while this process runs a single thread
+        method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker, initargs=(self.threads,)
+        )
+        self._futures: dict = {}
+        self._count = 0
+
+    def submit(self, fn: Callable, *args) -> int:
+        future = self._pool.submit(_call, fn, args)
+        self._futures[future] = self._count
+        self._count += 1
+        return self._count - 1
+
+    def completed(self) -> Iterator[Done]:
+        from concurrent.futures import as_completed
+
+        for future in as_completed(list(self._futures)):
+            task = self._futures.pop(future)
+            if future.cancelled():
+                continue
+            error = future.exception()
+            yield Done(task, None if error else future.result(), error)
+
+    def cancel(self) -> None:
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: a running task unwinds (temporary files removed), then exits
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+        self._futures.clear()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------- Dask distributed
+
+
+def _dask_call(fn: Callable, args: tuple):
+    """On a Dask worker: split this machine's CPUs between the worker's task threads (once), then run."""
+    if not os.environ.get("DECONV_THREADS", "").strip():
+        try:
+            from distributed import get_worker
+
+            nthreads = get_worker().state.nthreads
+        except (ImportError, ValueError, AttributeError):
+            nthreads = 1
+        os.environ["DECONV_THREADS"] = str(max(1, cpus() // max(1, nthreads)))
+    return fn(*args)
+
+
+class DaskExecutor(Executor):
+    """Tasks on a Dask distributed cluster at ``address`` (``tcp://host:port``). Workers must see the same paths."""
+
+    kind = "dask"
+
+    def __init__(self, address: str, *, timeout: float = 10.0):
+        try:
+            import distributed
+        except ImportError:
+            raise ConfigError(
+                "--scheduler needs Dask distributed, which is not installed", "pip install 'deconv-cli[dask]'"
+            ) from None
+        self._distributed = distributed
+        try:
+            self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise DeconvError(
+                f"cannot reach the Dask scheduler at {address} ({exc.__class__.__name__})",
+                "start one with `dask scheduler` and `dask worker ADDRESS`, or check the address",
+            ) from None
+        self.workers = max(1, sum(self._client.nthreads().values()))
+        self._futures: dict = {}
+        self._count = 0
+        self._token = os.urandom(6).hex()
+
+    def submit(self, fn: Callable, *args) -> int:
+        # pure=False and a unique key: two jobs with equal arguments are still two side-effecting tasks
+        key = f"deconv-{self._token}-{self._count}"
+        future = self._client.submit(_dask_call, fn, args, pure=False, key=key, retries=0)
+        self._futures[future.key] = (self._count, future)
+        self._count += 1
+        return self._count - 1
+
+    def completed(self) -> Iterator[Done]:
+        futures = [future for _, future in self._futures.values()]
+        for future in self._distributed.as_completed(futures):
+            task, _ = self._futures.pop(future.key)
+            if future.status == "cancelled":
+                continue
+            if future.status == "error":
+                yield Done(task, error=future.exception())
+            else:
+                yield Done(task, future.result())
+
+    def cancel(self) -> None:
+        futures = [future for _, future in self._futures.values()]
+        if futures:
+            self._client.cancel(futures)
+        self._futures.clear()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_executor(*, jobs: int | None = None, scheduler: str | None = None) -> Executor:
+    """A Dask executor for ``scheduler``, else in-process for one job, else a local process pool."""
+    if scheduler:
+        return DaskExecutor(scheduler)
+    workers, _ = split_threads(jobs)
+    return SerialExecutor() if workers == 1 else ProcessExecutor(workers)
