@@ -72,8 +72,9 @@ def cli() -> None:
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@click.option("--scheduler", metavar="ADDRESS", help="Compute the tiles as tasks on this Dask scheduler (tcp://host:port; workers must see the same paths).")
 @style_options
-def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, as_json):
+def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, as_json, scheduler):
     """Run a transposed convolution and write the output.
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
@@ -89,7 +90,7 @@ def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, 
 
     try:
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
-                  device=device, force=force, quirks=quirks)
+                  device=device, force=force, quirks=quirks, scheduler=scheduler)
         result = run_job(job)
     except DeconvError as error:
         _fail(error)

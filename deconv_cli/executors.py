@@ -269,7 +269,7 @@ class DaskExecutor(Executor):
 
     def completed(self) -> Iterator[Done]:
         futures = [future for _, future in self._futures.values()]
-        for future in self._distributed.as_completed(futures):
+        for future in self._distributed.as_completed(futures, loop=self._client.loop):
             task, _ = self._futures.pop(future.key)
             if future.status == "cancelled":
                 continue

@@ -121,6 +121,7 @@ class Job:
     device: str = "cpu"
     force: bool = False
     quirks: bool = False
+    scheduler: str | None = None  # a Dask scheduler address: the tiles run there as tasks
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,13 @@ def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
     total = math.prod(infos["input"].shape) * _ITEMSIZE[dtype] + out_bytes
     check_free_space(out_ref, out_bytes)
     budget = memory_budget()
+    if job.scheduler is not None:
+        if "input" in arrays:
+            raise DeconvError("--scheduler: workers read the input themselves, not from stdin", "save the input to a file")
+        if total > budget:
+            check_streamable(out_ref, total, budget, tile_plan)
+        times = tiling.run_on_cluster(job.scheduler, refs, out_ref, tile_plan, dtype, engine.DEVICE, force=job.force)
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
     if "input" not in arrays and total > budget:
         check_streamable(out_ref, total, budget, tile_plan)
         try:

@@ -10,6 +10,7 @@ of them make the same engine calls on the same windows and agree bit for bit.
 
 from __future__ import annotations
 
+from .errors import DeconvError
 from .shapes import Derivation
 from .tiles import Tile, TilePlan, plan_tiles
 
@@ -21,12 +22,26 @@ def plan_for(derivation: Derivation, dtype: str) -> TilePlan:
     return plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, _ITEMSIZE[str(dtype)])
 
 
+def blas_held(engine):
+    """Hold BLAS to one thread per caller while tiles are computed (the engine's own pool spreads the work).
+
+    BLAS sums an element in an order that depends on how many threads share the GEMM (measured: float32
+    3-D deconvolutions differ in the last bit between 1 and 2 OpenBLAS threads), so a fixed count is what
+    makes a Dask worker (whose BLAS Dask holds to one thread), a local run and the API agree bit for bit.
+    """
+    import contextlib
+
+    limiter = engine._blas_limiter() if engine.DEVICE == "cpu" else None
+    return limiter or contextlib.nullcontext()
+
+
 def compute_tile(engine, x_window, w, b, tile: Tile):
     """One tile's output block (on the host) from its input window (file layout, C-contiguous)."""
     import numpy as np
 
     x_window = np.ascontiguousarray(x_window) if engine.DEVICE == "cpu" else x_window
-    return engine.to_host(engine.deconvolve(x_window, w, b, tile.config, tile.out_spatial))
+    with blas_held(engine):
+        return engine.to_host(engine.deconvolve(x_window, w, b, tile.config, tile.out_spatial))
 
 
 def compute_in_memory(engine, x, w, b, plan: TilePlan, *, xp=None):
@@ -34,6 +49,11 @@ def compute_in_memory(engine, x, w, b, plan: TilePlan, *, xp=None):
     device when ``xp`` is CuPy and ``x`` a CuPy array."""
     if xp is None:
         import numpy as xp
+    with blas_held(engine):
+        return _compute_in_memory(engine, x, w, b, plan, xp)
+
+
+def _compute_in_memory(engine, x, w, b, plan: TilePlan, xp):
     if len(plan) == 1 and next(iter(plan)).input_shape == tuple(x.shape):
         tile = next(iter(plan))  # one tile reading the whole input: no copy of a C-contiguous one
         block = engine.deconvolve(xp.ascontiguousarray(x), w, b, tile.config, tile.out_spatial)
@@ -61,3 +81,146 @@ def stream(engine, reader, writer, w, b, plan: TilePlan) -> dict:
         del y
         load, compute, save = load + t1 - t0, compute + t2 - t1, save + time.perf_counter() - t2
     return {"load_s": load, "compute_s": compute, "save_s": save}
+
+
+# ---------------------------------------------------------------- tiles as tasks (Dask)
+
+_SHARED: dict = {}  # in a worker process: (reference, mtime, size) -> weight or bias, read once
+
+
+def _shared(ref_text: str):
+    import os
+
+    from . import tensor_io
+
+    ref = tensor_io.parse_ref(ref_text)
+    stat = os.stat(ref.path)
+    key = (ref_text, stat.st_mtime_ns, stat.st_size)
+    if key not in _SHARED:
+        import numpy as np
+
+        if len(_SHARED) >= 8:
+            _SHARED.clear()
+        _SHARED[key] = np.ascontiguousarray(tensor_io.load(ref))
+    return _SHARED[key]
+
+
+def tile_task(input_ref: str, weight_ref: str, bias_ref: str | None, tile: Tile, device: str,
+              store: str | None = None, key: str | None = None):
+    """One tile on a worker: read its own input window, compute it; write it into the Zarr store at
+    ``store`` (its chunks, no other tile's) and return the tile's index, or return the block itself."""
+    from . import tensor_io
+    from .engines import get_engine
+
+    engine = get_engine(device)
+    reader = tensor_io.open_slices(tensor_io.parse_ref(input_ref))
+    try:
+        x = reader[tile.input_slices()]
+    finally:
+        reader.close()
+    y = compute_tile(engine, x, _shared(weight_ref), None if bias_ref is None else _shared(bias_ref), tile)
+    if store is None:
+        return y
+    import zarr
+
+    zarr.open_array(store, path=(key or "").strip("/"), mode="r+")[tile.output_slices()] = y
+    return tile.index
+
+
+def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: str, device: str, *, force: bool) -> dict:
+    """Every tile a task on the Dask cluster at ``scheduler``. Workers read their input windows
+    themselves; a .zarr output is written by the workers concurrently (one chunk per tile) into the
+    temporary store, other formats are gathered and written here as the tiles arrive."""
+    import os
+    import time
+
+    from . import tensor_io
+    from .executors import open_executor
+
+    t0 = time.perf_counter()
+    paths = {role: _absolute(ref) for role, ref in refs.items()}  # workers may run elsewhere
+    chunked = out_ref.path != "-" and out_ref.kind == ".zarr"
+    streams = tensor_io.can_stream(out_ref)
+    sink = tensor_io.StreamWriter(out_ref, plan.output_shape, dtype, force=force, chunks=plan.block) if streams else None
+    gathered = None
+    try:
+        with open_executor(scheduler=scheduler) as executor:
+            tiles = list(plan)
+            store = os.path.abspath(sink.tmp) if chunked else None
+            for tile in tiles:
+                executor.submit(tile_task, paths["input"], paths["weight"], paths.get("bias"), tile, device,
+                                store, out_ref.key)
+            t1 = time.perf_counter()
+            for done in executor.completed():
+                if done.error is not None:
+                    executor.cancel()
+                    if isinstance(done.error, DeconvError):
+                        raise done.error
+                    raise DeconvError(f"tile {tiles[done.task].index} failed on the cluster: {done.error!r}",
+                                      "check that every worker sees the input files and has deconv-cli installed")
+                if chunked:
+                    continue
+                tile = tiles[done.task]
+                if sink is not None:
+                    sink[tile.output_slices()] = done.value
+                else:
+                    import numpy as np
+
+                    if gathered is None:
+                        gathered = np.empty(plan.output_shape, dtype=done.value.dtype)
+                    gathered[tile.output_slices()] = done.value
+            t2 = time.perf_counter()
+        if sink is not None:
+            sink.commit()
+        else:
+            tensor_io.save(out_ref, gathered, force=force)
+    finally:
+        if sink is not None:
+            sink.__exit__(None, None, None)
+    t3 = time.perf_counter()
+    return {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6),
+            "chunks": len(plan), "tasks": len(plan)}
+
+
+def _absolute(ref) -> str:
+    import os
+
+    return str(type(ref)(os.path.abspath(ref.path), ref.key))
+
+
+# ---------------------------------------------------------------- a lazy dask array
+
+
+def to_dask(x, w, b, plan: TilePlan, device: str = "cpu"):
+    """The output as a lazy dask array: one task per tile, reading its window of the dask array ``x``."""
+    import itertools
+
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    w = np.ascontiguousarray(w)
+    b = None if b is None else np.ascontiguousarray(b)
+    run = dask.delayed(_block, pure=True)
+    w_d, b_d = dask.delayed(w), None if b is None else dask.delayed(b)
+    batch_axis, channel_axis, spatial_axes = plan.config.input_axes()
+    # the grid in output axis order: (batch?, channel (one block), *spatial) or (batch?, *spatial, channel)
+    axes = list(range(len(plan.output_shape)))
+    grid_of = {channel_axis: 1, **{axis: plan.grid[1 + i] for i, axis in enumerate(spatial_axes)}}
+    if batch_axis is not None:
+        grid_of[batch_axis] = plan.grid[0]
+    blocks = np.empty(tuple(grid_of[a] for a in axes), dtype=object)
+    for index in itertools.product(*(range(g) for g in plan.grid)):
+        tile = plan.tile(index)
+        block = run(device, x[tile.input_slices()], w_d, b_d, tile)
+        position = {channel_axis: 0, **{axis: index[1 + i] for i, axis in enumerate(spatial_axes)}}
+        if batch_axis is not None:
+            position[batch_axis] = index[0]
+        blocks[tuple(position[a] for a in axes)] = da.from_delayed(block, shape=tile.output_shape, dtype=x.dtype)
+    return da.block(blocks.tolist())
+
+
+def _block(device: str, x_window, w, b, tile: Tile):
+    from .engines import get_engine
+
+    return compute_tile(get_engine(device), x_window, w, b, tile)
