@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from . import conventions, tensor_io, tiling
+from . import conventions, tensor_io, tiles, tiling
 from .config import Shape
 from .errors import ConfigError, DeconvError
 from .shapes import Derivation, derive
@@ -252,8 +252,8 @@ def _stream(refs, out_ref, tile_plan, engine, force: bool) -> dict:
     bias = tensor_io.load(refs["bias"]) if "bias" in refs else None
     source = tensor_io.open_slices(refs["input"])
     try:
-        with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, source.dtype, force=force,
-                                    chunks=tile_plan.block) as sink:
+        chunks = tiles.chunk_shape(tile_plan, source.dtype.itemsize)
+        with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, source.dtype, force=force, chunks=chunks) as sink:
             opened = time.perf_counter() - t0
             times = tiling.stream(engine, source, sink, weight, bias, tile_plan)
             t4 = time.perf_counter()

@@ -41,10 +41,10 @@ from dataclasses import dataclass, replace
 from .config import DeconvConfig, Shape
 from .shapes import full_length
 
-# Input window + output block of one tile. Small enough that the engine's own work items and column
-# buffers stay in their measured range, large enough that a tile's halo (the input rows two neighbouring
-# tiles both read) stays a small part of its window.
-TILE_BYTES = 4 << 20
+# Input window + output block of one tile. Large enough that the per-call work of the engine stays small
+# against the tile's (measured, 3-D U-Net k3s2 1x32x64^3 on 2 cores: 4 MiB tiles 1.9x the untiled time,
+# 8 MiB 1.4x, 16 MiB 1.05x), small enough for a budget of a few tens of MB.
+TILE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,23 @@ class TilePlan:
             index=tuple(index), input=tuple(in_bounds), output=tuple(out_bounds),
             config=replace(config, crops=tuple(crops)), out_spatial=tuple(b - a for a, b in ranges),
         )
+
+
+CHUNK_BYTES = 4 << 20  # chunked outputs (Zarr): at most this much per chunk, so encoding one stays cheap
+
+
+def chunk_shape(plan: TilePlan, itemsize: int, max_bytes: int = CHUNK_BYTES) -> Shape:
+    """Chunks for a chunked output that nest in the tile grid: each extent divides the tile's, so every
+    chunk belongs to exactly one tile (tiles written concurrently never share a chunk). The tile block is
+    cut along its outer axes first, each by the largest divisor that fits (or to 1, then the next axis)."""
+    chunk = list(plan.block)
+    for axis in range(len(chunk)):
+        if math.prod(chunk) * itemsize <= max_bytes:
+            break
+        rest = math.prod(chunk) // chunk[axis] * itemsize
+        fitting = [d for d in range(1, chunk[axis] + 1) if chunk[axis] % d == 0 and d * rest <= max_bytes]
+        chunk[axis] = max(fitting) if fitting else 1
+    return tuple(chunk)
 
 
 def input_window(config: DeconvConfig, axis: int, size_in: int, o0: int, o1: int) -> tuple[int, int]:

@@ -280,7 +280,7 @@ def test_a_failing_stream_leaves_no_file(tensors, tmp_path, monkeypatch):
     from deconv_cli import tiles
     from deconv_cli.engines import numpy_engine
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise MemoryError
 
     monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")

