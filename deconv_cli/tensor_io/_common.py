@@ -6,10 +6,12 @@ A format module (npy.py, npz.py, h5.py, stdio.py) implements, at module level:
     describe(ref) -> list[ArrayInfo]          headers only
     load(ref, info) -> array                  the whole array
     open_reader(ref, info) -> reader          .shape, .dtype, reader[tuple of slices], .close()
-    open_writer(ref, tmp, shape, dtype)       writer[tuple of slices] = array, .close()   (if STREAMS)
+    open_writer(ref, tmp, shape, dtype)       writer[tuple of slices] = array, .close()   (if STREAMS;
+                                              with chunks= too if the module sets CHUNKED)
     write(ref, tmp, array)                    the whole array into the temporary file tmp
 
-Writers only ever write the temporary file; ``commit`` puts it in place.
+Writers only ever write the temporary file (a temporary folder for a Zarr store); ``commit`` puts it in
+place.
 """
 
 from __future__ import annotations
