@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from deconv_cli import tensor_io, tiles, tiling
@@ -180,3 +180,52 @@ def test_chunks_nest_in_the_tiles(problem, tile_bytes, chunk_bytes):
     assert all(b % c == 0 for b, c in zip(plan.block, chunk))
     # within the size, unless every axis but the innermost is already down to 1
     assert math.prod(chunk) * itemsize <= chunk_bytes or all(c == 1 for c in chunk[:-1])
+
+
+@st.composite
+def torch_jobs(draw):
+    rank = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 2]))
+    cin, cout_g = groups * draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = [draw(st.integers(1, 3)) for _ in range(rank)]
+    stride = [draw(st.integers(1, 3)) for _ in range(rank)]
+    dilation = [draw(st.integers(1, 2)) for _ in range(rank)]
+    padding = [draw(st.integers(0, 2)) for _ in range(rank)]
+    output_padding = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)]
+    spatial = [draw(st.integers(2, 12 if rank < 3 else 6)) for _ in range(rank)]
+    batch = [draw(st.integers(1, 3))] if draw(st.booleans()) else []
+    options = {"stride": tuple(stride), "dilation": tuple(dilation), "padding": tuple(padding),
+               "output_padding": tuple(output_padding), "groups": groups}
+    return (*batch, cin, *spatial), (cin, cout_g, *kernel), options, draw(st.sampled_from(["float16", "float32", "float64"]))
+
+
+@given(job=torch_jobs(), fractions=st.lists(st.floats(0, 1), min_size=1, max_size=3),
+       target=st.sampled_from(["y.npy", "y.h5:/y", "y.zarr"]), seed=st.integers(0, 2**31))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+def test_random_budgets_give_the_untiled_bits(job, fractions, target, seed, tmp_path_factory, monkeypatch):
+    """`run` under random DECONV_MEMORY_BUDGET values, from one tile up to more than the whole job,
+    writes the bytes of the in-memory run."""
+    x_shape, w_shape, options, dtype = job
+    folder = tmp_path_factory.mktemp("budget")
+    rng = np.random.default_rng(seed)
+    np.save(folder / "x.npy", rng.standard_normal(x_shape).astype(dtype))
+    np.save(folder / "w.npy", rng.standard_normal(w_shape).astype(dtype))
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(tiles, "TILE_BYTES", 700)
+    monkeypatch.delenv("DECONV_MEMORY_BUDGET", raising=False)
+    from deconv_cli.errors import ConfigError
+
+    try:
+        whole = run_job(Job("x.npy", "w.npy", "whole.npy", options=options))
+    except ConfigError:  # torch rejects it (an output dimension below 1)
+        assume(False)
+    plan = tiling.plan_for(whole.derivation, dtype)
+    total = (math.prod(x_shape) + math.prod(whole.derivation.output_shape)) * np.dtype(dtype).itemsize
+    want = np.load(folder / "whole.npy").tobytes()
+    for i, fraction in enumerate(fractions):
+        budget = plan.tile_bytes + int(fraction * (total - plan.tile_bytes))
+        monkeypatch.setenv("DECONV_MEMORY_BUDGET", str(budget))
+        out = target.replace("y.", f"y{i}.")
+        timings = run_job(Job("x.npy", "w.npy", out, options=options)).timings
+        assert timings.get("chunks") == (len(plan) if total > budget else None)  # streamed tile by tile
+        assert tensor_io.load(tensor_io.parse_ref(out))[...].tobytes() == want
