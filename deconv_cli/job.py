@@ -180,6 +180,13 @@ def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
         return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
     if "input" not in arrays and total > budget:
         check_streamable(out_ref, total, budget, tile_plan)
+        in_bytes = total - out_bytes
+        if refs["input"].kind not in tensor_io.WINDOWED and in_bytes > budget:
+            raise DeconvError(
+                f"the input takes {_size(in_bytes)}, over DECONV_MEMORY_BUDGET ({_size(budget)}), and "
+                f"{refs['input'].kind} cannot be read in parts",
+                f"save the input as {', '.join(tensor_io.WINDOWED)}, or raise DECONV_MEMORY_BUDGET",
+            )
         try:
             times = _stream(refs, out_ref, tile_plan, engine, job.force)
         except MemoryError:

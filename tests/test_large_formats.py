@@ -195,6 +195,19 @@ def test_outputs_that_cannot_stream_and_do_not_fit_are_refused(folder, monkeypat
     assert result.stdout == "" and sorted(os.listdir(folder)) == ["b.npy", "w.npy", "x.npy"]
 
 
+def test_an_input_that_cannot_be_read_in_parts_and_does_not_fit_is_refused(folder, monkeypatch):
+    np.savez(folder / "x.npz", x=np.load(folder / "x.npy"))
+    monkeypatch.setattr(tiles, "TILE_BYTES", 600)
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "700")
+    result = invoke("run", "x.npz:x", "w.npy", "--set", "stride=2", "-o", "y.npy", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: the input takes 720 bytes, over DECONV_MEMORY_BUDGET (700 bytes), and .npz cannot be "
+                             "read in parts. Save the input as .npy, .h5, .zarr, .safetensors, or raise DECONV_MEMORY_BUDGET.\n")
+    assert not (folder / "y.npy").exists()
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")  # the input fits: the output streams
+    assert invoke("run", "x.npz:x", "w.npy", "--set", "stride=2", "-o", "y.npy", "-q").exit_code == 0
+
+
 def test_a_budget_below_one_tile_is_refused(folder, monkeypatch):
     monkeypatch.setenv("DECONV_MEMORY_BUDGET", "1K")
     result = invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", "y.npy", "-q")

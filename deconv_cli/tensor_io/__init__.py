@@ -20,6 +20,7 @@ from ._common import (
     EXTENSIONS,
     FORMATS,
     STREAMING,
+    WINDOWED,
     ArrayInfo,
     Ref,
     check_writable,
@@ -32,7 +33,7 @@ from ._common import (
 )
 
 __all__ = [
-    "EXTENSIONS", "STREAMING", "ArrayInfo", "Ref", "StreamWriter", "can_stream", "check_writable", "describe", "load",
+    "EXTENSIONS", "STREAMING", "WINDOWED", "ArrayInfo", "Ref", "StreamWriter", "can_stream", "check_writable", "describe", "load",
     "open_slices", "parse_ref", "peek", "save",
 ]
 

@@ -27,6 +27,7 @@ FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "z
 EXTENSIONS = tuple(FORMATS)
 WRITABLE = (".npy", ".npz", ".h5", ".zarr")
 STREAMING = (".npy", ".h5", ".zarr")  # outputs written one tile at a time
+WINDOWED = (".npy", ".h5", ".zarr", ".safetensors")  # inputs read one window at a time
 
 
 @dataclass(frozen=True)
