@@ -201,7 +201,7 @@ def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
     except MemoryError:
         raise _out_of_memory(derivation) from None
     t2 = time.perf_counter()
-    tensor_io.save(out_ref, output, force=job.force)
+    tensor_io.save(out_ref, output, force=job.force, chunks=tiles.chunk_shape(tile_plan, output.dtype.itemsize))
     t3 = time.perf_counter()
     timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
     return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings)

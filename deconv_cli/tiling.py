@@ -187,7 +187,7 @@ def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: s
         if sink is not None:
             sink.commit()
         else:
-            tensor_io.save(out_ref, gathered, force=force)
+            tensor_io.save(out_ref, gathered, force=force, chunks=chunks)
     finally:
         if sink is not None:
             sink.__exit__(None, None, None)

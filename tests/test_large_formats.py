@@ -80,6 +80,9 @@ def test_zarr_streamed_output_is_chunked_like_the_tiles(folder, monkeypatch):
     assert array.shape == (2, 2, 13, 11)
     assert array.chunks[:2] == (1, 2) and array.chunks[2] < 13  # one sample, spatial row blocks
     assert timings["chunks"] == 2 * -(-13 // array.chunks[2]) * -(-11 // array.chunks[3])
+    monkeypatch.delenv("DECONV_MEMORY_BUDGET")  # in memory: the same chunks, the same store
+    assert invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", "z.zarr", "-q").exit_code == 0
+    assert zarr.open_array(str(folder / "z.zarr"), mode="r").chunks == array.chunks
 
 
 def test_zarr_output_is_never_clobbered_without_force(folder):

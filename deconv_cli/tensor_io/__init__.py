@@ -114,8 +114,9 @@ def open_slices(ref: Ref) -> _Reader:
 # ---------------------------------------------------------------- saving
 
 
-def save(ref: Ref, array, *, force: bool) -> None:
-    """Write atomically: a temporary file in the target folder, then into place. Never partial."""
+def save(ref: Ref, array, *, force: bool, chunks=None) -> None:
+    """Write atomically: a temporary file in the target folder, then into place. Never partial.
+    ``chunks``: the chunk shape for a chunked format (Zarr), the same a streamed write would use."""
     if ref.path == "-":
         format_of(ref).write(ref, None, array)
         return
@@ -123,7 +124,8 @@ def save(ref: Ref, array, *, force: bool) -> None:
     tmp = None
     try:
         tmp = temp_file(ref)
-        format_of(ref).write(ref, tmp, array)
+        module = format_of(ref)
+        module.write(ref, tmp, array, **({"chunks": chunks} if chunks and getattr(module, "CHUNKED", False) else {}))
         commit(tmp, ref, force=force)
     except OSError as exc:
         raise write_failed(ref.path, exc) from None

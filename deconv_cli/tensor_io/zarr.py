@@ -122,5 +122,6 @@ def open_writer(ref: Ref, tmp: str, shape, dtype, chunks=None) -> Writer:
     return Writer(ref, tmp, shape, dtype, chunks)
 
 
-def write(ref: Ref, tmp: str, array) -> None:
-    create(ref, tmp, array.shape, array.dtype)[...] = array
+def write(ref: Ref, tmp: str, array, chunks=None) -> None:
+    with _one_at_a_time():
+        create(ref, tmp, array.shape, array.dtype, chunks)[...] = array
