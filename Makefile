@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-batch clean
 
 install: $(VENV)/.installed
 
@@ -22,10 +22,14 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# The DESIGN.md suite against PyTorch and onnxruntime (2 threads); installs the bench extra first.
+# The benchmark suite (deconv bench --list) against PyTorch and onnxruntime (2 threads); installs the bench extra first.
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/deconv bench
+
+# deconv batch: 1,000 small jobs against a loop of deconv run, per-job overhead, 64 dcgan jobs locally and on Dask.
+bench-batch: install
+	$(BIN)/python -m deconv_cli.bench_batch
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

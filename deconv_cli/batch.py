@@ -9,7 +9,8 @@ plans (``job.plan`` is cached) and the weights that several jobs share (a small 
 path, size and modification time) from one job to the next.
 
 The journal (``<manifest>.journal``, or ``<manifest>.journal-K-of-N`` for a shard; ``--journal`` sets another
-path) is a JSONL file appended by this process only, and flushed and fsynced as each job finishes:
+path) is a JSONL file appended by this process only, flushed as each job finishes (a killed run loses
+nothing) and fsynced right after by a background thread (a busy disk takes milliseconds per fsync):
 ``start`` lines (the job's key and output, when submitted) and ``done`` lines (its status, the size and
 modification time of every file it read, when it finished). ``--resume`` skips exactly the jobs with a
 ``done``/``ok`` line of the same key (same fields after defaults and paths) whose inputs are unchanged and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -57,11 +59,8 @@ class Task:
 
     id: str | int
     line: int
-    job: Job | None
+    job: Job
     output: str | None
-    expect: str | None = None
-    atol: float | None = None
-    rtol: float | None = None
 
 
 @dataclass
@@ -69,6 +68,7 @@ class Summary:
     counts: dict = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     seconds: float = 0.0
     interrupted: bool = False
+    stopped: bool = False  # no new job started (--fail-fast, Ctrl-C)
     not_run: int = 0
 
     def line(self) -> str:
@@ -84,39 +84,53 @@ class Summary:
 
 # ---------------------------------------------------------------- in the worker
 
-_SHARED: OrderedDict = OrderedDict()  # (path, key, size, mtime_ns) -> array; per worker process
-_SHARED_ENTRIES = 8
+class SharedTensors:
+    """The weights and biases a worker's jobs share, read once: headers and arrays cached by path, array
+    name, size and modification time (a rewritten file is read again). Per process, a few files."""
+
+    def __init__(self, entries: int = 8):
+        self._entries = entries
+        self._cache: OrderedDict = OrderedDict()
+
+    def _get(self, kind: str, ref, read):
+        try:
+            stat = os.stat(ref.path)
+        except OSError:
+            return read(ref)  # raises the proper error
+        key = (kind, os.path.abspath(ref.path), ref.key, stat.st_size, stat.st_mtime_ns)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = self._cache[key] = read(ref)
+        if len(self._cache) > self._entries:
+            self._cache.popitem(last=False)
+        return value
+
+    def peek(self, ref):
+        from . import tensor_io
+
+        return self._get("peek", ref, tensor_io.peek)
+
+    def load(self, ref):
+        from . import tensor_io
+
+        return self._get("load", ref, tensor_io.load)
 
 
-def load_shared(ref):
-    """Read a weight or bias once per worker: cached by path, array name, size and modification time."""
-    from . import tensor_io
-
-    try:
-        stat = os.stat(ref.path)
-    except OSError:
-        return tensor_io.load(ref)  # load raises the proper error
-    key = (os.path.abspath(ref.path), ref.key, stat.st_size, stat.st_mtime_ns)
-    if key in _SHARED:
-        _SHARED.move_to_end(key)
-        return _SHARED[key]
-    array = tensor_io.load(ref)
-    _SHARED[key] = array
-    if len(_SHARED) > _SHARED_ENTRIES:
-        _SHARED.popitem(last=False)
-    return array
+SHARED = SharedTensors()
 
 
 def execute(task: Task) -> dict:
     """Run one job in a worker and return its record. A DeconvError is the job's own failure."""
     record = {"id": task.id, "line": task.line, "status": "ok", "output": task.output}
     try:
-        result = run_job(task.job, load_shared=load_shared)
+        if task.job.output is not None:  # a manifest's output tree is made as needed
+            _make_folder(task.job.output)
+        result = run_job(task.job, shared=SHARED)
         record.update(output_shape=list(result.derivation.output_shape), timings=result.timings)
-        if task.expect is not None:
-            comparison = _compare(task)
-            record["compare"] = comparison
-            if not comparison["match"]:
+        if result.compare is not None:
+            record["compare"] = result.compare.as_dict()
+            if not result.compare.match:
                 record["status"] = "mismatch"
     except DeconvError as error:
         record.update(status="failed", error=str(error))
@@ -125,10 +139,12 @@ def execute(task: Task) -> dict:
     return record
 
 
-def _compare(task: Task) -> dict:
-    from .compare import compare_refs
-
-    return compare_refs(task.job.output, task.expect, atol=task.atol, rtol=task.rtol).as_dict()
+def _make_folder(output: str) -> None:
+    folder = os.path.dirname(manifest.file_of(output))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise DeconvError(f"cannot create the output folder {folder}: {exc.strerror or exc}", "check the path and its permissions") from None
 
 
 # ---------------------------------------------------------------- the journal
@@ -148,6 +164,9 @@ class Journal:
     def __init__(self, path: str):
         self.path = path
         self._file = None
+        self._syncer: threading.Thread | None = None
+        self._dirty = threading.Event()
+        self._closing = False
 
     def read(self, pattern: str | None = None) -> list[dict]:
         """Every readable line of this journal (and of the others matching ``pattern``: all shards)."""
@@ -173,11 +192,29 @@ class Journal:
             except OSError as exc:
                 raise DeconvError(f"cannot write the journal {self.path}: {exc.strerror or exc}", "pass --journal PATH in a writable folder") from None
         self._file.write("".join(json.dumps(r) + "\n" for r in records))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._file.flush()  # in the kernel now: a killed run loses nothing
+        if self._syncer is None:
+            self._syncer = threading.Thread(target=self._sync, name="deconv-journal", daemon=True)
+            self._syncer.start()
+        self._dirty.set()
+
+    def _sync(self) -> None:
+        """fsync beside the run (a busy disk takes milliseconds per call): whatever was written is on disk soon after."""
+        while True:
+            self._dirty.wait()
+            if self._closing:
+                return
+            self._dirty.clear()
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if self._file is not None:
+            if self._syncer is not None:
+                self._closing = True
+                self._dirty.set()
+                self._syncer.join()
+                self._syncer = None
+            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 
@@ -203,9 +240,10 @@ def _resume_plan(entries: list[Entry], records: list[dict]) -> tuple[dict, set]:
             started[r["output"]] = min(started.get(r["output"], r["t"]), r["t"])
     skip, replaceable = {}, set()
     for entry in entries:
-        record = done.get(entry.key())
-        if record is not None and record.get("inputs") == _stats(entry) and entry.output and os.path.exists(manifest.file_of(entry.output)):
-            skip[entry.key()] = record
+        record = done.get(entry.key)
+        output_there = entry.output is None or os.path.exists(manifest.file_of(entry.output))
+        if record is not None and record.get("inputs") == _stats(entry) and output_there:
+            skip[entry.key] = record
             continue
         target = entry.output and manifest.file_of(entry.output)
         if target in started:
@@ -224,8 +262,9 @@ def _task(entry: Entry, settings: Settings, force: bool) -> Task:
     job = Job(
         input=entry.input, weight=entry.weight, output=entry.output, bias=entry.bias, style=entry.style,
         options=dict(entry.options), device=settings.device, force=force, quirks=entry.quirks,
+        expect=entry.expect, atol=entry.atol, rtol=entry.rtol,
     )
-    return Task(entry.id, entry.line, job, entry.raw_output, entry.expect, entry.atol, entry.rtol)
+    return Task(entry.id, entry.line, job, entry.raw_output)
 
 
 def dry_run(entries: list[Entry], emit: Callable[[dict], None], log: Callable[[str], None]) -> Summary:
@@ -259,16 +298,15 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
     """Read and check the whole manifest (ConfigError: nothing runs), then run the selected jobs.
 
     ``emit`` gets each job's record as it finishes; ``progress.advance(status)`` follows along.
-    Ctrl-C cancels what has not finished and returns the summary with ``interrupted`` set.
+    A first Ctrl-C starts no new job and lets the running ones finish (reported and journaled); a second
+    stops them too. Either way the summary comes back with ``interrupted`` set.
     """
-    from .executors import open_executor
+    from .executors import DeferredInterrupt, open_executor
 
     start = time.perf_counter()
     entries = manifest.shard(manifest.read(source, defaults), settings.shard)
     if settings.dry_run:
         return dry_run(entries, emit, log)
-    if progress is not None:
-        progress.start(len(entries))
     journal = Journal(journal_path(source, settings))
     skip, replaceable = {}, set()
     if settings.resume:
@@ -284,40 +322,54 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
         if progress is not None:
             progress.advance(record["status"])
 
-    for entry in entries:
-        if entry.key() in skip:
-            previous = skip[entry.key()]
-            finish({"id": entry.id, "line": entry.line, "status": "skipped", "output": entry.raw_output,
-                    "output_shape": previous.get("output_shape")})
-    todo = [entry for entry in entries if entry.key() not in skip]
+    todo = [entry for entry in entries if entry.key not in skip]
     pending: dict[int, tuple[Entry, dict]] = {}
+
+    def collect(done) -> None:
+        entry, stats = pending.pop(done.task)
+        record = done.value if done.error is None else {
+            "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
+            "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
+        }
+        journal.write([{"event": "done", "key": entry.key, "id": entry.id, "status": record["status"],
+                        "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
+        finish(record)
+
+    def first_interrupt() -> None:  # in the signal handler: a plain write, no buffered stream
+        os.write(2, b"Interrupted: finishing the running jobs (Ctrl-C again to stop them now)\n")
+
     try:
-        with open_executor(jobs=settings.jobs, scheduler=settings.scheduler) as executor:
+        with DeferredInterrupt(first_interrupt) as interrupt, \
+                open_executor(jobs=settings.jobs, scheduler=settings.scheduler) as executor:
+            if progress is not None:  # after the workers started: fork only while this process has one thread
+                progress.start(len(entries))
+            for entry in entries:
+                if entry.key in skip:
+                    previous = skip[entry.key]
+                    finish({"id": entry.id, "line": entry.line, "status": "skipped", "output": entry.raw_output,
+                            "output_shape": previous.get("output_shape")})
             now = time.time()
             starts = []
             for entry in todo:
                 force = settings.force or (entry.output is not None and manifest.file_of(entry.output) in replaceable)
                 pending[executor.submit(execute, _task(entry, settings, force))] = (entry, _stats(entry))
-                starts.append({"event": "start", "key": entry.key(), "id": entry.id, "output": entry.output and manifest.file_of(entry.output), "t": now})
+                starts.append({"event": "start", "key": entry.key, "id": entry.id, "output": entry.output and manifest.file_of(entry.output), "t": now})
             if starts:
                 journal.write(starts)
             for done in executor.completed():
-                entry, stats = pending.pop(done.task)
-                record = done.value if done.error is None else {
-                    "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
-                    "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
-                }
-                journal.write([{"event": "done", "key": entry.key(), "id": entry.id, "status": record["status"],
-                                "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
-                finish(record)
-                if settings.fail_fast and record["status"] in ("failed", "mismatch") and pending:
-                    log(f"--fail-fast: {len(pending)} jobs not run")
-                    executor.cancel()
-                    break
-    except KeyboardInterrupt:
-        summary.interrupted, summary.not_run = True, len(pending)
+                collect(done)
+                failed = settings.fail_fast and done.value is not None and done.value["status"] in ("failed", "mismatch")
+                if (interrupt.pending or failed or done.error is not None and settings.fail_fast) and not summary.stopped:
+                    summary.stopped = True
+                    executor.cancel()  # start nothing new; the running jobs finish and are reported
+            summary.interrupted = interrupt.pending
+    except KeyboardInterrupt:  # a second Ctrl-C: the executor stopped the running jobs too
+        summary.interrupted = True
     finally:
         journal.close()
+    summary.not_run = len(pending)
+    if summary.stopped and pending and not summary.interrupted:
+        log(f"--fail-fast: {len(pending)} jobs not run")
     summary.seconds = time.perf_counter() - start
     return summary
 

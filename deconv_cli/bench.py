@@ -1,6 +1,7 @@
-"""The benchmark suite of DESIGN.md section 4, timed against PyTorch and onnxruntime in the same run.
+"""The benchmark suite (``SUITE``: 16 layers from U-Net, DCGAN, FCN, HiFi-GAN and the frameworks' docs),
+timed against PyTorch and onnxruntime in the same run.
 
-    deconv bench [--device cpu|gpu] [--threads 2] [--repeat 7] [--only NAME] [--paths] [--json]
+    deconv bench [--device cpu|gpu] [--threads 2] [--repeat 7] [--only NAME] [--paths] [--json] [--list]
 
 Every configuration is timed interleaved (ours, torch, onnxruntime, ours, ...) so that load from other
 processes hits all of them alike; the table shows medians and ratios. Thread counts are pinned for every
@@ -269,6 +270,40 @@ def memory(name: str, device: str, threads: int) -> dict:
         check=True, capture_output=True, text=True, env=env,
     )
     return json.loads(out.stdout)
+
+
+def describe_case(case: Case) -> list[str]:
+    """Two lines: batch, channels, input size and kernel; the torch options (as --set) that differ from the defaults."""
+    import shlex
+
+    from .report import set_words
+
+    lines = [f"N={case.batch}, C {case.in_channels}->{case.out_channels}, input " + "x".join(map(str, case.spatial))
+             + ", kernel " + "x".join(map(str, case.kernel))]
+    defaults = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1}
+    options = {}
+    for key, default in defaults.items():
+        values = getattr(case, key)
+        if set(values) != {default}:
+            options[key] = values[0] if len(set(values)) == 1 else values
+    if case.groups != 1:
+        options["groups"] = case.groups
+    if options:
+        lines.append(shlex.join(set_words(options)))
+    return lines
+
+
+def list_suite(as_json: bool = False, echo=print) -> None:
+    """``deconv bench --list``: every configuration, float32, torch-style options."""
+    if as_json:
+        echo(json.dumps([dict(asdict(case), weight_shape=list(case.weight_shape), output_spatial=list(case.output_spatial))
+                         for case in SUITE], indent=1))
+        return
+    echo(f"{len(SUITE)} configurations (float32, channels first, torch-style options):")
+    for case in SUITE:
+        echo(case.name)
+        for line in describe_case(case):
+            echo(f"  {line}")
 
 
 def _by_name(name: str) -> Case:

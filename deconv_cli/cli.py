@@ -14,6 +14,7 @@ import click
 from . import __version__
 from .conventions import STYLES
 from .errors import ConfigError, DeconvError
+from .job import FLOAT_DTYPES
 from .options import parse_set
 
 STYLE_NAMES = tuple(STYLES)
@@ -49,6 +50,22 @@ def style_options(fn):
     return fn
 
 
+TOLERANCE_HELP = (
+    "Default tolerances (atol, rtol) by dtype, the looser of the two sides: float16 (1e-2, 1e-2), "
+    "float32 (1e-4, 1e-4), float64 (1e-9, 1e-9), integers and bool exact. An element mismatches when "
+    "|actual - expected| > atol + rtol * |expected| (in float64); NaN matches NaN at the same position."
+)
+
+
+def tolerance_options(fn):
+    for decorator in reversed([
+        click.option("--atol", type=float, default=None, help="Absolute tolerance (default: by dtype, see above)."),
+        click.option("--rtol", type=float, default=None, help="Relative tolerance (default: by dtype, see above)."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="deconv")
 def cli() -> None:
@@ -59,8 +76,10 @@ def cli() -> None:
 
     \b
     Example:
-      deconv run x.npy w.npy --set stride=2 --set padding=1 -o y.npy
-      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 --set stride=(2,1,1)
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --set stride=2 --set padding=1 -o y.npy
+      deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 \\
+          --set "stride=(2,1,1)"
     """
 
 
@@ -68,37 +87,60 @@ def cli() -> None:
 @click.argument("input")
 @click.argument("weight")
 @click.option("--bias", metavar="TENSOR", help="Optional bias tensor (C_out,) (or the style's bias shape).")
-@click.option("-o", "--output", required=True, metavar="OUT", help="Where to write the result (.npy, .npz[:name], .h5[:/path], -).")
+@click.option("-o", "--output", metavar="OUT",
+              help="Where to write the result (.npy, .npz[:name], .h5[:/path], -). Optional with --expect.")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@click.option("--cast", type=click.Choice(FLOAT_DTYPES), help="Cast every tensor to this dtype before planning.")
+@click.option("--expect", metavar="REF", help="Compare the output with this tensor (a framework's saved output); exit 1 on mismatch.")
 @click.option("--scheduler", metavar="ADDRESS", help="Compute the tiles as tasks on this Dask scheduler (tcp://host:port; workers must see the same paths).")
+@tolerance_options
 @style_options
-def run(input, weight, bias, output, device, force, quiet, style, sets, quirks, as_json, scheduler):
+def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json, scheduler):
     """Run a transposed convolution and write the output.
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
-    shapes, dtype, device, engine and timings to stdout.
+    shapes, dtype, device, engine and timings to stdout. With --expect REF, compares the output with REF
+    (see `deconv compare --help` for the tolerances): the report goes to stderr (a `compare` object in
+    --json) and the exit code is 1 on a mismatch; OUT, when given, is written either way.
 
     \b
     Example:
-      deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy \\
-          --set stride=2 --set padding=1 --set output_padding=1 -o y.npy
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --set output_padding=1 -o y.npy
+      deconv run samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --set output_padding=1 --expect y.npy
     """
-    from .job import Job, run_job
-    from .report import print_derivation, print_json, print_warnings
+    from .job import Job, nbytes, run_job
+    from .report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
+    from .tensor_io import removing_temps_on_signals
 
     try:
+        if expect is None and (atol is not None or rtol is not None):
+            raise ConfigError("--atol and --rtol need --expect REF", "add --expect or drop them")
+        if output == "-" and as_json:
+            raise ConfigError("-o - writes the output's .npy bytes to stdout, where --json would print too",
+                              "drop --json, or give -o a file name")
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
-                  device=device, force=force, quirks=quirks, scheduler=scheduler)
-        result = run_job(job)
+                  device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol,
+                  scheduler=scheduler)
+        with removing_temps_on_signals():
+            result = run_job(job)
     except DeconvError as error:
         _fail(error)
-    print_warnings(result.derivation.warnings, sys.stderr)
+    print_warnings(result.derivation.warnings + result.warnings, sys.stderr)
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
+        emit([sizes_line(nbytes(result.derivation, result.dtype), result.dtype)], sys.stderr)
+    if result.compare is not None and not as_json:
+        print_comparison(result.compare, sys.stderr)
     if as_json:
         print_json(result.as_dict())
+    if result.compare is not None and not result.compare.match:
+        sys.exit(1)
 
 
 def shape_sources(fn):
@@ -119,7 +161,10 @@ def shape_sources(fn):
 @style_options
 @click.option("--target-shape", metavar="H,W,...", help="Solve the style's size option for these spatial output sizes.")
 @click.option("--all-styles", is_flag=True, help="Show the same deconvolution written in every style.")
-def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles):
+@click.option("--cast", type=click.Choice(FLOAT_DTYPES),
+              help="The dtype run --cast would use (sizes; default: the files' dtype, else float32).")
+def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles,
+          cast):
     """Derive the output shape without reading any tensor data.
 
     Shapes come from file headers or from --input-shape/--weight-shape. Also lists, per dimension, the
@@ -128,32 +173,54 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     \b
     Example:
       deconv shape --style onnx --input-shape 1,1,3,3 --weight-shape 1,2,3,3 \\
-          --set strides=(3,2) --set auto_pad=SAME_UPPER --json
-      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 --set stride=2 --target-shape 33,33
+          --set "strides=(3,2)" --set auto_pad=SAME_UPPER --json
+      deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 \\
+          --set stride=2 --target-shape 35,34
     """
-    from .job import plan
-    from .report import print_all_styles, print_derivation, print_json, print_reachable, print_warnings
+    from dataclasses import replace
+
+    from .explain import set_item
+    from .job import nbytes, plan, size_warnings
+    from .report import (
+        emit,
+        print_all_styles,
+        print_derivation,
+        print_json,
+        print_paste,
+        print_reachable,
+        print_warnings,
+        sizes_line,
+    )
     from .solve import reachable, solve
 
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
-        record = plan(style, parse_set(sets), *shapes, quirks=quirks)
-        if target_shape is not None:
-            record = solve(record, parse_shape(target_shape), shapes[2], quirks=quirks)
-        sizes = reachable(record, shapes[2], quirks=quirks)
+        dtypes = _dtypes_from_args(input, weight, bias)
+        record = plan(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast)
+        target = None if target_shape is None else parse_shape(target_shape)
+        if target is not None:
+            record = solve(record, target)
+        sizes = None if as_json else reachable(record)  # JSON: record.as_dict() holds them
         others = _all_styles(record) if all_styles else None
+        dtype = cast or next(iter(dtypes.values()), "float32")
+        record = replace(record, warnings=record.warnings + size_warnings(record, dtype, "."))
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
     if as_json:
         data = record.as_dict()
-        data["reachable"] = [{kw: {str(k): v for k, v in per.items()} for kw, per in dim.items()} for dim in sizes]
+        data.update(dtype=dtype, nbytes=nbytes(record, dtype))
+        if target is not None:
+            data["set"] = [set_item(k, v) for k, v in record.options]
         if others is not None:
             data["all_styles"] = [e.as_dict() for e in others]
         print_json(data)
         return
     print_derivation(record, sys.stdout)
+    emit([sizes_line(nbytes(record, dtype), dtype, assumed=not dtypes and cast is None)], sys.stdout)
     print_reachable(sizes, sys.stdout)
+    if target is not None:
+        print_paste(f"options for output {tuple(target)}, to paste:", record.options, sys.stdout)
     if others is not None:
         print_all_styles(others, sys.stdout)
 
@@ -168,16 +235,24 @@ def _all_styles(record):
 @shape_sources
 @style_options
 @click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), help="The style to write the call in.")
-def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target):
+@click.option("--code", is_flag=True,
+              help="Print a runnable Python snippet for the target framework (its op, the re-layouts, the crop).")
+def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target, code):
     """Print the equivalent call in another style, with the weight re-layout.
 
     Where the target style cannot express the configuration (asymmetric padding in torch, say), it
     prints the nearest call and the crop to apply to its output.
 
+    With --code, a Python snippet that loads the tensors (random ones for --input-shape), re-lays them,
+    calls the target framework and crops: its y equals what deconv run computes.
+
     \b
     Example:
       deconv explain --style onnx --input-shape 1,4,5,5 --weight-shape 4,2,3,3 \\
-          --set strides=[2,2] --set pads=[1,1,0,0] --to torch
+          --set "strides=[2,2]" --set "pads=[1,1,0,0]" --to torch
+      deconv explain samples/torch_x.npy samples/torch_w.npy \\
+          --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
+          --to onnx --code > snippet.py
     """
     from .explain import explain
     from .job import plan
@@ -187,9 +262,16 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         record = plan(style, parse_set(sets), *shapes, quirks=quirks)
         explanation = explain(record, target)
+        if code:
+            from .snippets import snippet
+
+            text = snippet(record, explanation, {"input": input, "weight": weight, "bias": bias})
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
+    if code:
+        sys.stdout.write(text)
+        return
     if as_json:
         print_json(explanation.as_dict())
     else:
@@ -208,6 +290,14 @@ def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape
         raise ConfigError("give either --bias or --bias-shape, not both")
     bias_dims = parse_shape(bias_shape) if bias is None else tensor_io.peek(tensor_io.parse_ref(bias)).shape
     return pick("input", input, input_shape), pick("weight", weight, weight_shape), bias_dims
+
+
+def _dtypes_from_args(input, weight, bias) -> dict[str, str]:
+    """The dtype of each tensor given as a file (headers only)."""
+    from . import tensor_io
+
+    files = {"input": input, "weight": weight, "bias": bias}
+    return {role: tensor_io.peek(tensor_io.parse_ref(path)).dtype for role, path in files.items() if path is not None}
 
 
 @cli.command()
@@ -271,7 +361,7 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
 
     One job per line: input, weight, output (required), bias, style, set, quirks, expect, atol, rtol, id.
     --style/--set/--quirks are defaults that a job's own fields override (set: key by key); relative paths
-    are relative to the manifest. The whole manifest is checked first (exit 2 naming the line). With
+    are relative to the manifest; output folders are made as needed. The whole manifest is checked first (exit 2 naming the line). With
     --json, one record per job on stdout as it finishes (id, status ok|failed|mismatch|skipped, output,
     output_shape, timings, error); on stderr a progress bar (terminal) and a summary line. Exit 0 when every
     job is ok or skipped, 1 otherwise, 130 on Ctrl-C (finished outputs kept, no partial file).
@@ -279,7 +369,7 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
     \b
     Example:
       deconv batch samples/jobs.jsonl --jobs 2 --json
-      deconv batch jobs.csv --set stride=2 --shard 1/4 --resume
+      deconv batch samples/jobs.csv --set groups=1 --shard 1/2 --resume
     """
     from . import batch as batch_module
     from . import manifest
@@ -301,7 +391,7 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
         _fail(error)
     progress.close()
     if summary.interrupted:
-        click.echo(f"Interrupted: {summary.not_run} jobs did not finish; run again with --resume to finish them.", err=True)
+        click.echo(f"Interrupted: {summary.not_run} jobs did not run; run again with --resume to run them.", err=True)
     if not quiet:
         click.echo(summary.line(), err=True)
     sys.exit(summary.exit_code)
@@ -310,6 +400,81 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
 def _print_planned(record: dict) -> None:
     if record["status"] == "ok":
         click.echo(f"{record['id']}\t{record['output']}\t{tuple(record['output_shape'])}")
+
+
+@cli.command(name="compare", epilog=TOLERANCE_HELP)
+@click.argument("actual")
+@click.argument("expected")
+@tolerance_options
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst elements to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def compare_command(actual, expected, atol, rtol, top, as_json):
+    """Compare two tensors element by element: exit 0 when they match, 1 when they do not.
+
+    Prints the verdict, max/mean/median absolute and max/mean relative error, the mismatch count and
+    fraction, NaN/Inf counts per side and the worst elements. Any tensor formats and dtypes (compared
+    in float64); streams both files in blocks, so files larger than memory compare in bounded memory
+    (DECONV_MEMORY_BUDGET).
+
+    \b
+    Example:
+      deconv run samples/torch_ported.npz:x samples/torch_ported.npz:w \\
+          --bias samples/torch_ported.npz:b --set stride=2 --set padding=1 \\
+          --set "output_padding=(1,0)" -o y.npy
+      deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
+    """
+    from .compare import compare_refs
+    from .report import print_comparison, print_json
+
+    try:
+        result = compare_refs(actual, expected, atol=atol, rtol=rtol, top=top)
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        print_comparison(result, sys.stdout)
+    sys.exit(0 if result.match else 1)
+
+
+@cli.command(name="detect")
+@click.argument("input")
+@click.argument("weight")
+@click.argument("expected")
+@click.option("--bias", metavar="TENSOR", help="Bias tensor (C_out,), when the framework added one.")
+@click.option("--style", type=click.Choice(STYLE_NAMES), help="Only this style's spellings (default: every style).")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many distinct configurations to print (each in every style that can write it).")
+@click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="At most this many candidates per weight reading are checked numerically.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+def detect_command(input, weight, expected, bias, style, top, limit, as_json):
+    """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
+
+    Tries every stride, dilation, groups, padding and output padding that gives EXPECTED's shape
+    (stride <= 16, dilation <= 4), under four readings of the weight: as saved, in/out channel axes
+    swapped, kernel flipped, and both. Checks each on a few output positions, then the survivors in full
+    (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines
+    (with a re-save of the weight where the reading is not "as saved"). Exit 0 on a match, 1 when none.
+
+    \b
+    Example:
+      deconv detect samples/torch_ported.npz:x samples/torch_ported.npz:w \\
+          samples/torch_ported.npz:y --bias samples/torch_ported.npz:b \\
+          --style torch
+    """
+    from .detect import detect
+    from .report import print_detection, print_json
+
+    try:
+        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit)
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json(found.as_dict())
+    else:
+        print_detection(found, sys.stdout)
+    sys.exit(0 if found.matches else 1)
 
 
 @cli.command(name="bench")
@@ -321,18 +486,25 @@ def _print_planned(record: dict) -> None:
 @click.option("--no-peers", is_flag=True, help="Skip PyTorch and onnxruntime.")
 @click.option("--no-memory", is_flag=True, help="Skip the per-configuration peak-memory subprocesses.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
-def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json):
-    """Time the DESIGN.md suite against PyTorch and onnxruntime, same threads, same run.
+@click.option("--list", "list_only", is_flag=True, help="List the suite's configurations and exit (times nothing).")
+def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json, list_only):
+    """Time the benchmark suite against PyTorch and onnxruntime, same threads, same run.
 
-    Prints median ms, GFLOP/s, the fraction of the measured SGEMM peak, ratios to the peers, peak memory
-    per configuration and the start-up time of `deconv shape`. Peers come from the bench extra.
+    The suite: 16 transposed convolutions from U-Net, DCGAN, FCN, HiFi-GAN and the frameworks' own
+    examples (--list shows them). Prints median ms, GFLOP/s, the fraction of the measured SGEMM peak,
+    ratios to the peers, peak memory per configuration and the start-up time of `deconv shape`. Peers
+    come from the bench extra.
 
     \b
     Example:
-      deconv bench --only dcgan_512to256_4x4_k4s2p1 --repeat 5
+      deconv bench --list
+      deconv bench --only tiny_4to4_8x8_k3 --repeat 3 --no-peers
     """
-    from .bench import report
+    from .bench import list_suite, report
 
+    if list_only:
+        list_suite(as_json, echo=click.echo)
+        return
     try:
         report(device, threads, repeat, only, paths, not no_peers, not no_memory, as_json,
                echo=lambda line: click.echo(line))
@@ -341,4 +513,7 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
 
 
 def main() -> None:
+    for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding cannot show is escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     cli(prog_name="deconv")

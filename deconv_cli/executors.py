@@ -2,8 +2,10 @@
 
 One small interface serves ``deconv batch`` (one task per job) and any other command that fans work out
 (tiles of one big tensor): ``submit(fn, *args)`` a top-level, picklable function, iterate ``completed()``
-to get every task back once, in completion order, and ``cancel()`` on Ctrl-C or a first failure. A task
-returns a small plain value (a dict), never an array.
+to get every task back once, in completion order. ``cancel()`` (a first Ctrl-C, a first failure) drops the
+tasks not started and lets the running ones finish: their results still come out of ``completed()``.
+``terminate()`` (a second Ctrl-C) stops the running ones too. A task returns a small plain value (a dict),
+never an array.
 
     with open_executor(jobs=4) as executor:          # or scheduler="tcp://10.0.0.5:8786"
         for n in items:
@@ -11,12 +13,15 @@ returns a small plain value (a dict), never an array.
         for done in executor.completed():
             print(done.task, done.value, done.error)
 
-Threads: local workers split the CPUs, so that ``jobs x threads`` never exceeds them. Each worker sets the
+Threads: local workers split the CPUs, so that ``jobs x threads`` never exceeds them; Dask workers split each
+machine's CPUs between all the task threads of the workers on it. Each worker sets the
 engine's ``DECONV_THREADS`` (unless the user set it) and holds BLAS to the same count (threadpoolctl when
 installed, else the BLAS libraries' own environment variables, set before numpy is imported), then imports
-numpy and the engine once and keeps them. Cancelling stops running local tasks with SIGTERM, which a worker
-turns into KeyboardInterrupt inside the task, so ``finally`` blocks (temporary files) run before it exits.
-``dask``/``distributed`` are imported only by :class:`DaskExecutor`.
+numpy and the engine once and keeps them. Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole
+process group; the parent decides); ``terminate()`` sends SIGTERM, which a busy worker turns into
+KeyboardInterrupt inside the task, so its ``finally`` blocks (temporary files) run before it exits. The
+in-process executor defers a first SIGINT until the running task is done. ``dask``/``distributed`` are
+imported only by :class:`DaskExecutor`.
 """
 
 from __future__ import annotations
@@ -76,17 +81,21 @@ class Executor:
         raise NotImplementedError
 
     def cancel(self) -> None:
-        """Drop the tasks not started; stop the running ones where that is possible."""
+        """Drop the tasks not started; the running ones finish and still come out of ``completed()``."""
+
+    def terminate(self) -> None:
+        """Stop everything now, running tasks included (their ``finally`` blocks run where possible)."""
+        self.cancel()
 
     def close(self) -> None:
-        """Release the workers (waits for nothing after ``cancel``)."""
+        """Release the workers."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         if exc[0] is not None:
-            self.cancel()
+            self.terminate()
         self.close()
 
 
@@ -107,13 +116,45 @@ class SerialExecutor(Executor):
     def completed(self) -> Iterator[Done]:
         while self._pending:
             task, fn, args = self._pending.pop(0)
-            try:
-                yield Done(task, fn(*args))
-            except Exception as error:  # a task's failure is its own result; Ctrl-C is not caught
-                yield Done(task, error=error)
+            with DeferredInterrupt() as interrupt:
+                try:
+                    done = Done(task, fn(*args))
+                except Exception as error:  # a task's failure is its own result
+                    done = Done(task, error=error)
+            yield done
+            if interrupt.pending:
+                raise KeyboardInterrupt
 
     def cancel(self) -> None:
         self._pending.clear()
+
+
+class DeferredInterrupt:
+    """A first SIGINT (Ctrl-C) only sets ``pending`` (and calls ``on_first``); a second one interrupts.
+
+    Installed only in the main thread, and only over Python's default handler (an outer one wins).
+    """
+
+    def __init__(self, on_first: Callable[[], None] | None = None):
+        self.pending = False
+        self._on_first = on_first
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+        if self._on_first is not None:
+            self._on_first()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 # ---------------------------------------------------------------- local worker processes
@@ -135,26 +176,20 @@ def _init_worker(threads: int) -> None:
         os.environ[name] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole process group: the parent decides
     signal.signal(signal.SIGTERM, _on_sigterm)
-    _die_with_parent()
-    import numpy  # noqa: F401  (imported once, kept for every task)
+    _limit_blas(threads)
+    from .engines import numpy_engine  # noqa: F401  (imported once, kept for every task)
+
+
+def _limit_blas(threads: int) -> None:
+    """Hold BLAS to ``threads`` in this whole process. Without it each BLAS call may start a thread per CPU,
+    and idle OpenBLAS threads spin: two 1-thread Dask workers on 2 CPUs ran 15x slower."""
+    import numpy  # noqa: F401  (loads the BLAS library that threadpoolctl then finds)
 
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        pass
-    else:
-        threadpool_limits(limits=threads, user_api="blas")
-    from .engines import numpy_engine  # noqa: F401
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this worker when the parent dies (even by SIGKILL), so no orphan keeps writing."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        return
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def _call(fn: Callable, args: tuple):
@@ -169,12 +204,18 @@ def _call(fn: Callable, args: tuple):
 
 
 class ProcessExecutor(Executor):
-    """A pool of ``jobs`` local worker processes, each with ``threads`` engine threads."""
+    """A pool of ``jobs`` local worker processes, each with ``threads`` engine threads.
+
+    Tasks wait here and go to the pool a few at a time (twice the workers), so cancelling is dropping
+    the ones still here: the pool never holds a cancelled future.
+    """
 
     kind = "processes"
 
     def __init__(self, jobs: int | None = None):
         import multiprocessing
+        import queue
+        from collections import deque
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers, self.threads = split_threads(jobs)
@@ -183,27 +224,47 @@ class ProcessExecutor(Executor):
         self._pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker, initargs=(self.threads,)
         )
-        self._futures: dict = {}
+        self._pool.submit(int)  # starts every worker now, while this process may still fork safely
+        self._waiting: deque = deque()
+        self._running: dict = {}  # future -> task
+        self._lost: list[Done] = []
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # futures, as they finish
         self._count = 0
 
     def submit(self, fn: Callable, *args) -> int:
-        future = self._pool.submit(_call, fn, args)
-        self._futures[future] = self._count
+        self._waiting.append((self._count, fn, args))
         self._count += 1
+        self._feed()
         return self._count - 1
 
-    def completed(self) -> Iterator[Done]:
-        from concurrent.futures import as_completed
-
-        for future in as_completed(list(self._futures)):
-            task = self._futures.pop(future)
-            if future.cancelled():
+    def _feed(self) -> None:
+        while self._waiting and len(self._running) < 2 * self.workers:
+            task, fn, args = self._waiting.popleft()
+            try:
+                future = self._pool.submit(_call, fn, args)
+            except RuntimeError as error:  # BrokenProcessPool: a worker died (killed, out of memory)
+                self._lost.append(Done(task, error=error))
                 continue
+            self._running[future] = task
+            future.add_done_callback(self._finished.put)
+
+    def completed(self) -> Iterator[Done]:
+        while self._running or self._lost:
+            if self._lost:
+                yield self._lost.pop(0)
+                continue
+            future = self._finished.get()
+            task = self._running.pop(future)
+            self._feed()
             error = future.exception()
             yield Done(task, None if error else future.result(), error)
 
     def cancel(self) -> None:
-        processes = list(getattr(self._pool, "_processes", {}).values())
+        self._waiting.clear()
+
+    def terminate(self) -> None:
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             if process.is_alive():
@@ -212,7 +273,7 @@ class ProcessExecutor(Executor):
             process.join(10)
             if process.is_alive():
                 process.kill()
-        self._futures.clear()
+        self._running.clear()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -221,8 +282,16 @@ class ProcessExecutor(Executor):
 # ---------------------------------------------------------------- Dask distributed
 
 
+def _set_threads(threads: int) -> int:
+    """On a Dask worker: the engine threads each of its tasks may use (a DECONV_THREADS set there wins)."""
+    if not os.environ.get("DECONV_THREADS", "").strip():
+        os.environ["DECONV_THREADS"] = str(threads)
+        _limit_blas(threads)
+    return int(os.environ["DECONV_THREADS"])
+
+
 def _dask_call(fn: Callable, args: tuple):
-    """On a Dask worker: split this machine's CPUs between the worker's task threads (once), then run."""
+    """On a Dask worker that joined after the split: its CPUs over its task threads, then run."""
     if not os.environ.get("DECONV_THREADS", "").strip():
         try:
             from distributed import get_worker
@@ -230,7 +299,7 @@ def _dask_call(fn: Callable, args: tuple):
             nthreads = get_worker().state.nthreads
         except (ImportError, ValueError, AttributeError):
             nthreads = 1
-        os.environ["DECONV_THREADS"] = str(max(1, cpus() // max(1, nthreads)))
+        _set_threads(max(1, cpus() // max(1, nthreads)))
     return fn(*args)
 
 
@@ -255,9 +324,24 @@ class DaskExecutor(Executor):
                 "start one with `dask scheduler` and `dask worker ADDRESS`, or check the address",
             ) from None
         self.workers = max(1, sum(self._client.nthreads().values()))
+        self._split_threads()
         self._futures: dict = {}
         self._count = 0
         self._token = os.urandom(6).hex()
+
+    def _split_threads(self) -> None:
+        """Per machine: its CPUs over all the task threads of the workers on it (two workers on one
+        2-CPU machine, one thread each: one engine thread per task)."""
+        from collections import Counter
+
+        workers = self._client.scheduler_info()["workers"]
+        available = self._client.run(cpus)
+        per_host = Counter()
+        for info in workers.values():
+            per_host[info["host"]] += info["nthreads"]
+        for address, info in workers.items():
+            threads = max(1, available.get(address, 1) // max(1, per_host[info["host"]]))
+            self._client.run(_set_threads, threads, workers=[address])
 
     def submit(self, fn: Callable, *args) -> int:
         # pure=False and a unique key: two jobs with equal arguments are still two side-effecting tasks

@@ -44,17 +44,28 @@ class Explanation:
             "output_shape": None if self.output_shape is None else list(self.output_shape),
         }
 
-    def command(self) -> str:
+    def command_words(self) -> list[str]:
         e = self.expression
         parts = ["deconv", "shape", "--style", e.style, "--input-shape", ",".join(map(str, e.input_shape)),
                  "--weight-shape", ",".join(map(str, e.weight_shape))]
-        for item in self.set:
-            parts += ["--set", item]
-        return shlex.join(parts)
+        for key, value in e.options.items():
+            parts += ["--set", set_item(key, value)]
+        return parts
+
+    def command(self) -> str:
+        return shlex.join(self.command_words())
 
 
 def _literal(value) -> str:
     return repr(value).replace(" ", "")
+
+
+def set_item(key: str, value: object) -> str:
+    """``KEY=VALUE`` as --set parses it back to ``value``: a bare word for a name-like string (no quotes
+    for the shell to eat), else the Python literal without spaces."""
+    if isinstance(value, str) and value.isidentifier():
+        return f"{key}={value}"
+    return f"{key}={_literal(value)}"
 
 
 def canonical_input_shape(record: Derivation) -> Shape:

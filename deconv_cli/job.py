@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from . import conventions, tensor_io, tiles, tiling
 from .config import Shape
@@ -21,18 +23,90 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 # Above this many bytes of input + output, a job streams tiles (batch slices, spatial blocks) from and to disk.
 DEFAULT_MEMORY_BUDGET = 2 << 30
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:E[+-]?[0-9]+)?)\s*([KMGT]?)(?:I?B)?")
+# numpy cannot index more bytes than this in one array
+_MAX_ARRAY_BYTES = (1 << 63) - 1
 
 
 def memory_budget() -> int:
-    """Bytes of input + output a job may hold in memory (DECONV_MEMORY_BUDGET overrides, e.g. 512M)."""
-    text = os.environ.get("DECONV_MEMORY_BUDGET", "").strip().upper()
+    """Bytes of input + output a job may hold in memory (DECONV_MEMORY_BUDGET overrides, e.g. 512M, 1.5G)."""
+    text = os.environ.get("DECONV_MEMORY_BUDGET", "").strip()
     if not text:
         return DEFAULT_MEMORY_BUDGET
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
-    try:
-        return int(float(text.rstrip("KMG")) * scale)
-    except ValueError:
-        raise DeconvError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G") from None
+    match = _SIZE.fullmatch(text.upper())
+    if match is None:
+        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G")
+    number = float(match[1])
+    if not math.isfinite(number):
+        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G")
+    if number * _UNITS[match[2]] < 1:
+        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a positive size", "write e.g. 512M or 4G")
+    return int(number * _UNITS[match[2]])
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a job holds its data: whole in memory, or streamed tile by tile (``tiles`` of them)."""
+
+    stream: bool
+    tiles: int
+    needed: int  # bytes of input + output, whole
+    budget: int
+
+
+def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, input_ref=None,
+                input_held: bool = False, budget: int | None = None) -> MemoryPlan:
+    """Whether input + output fit ``budget``; if not, whether the job streams tile by tile (tiles.py).
+
+    Raises DeconvError (exit 1) up front, before anything is read, when it cannot: an output that cannot be
+    written in parts (.npz, stdout, none), an input that cannot be read in parts (.npz, stdin) and does not
+    fit, a budget smaller than one tile, or sizes no machine holds.
+    """
+    budget = memory_budget() if budget is None else budget
+    itemsize = _ITEMSIZE.get(dtype, 8)
+    in_bytes = math.prod(derivation.input_shape) * itemsize
+    needed = in_bytes + math.prod(derivation.output_shape) * itemsize
+    if needed <= budget:
+        return MemoryPlan(False, len(tile_plan), needed, budget)
+    over = f"more than the memory budget {human_bytes(budget)} (DECONV_MEMORY_BUDGET)"
+    output = f"output {_shape(derivation.output_shape)} {dtype}"
+    if needed > _MAX_ARRAY_BYTES:
+        raise DeconvError(f"input + output need {human_bytes(needed)} ({output}), {over}",
+                          "make the output smaller (stride, dilation, padding, output size): no machine holds that")
+    suggest = f"raise DECONV_MEMORY_BUDGET to {_suggest(needed)} if the machine has that memory"
+    if out_ref is None or not tensor_io.can_stream(out_ref):
+        where = "no output (--expect alone)" if out_ref is None else "stdout" if out_ref.path == "-" else out_ref.kind
+        raise DeconvError(
+            f"input + output need {human_bytes(needed)} ({output}), {over}; {where} cannot be written in parts",
+            f"write the output to {', '.join(tensor_io.STREAMING)} (they stream tile by tile), or {suggest}",
+        )
+    if (input_held or input_ref is None or input_ref.kind not in tensor_io.WINDOWED) and in_bytes > budget:
+        where = "stdin" if input_held or input_ref is None else input_ref.kind
+        raise DeconvError(
+            f"the input needs {human_bytes(in_bytes)}, {over}, and {where} cannot be read in parts",
+            f"save the input as {', '.join(tensor_io.WINDOWED)}, or {suggest}",
+        )
+    if tile_plan.tile_bytes > budget:
+        raise DeconvError(
+            f"the memory budget {human_bytes(budget)} (DECONV_MEMORY_BUDGET) cannot hold one tile of this job "
+            f"({human_bytes(tile_plan.tile_bytes)} of input window and output)",
+            f"raise DECONV_MEMORY_BUDGET to at least {_suggest(tile_plan.tile_bytes)}",
+        )
+    return MemoryPlan(True, len(tile_plan), needed, budget)
+
+
+def _suggest(n: int) -> str:
+    """A DECONV_MEMORY_BUDGET value of at least n bytes, in the largest unit that keeps it whole."""
+    for unit in ("T", "G", "M", "K"):
+        scale = _UNITS[unit]
+        if n >= 10 * scale or unit == "K":
+            return f"{-(-n // scale)}{unit}"
+    return str(n)
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(v) for v in shape) + ")"
 
 
 def plan(
@@ -44,19 +118,21 @@ def plan(
     *,
     quirks: bool = False,
     dtypes: Mapping[str, str] | None = None,
+    cast: str | None = None,
 ) -> Derivation:
     """Parse a style's options against the shapes and derive the output. Reads no data.
 
+    ``cast``: every tensor is cast to this dtype before anything else (``--cast``); the derivation says so.
     Cached: a batch repeats the same options and shapes over many jobs. The key is the options' repr,
     so ``[2, 2]`` and ``(2, 2)`` stay distinct spellings (the record shows the user's own).
     """
     key = (
         style, repr(tuple(options.items())), tuple(input_shape), tuple(weight_shape),
-        None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()),
+        None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()), cast,
     )
     derivation = _PLANS.get(key)
     if derivation is None:
-        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks=quirks, dtypes=dtypes)
+        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks=quirks, dtypes=dtypes, cast=cast)
         if len(_PLANS) >= 512:
             _PLANS.clear()
         _PLANS[key] = derivation
@@ -75,20 +151,87 @@ def _plan_uncached(
     *,
     quirks: bool = False,
     dtypes: Mapping[str, str] | None = None,
+    cast: str | None = None,
 ) -> Derivation:
-    """Parse a style's options against the shapes and derive the output. Reads no data."""
+    """``plan`` without the cache."""
     convention = conventions.get(style)
-    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
-    bias_shape = None if bias_shape is None else tuple(bias_shape)
+    input_shape, weight_shape = check_shape("input", input_shape), check_shape("weight", weight_shape)
+    bias_shape = None if bias_shape is None else check_shape("bias", bias_shape)
+    if 0 in weight_shape:
+        raise ConfigError(f"the weight has shape {_shape(weight_shape)}, with a zero-size axis",
+                          "every weight axis (channels, kernel) needs at least one element")
+    notes: tuple[str, ...] = ()
+    if cast is not None:
+        if cast not in FLOAT_DTYPES:
+            raise ConfigError(f"--cast {cast}: deconv computes in {', '.join(FLOAT_DTYPES)}", "pass --cast float32")
+        changes = ", ".join(f"{role} {dtype} -> {cast}" if dtype != cast else f"{role} {dtype}" for role, dtype in (dtypes or {}).items())
+        notes = (f"--cast {cast}: all tensors are cast to {cast} before planning" + (f" ({changes})" if changes else ""),)
+        dtypes = dict.fromkeys(dtypes or ("input",), cast)
+    dtype_warnings: tuple[str, ...] = ()
     if dtypes:
         check_dtypes(dtypes, convention)
+        warning = getattr(convention, "DTYPE_WARNINGS", {}).get(next(iter(dtypes.values())))
+        dtype_warnings = (warning,) if warning else ()
     parsed = convention.parse(
         options, input_shape=input_shape, weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks
     )
     return derive(
-        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes, warnings=parsed.warnings,
-        style=style, options=tuple(options.items()), weight_shape=weight_shape,
+        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes + notes,
+        warnings=parsed.warnings + dtype_warnings, style=style, options=tuple(options.items()),
+        weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks,
     )
+
+
+def check_shape(role: str, shape) -> Shape:
+    """A tensor shape as a tuple of whole numbers >= 0 (bools, floats and negative sizes refused)."""
+    shape = tuple(shape)
+    for size in shape:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise ConfigError(f"the {role} shape {shape!r} holds {size!r}, not a whole number")
+        if size < 0:
+            raise ConfigError(f"the {role} shape {_shape(shape)} has a negative size", "sizes are counts: 0 or more")
+    return tuple(int(size) for size in shape)
+
+
+def nbytes(derivation: Derivation, dtype: str) -> dict:
+    """Bytes of each tensor of a job in ``dtype``: input, weight, bias (None without one), output."""
+    size = _ITEMSIZE[dtype]
+    bias = derivation.bias_shape
+    return {
+        "input": math.prod(derivation.input_shape) * size,
+        "weight": math.prod(derivation.weight_shape) * size,
+        "bias": None if bias is None else math.prod(bias) * size,
+        "output": math.prod(derivation.output_shape) * size,
+    }
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB' (binary units, as DECONV_MEMORY_BUDGET's K/M/G)."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        n /= 1024
+        if n < 1024 or unit == "EiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError  # unreachable
+
+
+def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tuple[str, ...]:
+    """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``
+    (None: no disk check; ``run`` refuses an output the disk has no room for, tensor_io.check_space)."""
+    sizes = nbytes(derivation, dtype)
+    out, needed = sizes["output"], sizes["input"] + sizes["output"]
+    warnings = []
+    budget = memory_budget()
+    if needed > budget:  # the same arithmetic as memory_plan, which refuses what cannot stream
+        how = "deconv run streams it tile by tile into .npy, .h5 or .zarr"
+        warnings.append(f"input + output are {human_bytes(needed)}, more than the memory budget {human_bytes(budget)} "
+                        f"(DECONV_MEMORY_BUDGET): {how}")
+    free = None if folder is None else tensor_io.free_space(folder or ".")
+    if free is not None and out > free:
+        warnings.append(f"the output is {human_bytes(out)}, more than the {human_bytes(free)} free on the disk of "
+                        f"{os.path.abspath(folder or '.')}")
+    return tuple(warnings)
 
 
 def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
@@ -98,7 +241,7 @@ def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
             raise ConfigError(f"{role} has dtype {dtype}; deconv computes in float16, float32 or float64", f"cast the {role} to float32")
     if len(set(dtypes.values())) > 1:
         found = ", ".join(f"{role} {dtype}" for role, dtype in dtypes.items())
-        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype")
+        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype (deconv run --cast float32)")
     dtype = next(iter(dtypes.values()))
     if dtype not in convention.DTYPES:
         # DTYPE_NOTES: what the framework really does with that dtype (an abort, a silent downcast)
@@ -114,7 +257,7 @@ def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
 class Job:
     input: str
     weight: str
-    output: str
+    output: str | None  # None: only compare with ``expect``
     bias: str | None = None
     style: str = "torch"
     options: Mapping[str, object] = field(default_factory=dict)
@@ -122,6 +265,10 @@ class Job:
     force: bool = False
     quirks: bool = False
     scheduler: str | None = None  # a Dask scheduler address: the tiles run there as tasks
+    cast: str | None = None  # cast every tensor to this dtype after loading (--cast)
+    expect: str | None = None  # a reference to compare the output with (compare.py)
+    atol: float | None = None
+    rtol: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,138 +278,172 @@ class Result:
     device: str
     engine: str
     timings: dict
+    warnings: tuple[str, ...] = ()  # about the data (NaN/Inf), beside the derivation's own
+    compare: object = None  # a compare.Comparison when the job had ``expect``
 
     def as_dict(self) -> dict:
-        record = self.derivation.as_dict()
-        record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings)
+        record = self.derivation.as_dict(with_reachable=False)
+        record.update(dtype=self.dtype, device=self.device, engine=self.engine, timings=self.timings,
+                      nbytes=nbytes(self.derivation, self.dtype))
+        record["warnings"] = [*record["warnings"], *self.warnings]
+        if self.compare is not None:
+            record["compare"] = self.compare.as_dict()
         return record
 
 
-def run_job(job: Job, *, load_shared: Callable | None = None) -> Result:
+def run_job(job: Job, *, shared=None) -> Result:
     """Validate everything from headers, then load, compute and save atomically.
 
-    ``load_shared`` reads the tensors that many jobs share (weight, bias); batch workers pass a cache.
+    ``shared`` (with ``peek`` and ``load`` like tensor_io's) reads the tensors that many jobs share
+    (weight, bias): batch workers pass a cache.
     """
     from .engines import get_engine
 
     refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
     if job.bias is not None:
         refs["bias"] = tensor_io.parse_ref(job.bias)
-    out_ref = tensor_io.parse_ref(job.output)
+    if job.output is None and job.expect is None:
+        raise ConfigError("no output given", "pass --output OUT (or --expect REF to only compare)")
+    out_ref = None if job.output is None else tensor_io.parse_ref(job.output)
+    expect_ref = None if job.expect is None else tensor_io.parse_ref(job.expect)
+    if expect_ref is not None:
+        from .compare import check_tolerances
+
+        check_tolerances(job.atol, job.rtol)
+        refs_stdin = [r for r in (*refs.values(), expect_ref) if r.path == "-"]
+        if len(refs_stdin) > 1:
+            raise DeconvError("only one tensor can come from stdin ('-')")
     stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
     if len(stdin_users) > 1:
-        raise DeconvError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}")
+        raise ConfigError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}", "save the others to files")
 
     t0 = time.perf_counter()
-    infos = {role: tensor_io.peek(ref) for role, ref in refs.items() if ref.path != "-"}
+    infos = {role: _reader(shared, role).peek(ref) for role, ref in refs.items() if ref.path != "-"}
     arrays = {role: tensor_io.load(ref) for role, ref in refs.items() if ref.path == "-"}
     for role, array in arrays.items():
         infos[role] = tensor_io.ArrayInfo(role, tuple(array.shape), str(array.dtype))
     derivation = plan(
         job.style, job.options, infos["input"].shape, infos["weight"].shape,
         infos["bias"].shape if "bias" in infos else None,
-        quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()},
+        quirks=job.quirks, dtypes={role: info.dtype for role, info in infos.items()}, cast=job.cast,
     )
-    tensor_io.check_writable(out_ref, force=job.force)
+    if out_ref is not None:
+        tensor_io.check_writable(out_ref, force=job.force)
+    if expect_ref is not None and expect_ref.path != "-":
+        _check_expected_shape(derivation, tensor_io.peek(expect_ref))
     engine = get_engine(job.device)
-    dtype = infos["input"].dtype
-    tile_plan = tiling.plan_for(derivation, dtype)
-    out_bytes = math.prod(derivation.output_shape) * _ITEMSIZE[dtype]
-    total = math.prod(infos["input"].shape) * _ITEMSIZE[dtype] + out_bytes
-    check_free_space(out_ref, out_bytes)
+    dtype = job.cast or infos["input"].dtype
+    derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, None))
     budget = memory_budget()
+    needed = (math.prod(derivation.input_shape) + math.prod(derivation.output_shape)) * _ITEMSIZE[dtype]
+    if out_ref is not None and out_ref.path != "-" and needed <= _MAX_ARRAY_BYTES:  # up front, before any work
+        tensor_io.check_space(out_ref, math.prod(derivation.output_shape) * _ITEMSIZE[dtype])
+    tile_plan = tiling.plan_for(derivation, dtype, budget if needed > budget else None)
     if job.scheduler is not None:
-        if "input" in arrays:
-            raise DeconvError("--scheduler: workers read the input themselves, not from stdin", "save the input to a file")
-        if total > budget:
-            check_streamable(out_ref, total, budget, tile_plan)
+        if "input" in arrays or out_ref is None:
+            raise ConfigError("--scheduler: the workers read the input and write the output themselves",
+                              "give an input file (not stdin) and an output (-o)")
+        memory_plan(derivation, dtype, tile_plan=tile_plan, out_ref=out_ref, input_ref=refs["input"])
         times = tiling.run_on_cluster(job.scheduler, refs, out_ref, tile_plan, dtype, engine.DEVICE, force=job.force)
-        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
-    if "input" not in arrays and total > budget:
-        check_streamable(out_ref, total, budget, tile_plan)
-        in_bytes = total - out_bytes
-        if refs["input"].kind not in tensor_io.WINDOWED and in_bytes > budget:
-            raise DeconvError(
-                f"the input takes {_size(in_bytes)}, over DECONV_MEMORY_BUDGET ({_size(budget)}), and "
-                f"{refs['input'].kind} cannot be read in parts",
-                f"save the input as {', '.join(tensor_io.WINDOWED)}, or raise DECONV_MEMORY_BUDGET",
-            )
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, (), _compare(job, out_ref, expect_ref))
+    memory = memory_plan(derivation, dtype, tile_plan=tile_plan, out_ref=out_ref, input_ref=refs["input"],
+                         input_held="input" in arrays)
+    streamable = memory.stream
+    if memory.stream:
         try:
-            times = _stream(refs, out_ref, tile_plan, engine, job.force)
+            times, counts = _stream(refs, out_ref, tile_plan, engine, dtype, job.force)
         except MemoryError:
-            raise _out_of_memory(derivation) from None
-        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times)
+            raise _out_of_memory(derivation, memory, streamable) from None
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts),
+                      _compare(job, out_ref, expect_ref))
     for role, ref in refs.items():
         if role not in arrays:
-            arrays[role] = tensor_io.load(ref) if role == "input" or load_shared is None else load_shared(ref)
+            arrays[role] = _reader(shared, role).load(ref)
+        if arrays[role].dtype != dtype:  # only with --cast: plan() refused any other mismatch
+            arrays[role] = arrays[role].astype(dtype)
+    counts = {role: count_non_finite(array) for role, array in arrays.items()}
     t1 = time.perf_counter()
     try:
         output = tiling.compute_in_memory(engine, arrays["input"], arrays["weight"], arrays.get("bias"), tile_plan)
     except MemoryError:
-        raise _out_of_memory(derivation) from None
+        raise _out_of_memory(derivation, memory, streamable) from None
     t2 = time.perf_counter()
-    tensor_io.save(out_ref, output, force=job.force, chunks=tiles.chunk_shape(tile_plan, output.dtype.itemsize))
+    if out_ref is not None:
+        tensor_io.save(out_ref, output, force=job.force, chunks=tiles.chunk_shape(tile_plan, output.dtype.itemsize))
     t3 = time.perf_counter()
     timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
-    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings)
+    comparison = _compare(job, output, expect_ref)
+    if comparison is not None:
+        timings["compare_s"] = round(time.perf_counter() - t3, 6)
+    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings, non_finite_warnings(counts),
+                  comparison)
 
 
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+def _reader(shared, role: str):
+    """tensor_io itself, or for a tensor that jobs share (weight, bias) the caller's cache of it."""
+    return tensor_io if shared is None or role == "input" else shared
 
 
-def _size_setting(n: int) -> str:
-    """A DECONV_MEMORY_BUDGET value of at least n bytes (512K, 12M)."""
-    return f"{-(-n // (1 << 20))}M" if n > 1 << 20 else f"{-(-n // 1024)}K"
+def _check_expected_shape(derivation: Derivation, expected: tensor_io.ArrayInfo) -> None:
+    """Before computing: a reference of another shape cannot match."""
+    from .compare import ShapeMismatch
 
-
-def check_streamable(out_ref, total: int, budget: int, tile_plan) -> None:
-    """Over the budget, the output must be written in parts and the budget must hold one tile."""
-    if not tensor_io.can_stream(out_ref):
-        where = "stdout" if out_ref.path == "-" else out_ref.kind
-        raise DeconvError(
-            f"input + output take {_size(total)}, over DECONV_MEMORY_BUDGET ({_size(budget)}), and {where} "
-            "cannot be written in parts",
-            f"write the output to {', '.join(tensor_io.STREAMING)} (they stream tile by tile), or raise DECONV_MEMORY_BUDGET",
-        )
-    if tile_plan.tile_bytes > budget:
-        raise DeconvError(
-            f"DECONV_MEMORY_BUDGET ({_size(budget)}) cannot hold one tile of this job ({_size(tile_plan.tile_bytes)} "
-            "of input window and output)",
-            f"raise DECONV_MEMORY_BUDGET to at least {_size_setting(tile_plan.tile_bytes)}",
+    if tuple(expected.shape) != tuple(derivation.output_shape):
+        raise ShapeMismatch(
+            f"shapes differ: actual {tuple(derivation.output_shape)} vs expected {tuple(expected.shape)}",
+            "check the options with deconv detect INPUT WEIGHT EXPECTED",
         )
 
 
-def check_free_space(out_ref, out_bytes: int) -> None:
-    """Refuse up front an output that the free disk cannot take (an OUT replaced with --force still
-    needs the room: the new file is complete before the old one goes)."""
-    import shutil
+def _compare(job: Job, actual, expect_ref):
+    """The output (an array, or the written file's reference) compared with ``expect`` (streamed)."""
+    if expect_ref is None:
+        return None
+    from .compare import compare_refs
 
-    if out_ref.path == "-":
-        return
-    folder = os.path.dirname(os.path.abspath(out_ref.path))
-    free = shutil.disk_usage(folder).free
-    if out_bytes > free:
-        raise DeconvError(
-            f"the output takes {_size(out_bytes)} but {folder} has {_size(free)} free",
-            "free some space or write the output elsewhere",
-        )
+    return compare_refs(actual, expect_ref, atol=job.atol, rtol=job.rtol)
 
 
-def _stream(refs, out_ref, tile_plan, engine, force: bool) -> dict:
+def count_non_finite(array) -> tuple[int, int]:
+    """(NaN count, Inf count) of an array. One reduction where all is finite (the usual case): a sum is
+    finite exactly when no element is NaN or Inf, unless finite values overflow it, and then the count runs."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        if array.size == 0 or np.isfinite(np.sum(array, dtype=np.float64 if array.dtype.itemsize > 4 else np.float32)):
+            return 0, 0
+        return int(np.count_nonzero(np.isnan(array))), int(np.count_nonzero(np.isinf(array)))
+
+
+def non_finite_warnings(counts: Mapping[str, tuple[int, int]]) -> tuple[str, ...]:
+    """One warning line for every tensor holding NaN or Inf, with the counts."""
+    held = [f"the {role} holds {nan} NaN and {inf} Inf values" for role, (nan, inf) in counts.items() if nan or inf]
+    if not held:
+        return ()
+    return (", ".join(held) + "; they spread to every output element they reach, as in the frameworks",)
+
+
+def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[dict, dict]:
     """Tiles from disk through the engine to disk: input and output are never whole in memory."""
     t0 = time.perf_counter()
-    weight = tensor_io.load(refs["weight"])
-    bias = tensor_io.load(refs["bias"]) if "bias" in refs else None
+    weight = tensor_io.load(refs["weight"]).astype(dtype, copy=False)
+    bias = tensor_io.load(refs["bias"]).astype(dtype, copy=False) if "bias" in refs else None
+    counts = {"input": (0, 0), "weight": count_non_finite(weight)}
+    if bias is not None:
+        counts["bias"] = count_non_finite(bias)
     source = tensor_io.open_slices(refs["input"])
+
+    def window(tile, x):  # cast (--cast), and count NaN/Inf over each input position once
+        x = x.astype(dtype, copy=False)
+        owned = x[tiling.owned_part(tile_plan, tile)]
+        counts["input"] = tuple(a + b for a, b in zip(counts["input"], count_non_finite(owned)))
+        return x
+
     try:
-        chunks = tiles.chunk_shape(tile_plan, source.dtype.itemsize)
-        with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, source.dtype, force=force, chunks=chunks) as sink:
+        chunks = tiles.chunk_shape(tile_plan, _ITEMSIZE[dtype])
+        with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, dtype, force=force, chunks=chunks) as sink:
             opened = time.perf_counter() - t0
-            times = tiling.stream(engine, source, sink, weight, bias, tile_plan)
+            times = tiling.stream(engine, source, sink, weight, bias, tile_plan, on_window=window)
             t4 = time.perf_counter()
             sink.commit()
             times["save_s"] += time.perf_counter() - t4
@@ -271,11 +452,15 @@ def _stream(refs, out_ref, tile_plan, engine, force: bool) -> dict:
         source.close()
     timings = {key: round(value, 6) for key, value in times.items()}
     timings["chunks"] = len(tile_plan)
-    return timings
+    return timings, counts
 
 
-def _out_of_memory(derivation: Derivation) -> DeconvError:
-    return DeconvError(
-        f"out of memory computing an output of shape {derivation.output_shape}",
-        "lower DECONV_MEMORY_BUDGET to stream the output tile by tile (to .npy, .h5 or .zarr)",
-    )
+def _out_of_memory(derivation: Derivation, memory: MemoryPlan, streamable: bool) -> DeconvError:
+    """An allocation failed although input + output fit the budget (or one tile does): the budget is
+    above the free memory."""
+    problem = (f"out of memory computing an output of shape {_shape(derivation.output_shape)} "
+               f"(input + output {human_bytes(memory.needed)}, memory budget {human_bytes(memory.budget)})")
+    if memory.stream:
+        return DeconvError(problem, "free memory (the job streams tiles of at most 16 MiB)")
+    return DeconvError(problem, f"free memory, or set DECONV_MEMORY_BUDGET below {human_bytes(memory.needed)} "
+                                "so that the output streams tile by tile (to .npy, .h5 or .zarr)")

@@ -16,6 +16,7 @@ a missing file) are that job's failure, found when it runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -59,6 +60,7 @@ class Entry:
     rtol: float | None = None
     raw_output: str | None = None
 
+    @functools.cached_property
     def key(self) -> str:
         """A digest of everything that decides this job's result (for the resume journal)."""
         fields = [self.input, self.weight, self.output, self.bias, self.style, [list(kv) for kv in self.options],

@@ -1,13 +1,19 @@
-"""Rendering for people (rich on a terminal, plain text when piped or NO_COLOR) and for machines (JSON).
+"""Rendering for people and for machines (JSON).
 
-The only module that imports rich, and only when it draws a table on a terminal.
+People get the same lines everywhere: on a terminal they are folded to its width (breaking after
+'; ' first, continuation lines indented) and coloured through rich; NO_COLOR drops the colour and
+keeps the layout; a pipe gets each logical line unfolded, so that scripts can grep them. Lines to
+paste into a shell (``Shell``) fold with ' \\' continuations. The only module that imports rich.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 from .shapes import Derivation
@@ -15,7 +21,107 @@ from .tensor_io import ArrayInfo
 
 
 def _fancy(stream: TextIO) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    """A terminal: lines are folded to its width and coloured (NO_COLOR drops the colour, never the layout)."""
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def make_console(stream: TextIO, *, width: int | None = None, force_terminal: bool | None = None):
+    """The rich console for a terminal stream; NO_COLOR (https://no-color.org) turns every style off."""
+    from rich.console import Console
+
+    return Console(file=stream, width=width, force_terminal=force_terminal, highlight=False,
+                   color_system=None if "NO_COLOR" in os.environ else "auto")
+
+
+@dataclass(frozen=True)
+class Shell:
+    """A line to paste into a shell: folded with ' \\' continuations, never inside a quoted word."""
+
+    words: tuple[str, ...]
+    indent: int = 2
+
+    def __str__(self) -> str:
+        return " " * self.indent + shlex.join(self.words)
+
+
+_PROTECTED = re.compile(r"(?:-> )?(?:\w+ )?\([^()]*\)|\[[^\[\]]*\]")
+# what gets a colour on a terminal (the text is the same without colour)
+_STYLES = (
+    (re.compile(r"^Warning:"), "bold yellow"),
+    (re.compile(r"^ *[DHWL]( reachable)?:"), "bold cyan"),
+    (re.compile(r"-> output \([^)]*\)"), "bold green"),
+    (re.compile(r"= -?\d+$"), "green"),
+    (re.compile(r"^ *note:"), "magenta"),
+)
+
+
+def fold(line: str | Shell, width: int | None) -> list[str]:
+    """One logical line as physical lines of at most ``width`` characters (None: no folding).
+
+    Text breaks after '; ' first, then at spaces outside parentheses; continuation lines are indented
+    four more spaces. A Shell line breaks between words and ends each folded part with ' \\'.
+    """
+    text = str(line)
+    if width is None or len(text) <= width:
+        return [text]
+    lead = len(text) - len(text.lstrip(" "))
+    cont = " " * min(lead + 4, max(width // 3, 1))
+    if isinstance(line, Shell):
+        words = [shlex.quote(w) for w in line.words]
+        units = []  # an option stays on the line of its value
+        for word in words:
+            if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
+                units[-1] += " " + word
+            else:
+                units.append(word)
+        # a pair too long for a line of its own breaks after the option
+        units = [part for unit in units
+                 for part in (unit.split(" ", 1) if len(cont) + len(unit) + 2 > width else [unit])]
+        out, current = [], " " * line.indent
+        for unit in units:
+            if current.strip() and len(current) + 1 + len(unit) + 2 > width:
+                out.append(current + " \\")
+                current = cont + unit
+            else:
+                current += (" " if current.strip() else "") + unit
+        return out + [current]
+    import textwrap
+
+    protect = _PROTECTED.sub(lambda m: m.group(0).replace(" ", "\xa0"), text[lead:])
+    chunks = protect.split("; ")
+    lines, current = [], " " * lead + chunks[0]
+    for chunk in chunks[1:]:
+        if len(current) + 2 + len(chunk) <= width:
+            current += "; " + chunk
+        else:
+            lines.append(current + ";")
+            current = cont + chunk
+    lines.append(current)
+    out = []
+    for physical in lines:
+        if len(physical) <= width:
+            out.append(physical)
+            continue
+        first = physical[: len(physical) - len(physical.lstrip(" "))]
+        out += textwrap.wrap(physical.lstrip(" "), width, initial_indent=first, subsequent_indent=cont,
+                             break_on_hyphens=False, break_long_words=True)
+    return [o.replace("\xa0", " ") for o in out]
+
+
+def emit(lines, stream: TextIO, console=None) -> None:
+    """Write logical lines: as they are to a pipe; folded to the width (and coloured) on a terminal."""
+    if console is None and not _fancy(stream):
+        stream.write("".join(f"{line}\n" for line in lines))
+        return
+    from rich.text import Text
+
+    console = console or make_console(stream)
+    for line in lines:
+        for physical in fold(line, console.width):
+            text = Text(physical)
+            for pattern, style in _STYLES:
+                text.highlight_regex(pattern, style)
+            console.print(text, soft_wrap=True)
 
 
 def _shape(shape) -> str:
@@ -27,49 +133,57 @@ def headline(d: Derivation) -> str:
 
 
 def derivation_lines(d: Derivation) -> list[str]:
-    """Plain text: one line per spatial dimension with the formulas and the option notes."""
+    """One line per spatial axis (named as the layout does: D, H, W; L for 1-D) with the formulas and notes."""
     lines = []
     for dim in d.dims:
         how = "; ".join(dim.notes) or f"crop {dim.crop}"
-        lines.append(f"  dim {dim.axis}: {dim.full_formula}; {how}; {dim.out_formula}")
+        lines.append(f"  {dim.name}: {dim.full_formula}; {how}; {dim.out_formula}")
     lines += [f"  note: {n}" for n in d.notes]
     return lines
 
 
-def print_derivation(d: Derivation, stream: TextIO) -> None:
-    if not _fancy(stream):
-        stream.write("\n".join([headline(d), *derivation_lines(d)]) + "\n")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=headline(d), title_justify="left")
-    for column in ("dim", "in", "k", "s", "d", "full", "crop (lo, hi)", "out", "how"):
-        table.add_column(column, justify="right" if column not in ("how", "crop (lo, hi)") else "left")
-    for dim in d.dims:
-        table.add_row(
-            str(dim.axis), str(dim.size_in), str(dim.kernel), str(dim.stride), str(dim.dilation),
-            str(dim.full), str(dim.crop), str(dim.size_out), "\n".join((*dim.notes, dim.out_formula)),
-        )
-    console = Console(file=stream)
-    console.print(table)
-    for note in d.notes:
-        console.print(f"note: {note}")
+def print_derivation(d: Derivation, stream: TextIO, console=None) -> None:
+    emit([headline(d), *derivation_lines(d)], stream, console)
 
 
-def print_reachable(reachable, stream: TextIO) -> None:
-    """One line per dimension: which sizes each size option reaches."""
+def sizes_line(nbytes: dict, dtype: str, assumed: bool = False) -> str:
+    """'  bytes (float32): input 1.0 MiB (1048576), weight ...': each tensor's size, exact in parentheses."""
+    from .job import human_bytes
+
+    parts = [f"{role} {human_bytes(n)}" + (f" ({n:,})" if n >= 1024 else "") for role, n in nbytes.items() if n is not None]
+    return f"  bytes ({dtype}{', assumed: pass --cast to change' if assumed else ''}): {', '.join(parts)}"
+
+
+def print_reachable(reachable, stream: TextIO, console=None) -> None:
+    """One line per spatial axis: which sizes each size option reaches."""
+    from .shapes import axis_names
     from .solve import ranges
 
+    names = axis_names(len(reachable))
+    lines = []
     for axis, per_keyword in enumerate(reachable):
         text = "; ".join(f"{ranges(sizes)} with {keyword}" for keyword, sizes in per_keyword.items())
-        stream.write(f"  dim {axis} reachable: {text or 'only this size'}\n")
+        lines.append(f"  {names[axis]} reachable: {text or 'only this size'}")
+    emit(lines, stream, console)
+
+
+def set_words(options) -> tuple[str, ...]:
+    """``--set KEY=VALUE`` words for options (a mapping or (key, value) pairs), each value as --set parses it."""
+    from .explain import set_item
+
+    items = options.items() if hasattr(options, "items") else options
+    return tuple(w for key, value in items for w in ("--set", set_item(key, value)))
+
+
+def print_paste(label: str, options, stream: TextIO, console=None) -> None:
+    """A label, then the options as a --set line that pastes into bash as it is."""
+    emit([label, Shell(set_words(options))], stream, console)
 
 
 def print_explanation(explanation, stream: TextIO) -> None:
     e = explanation.expression
     verdict = "expressible" if e.expressible else "not expressible exactly"
-    lines = [f"{explanation.source} -> {e.style}: {verdict}", f"  {explanation.command()}"]
+    lines = [f"{explanation.source} -> {e.style}: {verdict}", Shell(tuple(explanation.command_words()))]
     if explanation.output_shape is not None:
         lines.append(f"  output: {_shape(explanation.output_shape)}")
     if explanation.input:
@@ -77,21 +191,23 @@ def print_explanation(explanation, stream: TextIO) -> None:
     lines.append(f"  weight: {explanation.weight}")
     if not e.expressible:
         lines.append(f"  {e.reason}")
-    stream.write("\n".join(lines) + "\n")
+    if e.options:
+        lines += [f"{e.style} options to paste:", Shell(set_words(e.options))]
+    emit(lines, stream)
 
 
 def print_all_styles(explanations, stream: TextIO) -> None:
-    stream.write("all styles:\n")
+    lines = ["all styles:"]
     width = max(len(e.expression.style) for e in explanations)
     for e in explanations:
         shape = _shape(e.output_shape) if e.output_shape is not None else "-"
         note = "" if e.expression.expressible else f"  (not expressible: crop {e.expression.crop} more)"
-        stream.write(f"  {e.expression.style:<{width}}  {shape:<20} {' '.join(e.set) or '(defaults)'}{note}\n")
+        lines.append(f"  {e.expression.style:<{width}}  {shape:<20} {' '.join(e.set) or '(defaults)'}{note}")
+    emit(lines, stream)
 
 
-def print_warnings(warnings, stream: TextIO) -> None:
-    for warning in warnings:
-        stream.write(f"Warning: {warning}\n")
+def print_warnings(warnings, stream: TextIO, console=None) -> None:
+    emit([f"Warning: {warning}" for warning in warnings], stream, console)
 
 
 def print_info(path: str, infos: list[ArrayInfo], stream: TextIO) -> None:
@@ -143,3 +259,58 @@ class BatchProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def comparison_lines(c) -> list[str]:
+    """A ``compare.Comparison`` for people: the verdict line, the statistics, the worst elements."""
+    rule = f"atol {c.atol:g} + rtol {c.rtol:g} * |expected|"
+    if c.match:
+        lines = [f"MATCH: all {c.total} elements within {rule}"]
+    else:
+        lines = [f"MISMATCH: {c.mismatches} of {c.total} elements ({100 * c.fraction:.4g}%) differ by more than {rule}"]
+    median = "-" if c.median_abs is None else f"~{c.median_abs:.3g}"
+    lines += [
+        f"  shape {_shape(c.shape)}; actual {c.dtypes[0]}, expected {c.dtypes[1]}",
+        f"  abs error: max {c.max_abs:.6g}, mean {c.mean_abs:.6g}, median {median}; "
+        f"rel error: max {c.max_rel:.6g}, mean {c.mean_rel:.6g}",
+        f"  NaN: actual {c.nan['actual']}, expected {c.nan['expected']}; "
+        f"Inf: actual {c.inf['actual']}, expected {c.inf['expected']}",
+    ]
+    if c.worst:
+        rows = [(str(tuple(w.index)), f"{w.actual:.8g}", f"{w.expected:.8g}", "-" if w.abs is None else f"{w.abs:.6g}")
+                for w in c.worst]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("index", "actual", "expected", "abs"))]
+        lines.append(f"  worst {len(rows)}:")
+        for row in [("index", "actual", "expected", "abs"), *rows]:
+            lines.append("    " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return lines
+
+
+def print_comparison(c, stream: TextIO) -> None:
+    stream.write("\n".join(comparison_lines(c)) + "\n")
+
+
+def print_detection(d, stream: TextIO) -> None:
+    """``deconv detect``: the matching configurations best first; for each, the weight re-save (when the
+    reading is not "as saved") once, then one ready-to-paste ``deconv run`` line per style."""
+    head = f"{d.tried} candidates tried, {d.checked_full} computed in full, {d.seconds:.2f} s"
+    if d.limited:
+        head += "; stopped at --limit, raise it to search further"
+    if not d.matches:
+        stream.write(f"no match ({head})\n")
+        stream.write("  not searched: a bias (pass --bias if the framework added one), channels-last layouts, negative "
+                     "paddings, stride > 16, dilation > 4\n")
+        return
+    groups: list[tuple[tuple, list]] = []
+    for m in d.matches:
+        lines = m.command.splitlines()
+        key = (m.weight, m.max_abs, tuple(lines[:-1]))
+        if not groups or groups[-1][0] != key:
+            groups.append((key, []))
+        groups[-1][1].append((m.style, lines[-1]))
+    noun = "configuration" if len(groups) == 1 else "configurations"
+    stream.write(f"{len(groups)} matching {noun}, best first ({head}):\n")
+    for number, ((weight, max_abs, recipe), runs) in enumerate(groups, 1):
+        stream.write(f"{number}. weight {weight}, max abs error {max_abs:.3g}: {', '.join(s for s, _ in runs)}\n")
+        for line in (*recipe, *(line for _, line in runs)):
+            stream.write(f"   {line}\n")

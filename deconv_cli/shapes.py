@@ -32,6 +32,14 @@ def split_total(total: int, *, larger_at_end: bool) -> tuple[int, int]:
     return lo, total - lo
 
 
+# Spatial axes are named the way layouts name them: (N, C, D, H, W), (N, C, H, W), (N, C, L).
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def axis_names(rank: int) -> tuple[str, ...]:
+    return AXIS_NAMES[rank]
+
+
 def _signed(v: int) -> str:
     return f"- {v}" if v >= 0 else f"+ {-v}"
 
@@ -47,6 +55,8 @@ class DimDerivation:
     dilation: int
     crop: tuple[int, int]
     notes: tuple[str, ...] = ()
+    name: str = ""  # D, H, W (L for 1-D): the layout's name for this spatial axis
+    tensor_axis: int | None = None  # the axis of the input tensor it is
 
     @property
     def full(self) -> int:
@@ -69,6 +79,8 @@ class DimDerivation:
     def as_dict(self) -> dict:
         return {
             "axis": self.axis,
+            "name": self.name,
+            "tensor_axis": self.tensor_axis,
             "in": self.size_in,
             "kernel": self.kernel,
             "stride": self.stride,
@@ -94,13 +106,20 @@ class Derivation:
     style: str = ""
     options: tuple[tuple[str, object], ...] = ()
     weight_shape: Shape = ()
+    bias_shape: Shape | None = None
+    quirks: bool = False
 
     @property
     def output_spatial(self) -> Shape:
         return tuple(d.size_out for d in self.dims)
 
-    def as_dict(self) -> dict:
-        """The JSON record: shapes, style and options, canonical config, per-dimension derivation."""
+    def as_dict(self, *, with_reachable: bool = True) -> dict:
+        """The JSON record: shapes, style and options, canonical config, per-dimension derivation, and
+        ``reachable``: per spatial axis, {size keyword: {output size: that keyword's value}} (solve.reachable;
+        a long run of sizes is written {"first..last": "value..value"}). ``run`` records leave it out
+        (``with_reachable=False``): it probes the style's parser many times."""
+        from .solve import reachable, reachable_json
+
         config = asdict(self.config)
         config["crops"] = [list(c) for c in self.config.crops]
         return {
@@ -113,7 +132,7 @@ class Derivation:
             "dims": [d.as_dict() for d in self.dims],
             "notes": list(self.notes),
             "warnings": list(self.warnings),
-        }
+        } | ({"reachable": reachable_json(reachable(self))} if with_reachable else {})
 
 
 def _jsonable(value: object) -> object:
@@ -132,6 +151,8 @@ def derive(
     style: str = "",
     options: tuple[tuple[str, object], ...] = (),
     weight_shape: Shape = (),
+    bias_shape: Shape | None = None,
+    quirks: bool = False,
 ) -> Derivation:
     """Check the input shape against the config and derive the output shape.
 
@@ -153,6 +174,7 @@ def derive(
             "check the weight layout and the data format",
         )
     dims = []
+    names = axis_names(config.rank)
     for i, axis in enumerate(spatial_axes):
         dim = DimDerivation(
             axis=i,
@@ -162,15 +184,17 @@ def derive(
             dilation=config.dilation[i],
             crop=config.crops[i],
             notes=dim_notes[i] if i < len(dim_notes) else (),
+            name=names[i],
+            tensor_axis=axis,
         )
         if dim.size_in < 1:
-            raise ConfigError(f"input spatial dimension {i} has size {dim.size_in}", "inputs must be non-empty")
+            raise ConfigError(f"input spatial axis {names[i]} has size {dim.size_in}", "inputs must be non-empty")
         if dim.size_out < 0:
-            raise ConfigError(f"output dimension {i} would have negative size ({dim.out_formula})")
+            raise ConfigError(f"output axis {names[i]} would have negative size ({dim.out_formula})")
         dims.append(dim)
     batch = input_shape[batch_axis] if batch_axis is not None else None
     output_shape = config.output_shape(batch, tuple(d.size_out for d in dims))
     return Derivation(
         config, input_shape, output_shape, tuple(dims), tuple(notes), tuple(warnings), style, tuple(options),
-        tuple(weight_shape),
+        tuple(weight_shape), None if bias_shape is None else tuple(bias_shape), quirks,
     )

@@ -3,34 +3,92 @@
 Rather than restating every framework's size rules, this probes the style's own parser: each
 convention lists its size keywords (``SIZE_KEYWORDS``: output_padding-like offsets, output_shape-like
 spatial sizes, or input_size-like full shapes) and every candidate value is parsed, so what is reported
-reachable is exactly what the style accepts, validation included.
+reachable is exactly what the style accepts, validation included. Past ``EXHAUSTIVE`` candidates (huge
+strides or dilations) the ends of the valid interval are found by bisection instead of one parse each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import conventions
 from .config import Shape
 from .errors import ConfigError, DeconvError
-from .shapes import Derivation
+from .shapes import Derivation, axis_names
+
+# Up to this many candidate values per keyword and dimension are each parsed (about 30 us apiece); beyond
+# that (a stride or dilation in the hundreds and up) the reachable values are found by bisection, so that
+# ``deconv shape`` answers at once for any stride (10**6, 10**30).
+EXHAUSTIVE = 512
+# A run of more reachable sizes than this is written "first..last" in JSON instead of one entry per size.
+JSON_LISTED = 4096
 
 
-def _candidates(kind: str, axis: int, record: Derivation):
-    """(value for the keyword, the size it aims at or None) for one dimension."""
+def _space(kind: str, axis: int, record: Derivation) -> tuple[int, Callable[[int], tuple]]:
+    """One keyword's candidate values on one dimension: (how many, the i-th value). The value on the
+    probed dimension grows by one per index: offsets 0..2*max(s, d); sizes from 8 spans below the
+    record's size to one span above it."""
     config, rank = record.config, record.config.rank
     span = 2 * max(config.stride[axis], config.dilation[axis])
     if kind == "offset":
-        for v in range(span + 1):
-            yield tuple(v if a == axis else 0 for a in range(rank))
-        return
+        return span + 1, lambda i: tuple(i if a == axis else 0 for a in range(rank))
     base = list(record.output_spatial)
-    for size in range(max(1, base[axis] - 8 * span), base[axis] + span + 1):
-        sizes = tuple(size if a == axis else base[a] for a in range(rank))
-        if kind == "size":
-            yield sizes
-        else:  # "full_size": (N, C_out, *spatial)
-            yield (record.output_shape[0], config.out_channels, *sizes)
+    first = max(1, base[axis] - 8 * span)
+
+    def value(i: int) -> tuple:
+        sizes = tuple(first + i if a == axis else base[a] for a in range(rank))
+        return sizes if kind == "size" else (record.output_shape[0], config.out_channels, *sizes)
+
+    return base[axis] + span + 1 - first, value
+
+
+class SizeRun(Mapping):
+    """{size: value} for every size in [first, last] with value ``size + shift``: a long run of reachable
+    sizes kept as its two ends. It compares equal to the dict it stands for."""
+
+    def __init__(self, first: int, last: int, shift: int):
+        self.first, self.last, self.shift = first, last, shift
+
+    def __getitem__(self, size):
+        if isinstance(size, int) and self.first <= size <= self.last:
+            return size + self.shift
+        raise KeyError(size)
+
+    def __iter__(self):
+        return iter(range(self.first, self.last + 1))
+
+    def __len__(self) -> int:
+        return self.count  # raises OverflowError past sys.maxsize: use .count
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+    def __repr__(self) -> str:
+        return f"SizeRun({self.first}..{self.last}, shift={self.shift})"
+
+
+def _bisect(count: int, value: Callable[[int], tuple], start: int, size_of, position: int) -> SizeRun | None:
+    """The reachable sizes of a long candidate list by bisection from an index ``start`` that is valid.
+
+    Every style's size rules are bounds (output_padding < stride, min <= output_size <= max), so the valid
+    values are one interval and the size moves one for one with the value. That is checked at the ends and
+    at interior points; None (the caller falls back to a bounded window) where it does not hold.
+    """
+    def edge(good: int, bad: int) -> int:  # the last valid index going from good towards bad
+        while abs(bad - good) > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if size_of(value(mid)) is not None else (good, mid)
+        return good
+
+    first = 0 if size_of(value(0)) is not None else edge(start, 0)
+    last = count - 1 if size_of(value(count - 1)) is not None else edge(start, count - 1)
+    shift = value(first)[position] - size_of(value(first))
+    for i in {last, start, *(first + (last - first) * k // 8 for k in range(1, 8))}:
+        size = size_of(value(i))
+        if size is None or value(i)[position] - size != shift:
+            return None
+    return SizeRun(value(first)[position] - shift, value(last)[position] - shift, shift)
 
 
 def _probe(style: str, options: Mapping, input_shape: Shape, weight_shape: Shape, bias_shape, quirks) -> Derivation | None:
@@ -48,8 +106,11 @@ Reachable = list[dict[str, dict[int, int]]]
 def reachable(record: Derivation, bias_shape: Shape | None = None, *, quirks: bool = False) -> Reachable:
     """Per spatial dimension: {size keyword: {output size: that keyword's value on this dimension}}.
 
-    Other dimensions keep the record's sizes (or offset 0) while one dimension is probed.
+    Other dimensions keep the record's sizes (or offset 0) while one dimension is probed. The bias
+    shape and quirks default to the record's own.
     """
+    bias_shape = record.bias_shape if bias_shape is None else bias_shape
+    quirks = quirks or record.quirks
     module = conventions.get(record.style)
     keywords = dict(getattr(module, "SIZE_KEYWORDS", ()))
     base = {k: v for k, v in record.options if k not in keywords}
@@ -57,17 +118,31 @@ def reachable(record: Derivation, bias_shape: Shape | None = None, *, quirks: bo
     for keyword, kind in keywords.items():
         lead = 2 if kind == "full_size" else 0
         for axis in range(record.config.rank):
-            for value in _candidates(kind, axis, record):
+            def size_of(value, keyword=keyword, axis=axis):
                 probe = _probe(record.style, {**base, keyword: value}, record.input_shape, record.weight_shape,
                                bias_shape, quirks)
-                if probe is not None:
-                    sizes = found[axis].setdefault(keyword, {})
-                    sizes.setdefault(probe.output_spatial[axis], value[lead + axis])
+                return None if probe is None else probe.output_spatial[axis]
+
+            count, value = _space(kind, axis, record)
+            start = 0 if kind == "offset" else max(0, min(count - 1, record.output_spatial[axis] - value(0)[lead + axis]))
+            if count > EXHAUSTIVE and size_of(value(start)) is not None:
+                run = _bisect(count, value, start, size_of, lead + axis)
+                if run is not None:
+                    found[axis][keyword] = run if run.count > EXHAUSTIVE else dict(run.items())
+                    continue
+            # every candidate (or, past EXHAUSTIVE, the window of them around the record's own size)
+            low = max(0, min(start - EXHAUSTIVE // 2, count - EXHAUSTIVE))
+            for i in range(low, min(count, low + EXHAUSTIVE)):
+                size = size_of(value(i))
+                if size is not None:
+                    found[axis].setdefault(keyword, {}).setdefault(size, value(i)[lead + axis])
     return found
 
 
-def ranges(sizes: dict[int, int]) -> str:
+def ranges(sizes: Mapping[int, int]) -> str:
     """{9: 0, 10: 1, 12: 3} -> '9..10, 12': runs of consecutive sizes."""
+    if isinstance(sizes, SizeRun):
+        return f"{sizes.first}..{sizes.last}"
     runs, keys = [], sorted(sizes)
     for size in keys:
         if runs and size == runs[-1][1] + 1:
@@ -79,6 +154,8 @@ def ranges(sizes: dict[int, int]) -> str:
 
 def solve(record: Derivation, target: Shape, bias_shape: Shape | None = None, *, quirks: bool = False) -> Derivation:
     """The record's options with a size keyword set so that the spatial output is ``target``."""
+    bias_shape = record.bias_shape if bias_shape is None else bias_shape
+    quirks = quirks or record.quirks
     module = conventions.get(record.style)
     keywords = dict(getattr(module, "SIZE_KEYWORDS", ()))
     target = tuple(target)
@@ -90,13 +167,13 @@ def solve(record: Derivation, target: Shape, bias_shape: Shape | None = None, *,
     base = {k: v for k, v in record.options if k not in keywords}
     for keyword, kind in keywords.items():
         if kind == "offset":
-            per_axis = [[c for c in _candidates(kind, a, record)] for a in range(rank)]
             options = {**base, keyword: (0,) * rank}
             start = _probe(record.style, options, record.input_shape, record.weight_shape, bias_shape, quirks)
             if start is None:
                 continue
-            found = [next((c[a] for c in per_axis[a] if start.output_spatial[a] + c[a] == target[a]), None)
-                     for a in range(rank)]
+            # the candidates are 0..count-1: the one that adds what is missing, if it is among them
+            spans = [_space(kind, a, record)[0] for a in range(rank)]
+            found = [t - s if 0 <= t - s < n else None for t, s, n in zip(target, start.output_spatial, spans)]
             if None in found:
                 continue
             value = tuple(found)
@@ -108,12 +185,22 @@ def solve(record: Derivation, target: Shape, bias_shape: Shape | None = None, *,
         if solved is not None and solved.output_spatial == target:
             return solved
     found = reachable(record, bias_shape, quirks=quirks)
+    names = axis_names(rank)
     reach = "; ".join(
-        f"dim {a}: " + (", ".join(f"{ranges(sizes)} with {kw}" for kw, sizes in per_kw.items()) or "none")
+        f"{names[a]}: " + (", ".join(f"{ranges(sizes)} with {kw}" for kw, sizes in per_kw.items()) or "none")
         for a, per_kw in enumerate(found)
     )
-    names = " or ".join(keywords) or "no size option"
     raise ConfigError(
-        f"no value of {names} gives spatial output {target} in style {record.style} (reachable: {reach})",
+        f"no value of {' or '.join(keywords) or 'no size option'} gives spatial output {target} in style {record.style} (reachable: {reach})",
         "change stride, padding or kernel, or pick a reachable size",
     )
+
+
+def reachable_json(found: Reachable) -> list[dict[str, dict[str, int | str]]]:
+    """``reachable`` for JSON: {"size": value}, or {"first..last": "value..value"} for a run longer than JSON_LISTED."""
+    def one(sizes):
+        if isinstance(sizes, SizeRun) and sizes.count > JSON_LISTED:
+            return {f"{sizes.first}..{sizes.last}": f"{sizes[sizes.first]}..{sizes[sizes.last]}"}
+        return {str(k): v for k, v in sizes.items()}
+
+    return [{kw: one(sizes) for kw, sizes in dim.items()} for dim in found]

@@ -23,7 +23,8 @@ identical bit for bit. A budget-dependent grid could not promise that: BLAS (Ope
 and MKL alike) does not sum one output element in an order that is independent of the GEMM's extent, so
 the same element computed in a wider or narrower GEMM differs in the last bits (``A @ B[:, :j]`` against
 ``(A @ B)[:, :j]`` differs for almost every j in float32). The budget only decides whether the input and
-output are held whole in memory or streamed tile by tile, and it must hold one tile.
+output are held whole in memory or streamed tile by tile; only a budget smaller than one tile (16 MiB)
+cuts finer tiles, whose results may then differ from the in-memory run's in the last bit.
 
 A tile's input window plus output block take about ``TILE_BYTES``. Tiles cut the batch first; a sample
 that does not fit is cut along its outermost spatial axis, then the next, keeping the inner axes whole

@@ -17,9 +17,16 @@ from .tiles import Tile, TilePlan, chunk_shape, plan_tiles
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 
 
-def plan_for(derivation: Derivation, dtype: str) -> TilePlan:
-    """The one tile grid of this problem (see ``tiles``)."""
-    return plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, _ITEMSIZE[str(dtype)])
+def plan_for(derivation: Derivation, dtype: str, budget: int | None = None) -> TilePlan:
+    """The one tile grid of this problem (see ``tiles``). Only a ``budget`` below one of its tiles gets
+    a finer grid (whose results may then differ from the in-memory run's in the last bit)."""
+    from . import tiles
+
+    plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, _ITEMSIZE[str(dtype)])
+    if budget is not None and plan.tile_bytes > budget and budget < tiles.TILE_BYTES:
+        plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, _ITEMSIZE[str(dtype)],
+                          budget)
+    return plan
 
 
 def path_for(plan: TilePlan) -> str:
@@ -30,6 +37,14 @@ def path_for(plan: TilePlan) -> str:
 
     _, _, spatial_axes = plan.config.input_axes()
     return choose_path(plan.config, tuple(plan.output_shape[a] for a in spatial_axes))
+
+
+def _with_weight(path: str, w) -> str:
+    """The engine's own rule first: a NaN or Inf tap takes the scatter path, which multiplies real input
+    only (the phase path would multiply the zero padding by it, turning unreached positions into NaN)."""
+    import numpy as np
+
+    return "scatter" if not bool(np.isfinite(np.asarray(w)).all()) else path
 
 
 def blas_held(engine):
@@ -50,6 +65,7 @@ def compute_tile(engine, x_window, w, b, tile: Tile, path: str):
     import numpy as np
 
     x_window = np.ascontiguousarray(x_window) if engine.DEVICE == "cpu" else x_window
+    path = _with_weight(path, w)
     with blas_held(engine):
         return engine.to_host(engine.deconvolve(x_window, w, b, tile.config, tile.out_spatial, path=path))
 
@@ -64,7 +80,7 @@ def compute_in_memory(engine, x, w, b, plan: TilePlan, *, xp=None):
 
 
 def _compute_in_memory(engine, x, w, b, plan: TilePlan, xp):
-    path = path_for(plan)
+    path = _with_weight(path_for(plan), w if xp.__name__ == "numpy" else xp.asnumpy(w))
     if len(plan) == 1 and next(iter(plan)).input_shape == tuple(x.shape):
         tile = next(iter(plan))  # one tile reading the whole input: no copy of a C-contiguous one
         block = engine.deconvolve(xp.ascontiguousarray(x), w, b, tile.config, tile.out_spatial, path=path)
@@ -77,8 +93,32 @@ def _compute_in_memory(engine, x, w, b, plan: TilePlan, xp):
     return y
 
 
-def stream(engine, reader, writer, w, b, plan: TilePlan) -> dict:
-    """Read each tile's window, compute it, write its block; returns the seconds spent on each."""
+def owned_part(plan: TilePlan, tile: Tile) -> tuple[slice, ...]:
+    """The part of a tile's input window that no earlier tile read (windows overlap by their halo): so
+    that a pass over every tile visits each input position read at most once (for NaN/Inf counts)."""
+    parts = []
+    for axis, (i0, i1) in enumerate(tile.input):
+        start = i0
+        grid_axis = _grid_axis(plan, axis)
+        if grid_axis is not None and tile.index[grid_axis] > 0:
+            before = list(tile.index)
+            before[grid_axis] -= 1
+            start = max(i0, min(i1, plan.tile(tuple(before)).input[axis][1]))
+        parts.append(slice(start - i0, i1 - i0))
+    return tuple(parts)
+
+
+def _grid_axis(plan: TilePlan, axis: int) -> int | None:
+    """The grid position (0 batch, 1 + spatial) that moves along a tensor axis, or None (channels)."""
+    batch_axis, _, spatial_axes = plan.config.input_axes()
+    if axis == batch_axis:
+        return 0
+    return 1 + spatial_axes.index(axis) if axis in spatial_axes else None
+
+
+def stream(engine, reader, writer, w, b, plan: TilePlan, *, on_window=None) -> dict:
+    """Read each tile's window, compute it, write its block; returns the seconds spent on each.
+    ``on_window(tile, x) -> x`` sees each window first (a cast, counts)."""
     import time
 
     load = compute = save = 0.0
@@ -86,6 +126,8 @@ def stream(engine, reader, writer, w, b, plan: TilePlan) -> dict:
     for tile in plan:
         t0 = time.perf_counter()
         x = reader[tile.input_slices()]
+        if on_window is not None:
+            x = on_window(tile, x)
         t1 = time.perf_counter()
         y = compute_tile(engine, x, w, b, tile, path)
         del x
@@ -119,7 +161,7 @@ def _shared(ref_text: str):
 
 
 def tile_task(input_ref: str, weight_ref: str, bias_ref: str | None, tile: Tile, path: str, device: str,
-              store: str | None = None, key: str | None = None):
+              store: str | None = None, key: str | None = None, dtype: str | None = None):
     """One tile on a worker: read its own input window, compute it; write it into the Zarr store at
     ``store`` (its chunks, no other tile's) and return the tile's index, or return the block itself."""
     from . import tensor_io
@@ -131,7 +173,11 @@ def tile_task(input_ref: str, weight_ref: str, bias_ref: str | None, tile: Tile,
         x = reader[tile.input_slices()]
     finally:
         reader.close()
-    y = compute_tile(engine, x, _shared(weight_ref), None if bias_ref is None else _shared(bias_ref), tile, path)
+    w, b = _shared(weight_ref), None if bias_ref is None else _shared(bias_ref)
+    if dtype is not None:  # --cast
+        x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
+        b = None if b is None else b.astype(dtype, copy=False)
+    y = compute_tile(engine, x, w, b, tile, path)
     if store is None:
         return y
     import zarr
@@ -163,7 +209,7 @@ def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: s
             store = os.path.abspath(sink.tmp) if chunked else None
             for tile in tiles:
                 executor.submit(tile_task, paths["input"], paths["weight"], paths.get("bias"), tile, path_for(plan),
-                                device, store, out_ref.key)
+                                device, store, out_ref.key, dtype)
             t1 = time.perf_counter()
             for done in executor.completed():
                 if done.error is not None:

@@ -5,7 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p out
 S=samples
-step() { printf '\n$ %s\n' "$*"; "$@"; }
+# Print the command as it pastes into bash (a word with shell characters in single quotes), then run it.
+step() {
+    local line="" word
+    for word in "$@"; do
+        if [[ $word =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then line+=" $word"; else line+=" '${word//\'/\'\\\'\'}'"; fi
+    done
+    printf '\n$%s\n' "$line"
+    "$@"
+}
 
 step deconv info $S/torch_x.npy $S/onnx.npz $S/dragon.h5
 
@@ -15,7 +23,7 @@ step deconv run $S/torch_x.npy $S/torch_w.npy --bias $S/torch_b.npy \
 
 # ONNX ConvTranspose with auto_pad=SAME_UPPER, output as an HDF5 dataset
 step deconv run $S/onnx.npz:X $S/onnx.npz:W --bias $S/onnx.npz:B --style onnx \
-    --set strides=[2,2] --set auto_pad=SAME_UPPER -o out/onnx_y.h5:/Y --force
+    --set "strides=[2,2]" --set auto_pad=SAME_UPPER -o out/onnx_y.h5:/Y --force
 
 # MindSpore ops.Conv3DTranspose, pad_mode='same' (bias is a deconv extension: MindSpore's op takes none)
 step deconv run $S/mindspore.npz:dout3d $S/mindspore.npz:weight3d --style mindspore \
@@ -45,3 +53,9 @@ step deconv shape --style mindspore --input-shape 32,16,10,32,32 --weight-shape 
     --set in_channel=16 --set out_channel=3 --set "kernel_size=(4,6,2)"
 
 step deconv info out/torch_y.npy out/onnx_y.h5 out/megengine_y.npz
+
+# Batch: a JSONL manifest (four styles) on two worker processes, one JSON record per job, then a CSV
+# manifest planned from headers only. Paths in a manifest are relative to the manifest's folder.
+mkdir -p out/batch
+step deconv batch $S/jobs.jsonl --jobs 2 --force --journal out/batch/jobs.journal --json
+step deconv batch $S/jobs.csv --dry-run

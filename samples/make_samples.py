@@ -31,3 +31,7 @@ with h5py.File(HERE / "dragon.h5", "w") as f:
     f.create_dataset("nhwc/x", data=normal(1, 5, 5, 4))
     f.create_dataset("nhwc/w", data=normal(4, 3, 3, 2))
     f.create_dataset("nhwc/b", data=normal(2))
+# torch_ported.npz: a porting check. x, w, b and the output y that PyTorch 2.13 saved for ConvTranspose2d(4, 3, 3,
+# stride=2, padding=1, output_padding=(1, 0)), copied from the goldens (tests/golden/torch.npz, t2d_s2_p1_op1)
+with np.load(HERE.parent / "tests" / "golden" / "torch.npz") as golden:
+    np.savez(HERE / "torch_ported.npz", **{r: golden[f"t2d_s2_p1_op1__{r}"] for r in ("x", "w", "b", "y")})

@@ -33,3 +33,26 @@ def test_unknown_configuration_is_one_line_before_any_output():
     result = CliRunner().invoke(cli, ["bench", "--only", "nope", "--no-peers"])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith("Error: no benchmark configuration named 'nope'. Known: unet3d_64to32_32c_k2s2, ")
+
+
+def test_list_prints_every_configuration_with_options_that_plan_to_its_shapes():
+    import shlex
+
+    from deconv_cli.cli import parse_set
+    from deconv_cli.job import plan
+
+    result = CliRunner().invoke(cli, ["bench", "--list"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "16 configurations (float32, channels first, torch-style options):"
+    assert max(len(line) for line in lines) <= 80
+    for case in bench.SUITE:
+        at = lines.index(case.name)
+        spatial = "x".join(map(str, case.spatial))
+        assert lines[at + 1].startswith(f"  N={case.batch}, C {case.in_channels}->{case.out_channels}, input {spatial}, ")
+        sets = lines[at + 2] if at + 2 < len(lines) and lines[at + 2].startswith("  --set") else ""
+        options = parse_set(tuple(shlex.split(sets)[1::2]))
+        record = plan("torch", options, case.input_shape, case.weight_shape)
+        assert record.output_shape == (case.batch, case.out_channels, *case.output_spatial), case.name
+    listed = json.loads(CliRunner().invoke(cli, ["bench", "--list", "--json"]).stdout)
+    assert [c["name"] for c in listed] == [c.name for c in bench.SUITE]

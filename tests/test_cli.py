@@ -47,8 +47,9 @@ def test_run_writes_the_output_and_derivation(tensors, tmp_path):
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         "torch: input (2, 4, 5, 6) weight (4, 3, 3, 3) -> output (2, 3, 10, 11)",
-        "  dim 0: full = (5-1)*2 + 1*(3-1) + 1 = 11; padding=1, output_padding=1 -> crop (1, 0); out = 11 - 1 - 0 = 10",
-        "  dim 1: full = (6-1)*2 + 1*(3-1) + 1 = 13; padding=1, output_padding=0 -> crop (1, 1); out = 13 - 1 - 1 = 11",
+        "  H: full = (5-1)*2 + 1*(3-1) + 1 = 11; padding=1, output_padding=1 -> crop (1, 0); out = 11 - 1 - 0 = 10",
+        "  W: full = (6-1)*2 + 1*(3-1) + 1 = 13; padding=1, output_padding=0 -> crop (1, 1); out = 13 - 1 - 1 = 11",
+        "  bytes (float32): input 960 B, weight 432 B, bias 12 B, output 2.6 KiB (2,640)",
     ]
 
 
@@ -99,7 +100,7 @@ def test_onnx_spec_warning_goes_to_stderr():
                     "--set", "strides=[4]", "--set", "auto_pad=SAME_UPPER", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["output_shape"] == [1, 1, 8]
-    assert result.stderr.startswith("Warning: onnxruntime 1.31 deviates from the ONNX spec on axis 0")
+    assert result.stderr.startswith("Warning: axis L: auto_pad=SAME_UPPER: target n*s = 8 is longer than full + ")
     quirks = invoke("shape", "--style", "onnx", "--input-shape", "1,1,2", "--weight-shape", "1,1,1",
                     "--set", "strides=[4]", "--set", "auto_pad=SAME_UPPER", "--json", "--quirks")
     assert json.loads(quirks.stdout)["output_shape"] == [1, 1, 5] and quirks.stderr == ""
@@ -119,7 +120,7 @@ BAD_RUNS = [
      "Error: --set stride=__import__('os').system('true'): the value is not a Python literal. Use a number, a tuple like "
      "(2,1,1), a list, or a word like same."),
     ({}, ["x64.npy", "w.npy"], 2,
-     "Error: mixed dtypes (input float64, weight float32); PyTorch 2.13 requires one dtype. Cast all tensors to the same dtype."),
+     "Error: mixed dtypes (input float64, weight float32); PyTorch 2.13 requires one dtype. Cast all tensors to the same dtype (deconv run --cast float32)."),
     ({}, ["xint.npy", "w.npy"], 2, "Error: input has dtype int32; deconv computes in float16, float32 or float64. Cast the input to float32."),
     ({}, ["xw.npz", "w.npy"], 1, "Error: xw.npz holds 2 arrays (x, w). Name one, e.g. xw.npz:x."),
     ({}, ["xw.npz:q", "w.npy"], 1, "Error: xw.npz has no array 'q'. It holds: x, w."),
@@ -127,7 +128,7 @@ BAD_RUNS = [
      "Error: bad.npy is not a valid .npy file (bad header). Re-save it with numpy.save."),
     ({"bad.h5": b"not hdf5"}, ["bad.h5", "w.npy"], 1, None),
     ({}, ["missing.npy", "w.npy"], 1, "Error: missing.npy: no such file. Check the path."),
-    ({}, ["x.npy", "w.txt"], 1,
+    ({}, ["x.npy", "w.txt"], 2,  # a usage error (issue 7, item 19)
      "Error: 'w.txt' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)."),
     ({}, ["x.npy", "w.npy", "--bias", "x.npy"], 2,
      "Error: bias has shape (2, 4, 5, 6); PyTorch (a 1-D bias) needs (3,) for 3 output channels."),
@@ -265,7 +266,7 @@ def test_batches_over_the_memory_budget_stream_through_disk(tensors, tmp_path, m
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f.create_dataset("data/x", data=x)
     assert invoke("run", "x.npy", "w.npy", "--bias", "b.npy", "--set", "stride=2", "-o", "whole.npy").exit_code == 0
-    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "3K")
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "3K")  # one sample's input + output is 2.14 KiB
     result = invoke("run", source, "w.npy", "--bias", "b.npy", "--set", "stride=2", "-o", target, "--json", "-q")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["timings"]["chunks"] == 2  # one sample per slice
@@ -308,12 +309,12 @@ def test_dtype_refusal_says_what_the_framework_would_do(tensors, tmp_path):
     [
         ("DECONV_THREADS", "abc", "Error: DECONV_THREADS='abc' is not a positive whole number. Write e.g. DECONV_THREADS=2."),
         ("DECONV_THREADS", "0", "Error: DECONV_THREADS='0' is not a positive whole number. Write e.g. DECONV_THREADS=2."),
-        ("DECONV_MEMORY_BUDGET", "lots", "Error: DECONV_MEMORY_BUDGET='LOTS' is not a size. Write e.g. 512M or 4G."),
+        ("DECONV_MEMORY_BUDGET", "lots", "Error: DECONV_MEMORY_BUDGET='lots' is not a size. Write e.g. 512M or 4G."),
     ],
 )
 def test_bad_environment_settings_are_one_line(tensors, tmp_path, monkeypatch, variable, value, line):
     monkeypatch.setenv(variable, value)
     result = invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", "y.npy")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == line + "\n"
     assert not (tmp_path / "y.npy").exists()

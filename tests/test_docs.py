@@ -1,10 +1,17 @@
-"""The docs stay true: every command has help, every style keyword is documented, the quick start is two commands."""
+"""The docs stay true: every command has help, every style keyword is documented, the quick start is two
+commands, every example runs when pasted into bash, and nothing user-facing points outside the repository."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -37,3 +44,185 @@ def test_quick_start_is_make_demo_then_make_test():
     makefile = (ROOT / "Makefile").read_text()
     assert "demo: install" in makefile and "test: install" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+# ------------------------------------------------------------------ every example runs, pasted into bash
+#
+# Examples come from three places, found afresh on every run so that a new command or README block is
+# covered without touching this file: the "Example:"/"Examples:" block of every command's help (walking
+# the click group), every ```sh/```bash/```shell/```console block and every ```python block of the
+# README, and samples/demo.sh together with the command lines it prints. Each source runs in a fresh
+# temporary folder that holds a copy of samples/, its commands in order (a later one may use an earlier
+# one's output), each under `bash -O failglob` so that an unquoted [..] fails as it does in zsh. A
+# command that is meant to fail says so with a trailing comment "# exits N". `make ...` lines are not run
+# here (CI runs make itself; test_quick_start_is_make_demo_then_make_test checks them).
+
+
+BIN = Path(sys.executable).parent
+SHELL_BLOCKS = ("sh", "bash", "shell", "console")
+EXITS = re.compile(r"#\s*exits\s+(\d+)\s*$")
+
+
+def _commands(lines) -> list[str]:
+    """Shell lines -> commands: comments and blank lines dropped, '\\' continuations joined, '$ ' prompts cut."""
+    commands, current = [], ""
+    for raw in lines:
+        line = raw.rstrip()
+        if not current:
+            line = line.strip()
+            if line.startswith("$ "):
+                line = line[2:]
+            if not line or line.startswith("#"):
+                continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        commands.append(current + line.strip() if current else line)
+        current = ""
+    assert not current, f"a continuation line ends the block: {current!r}"
+    return commands
+
+
+def _walk(command: click.Command, path: tuple[str, ...]):
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _walk(sub, (*path, name))
+
+
+def help_examples() -> dict[str, list[str]]:
+    """'deconv CMD --help' -> the commands in its Example(s) block."""
+    found = {}
+    for path, command in _walk(cli, ("deconv",)):
+        lines = (command.help or "").splitlines()
+        block: list[str] = []
+        for i, line in enumerate(lines):
+            if re.match(r"^\s*Examples?:\s*$", line):
+                for following in lines[i + 1:]:
+                    if not following.strip():
+                        break
+                    block.append(following)
+        if block:
+            found[" ".join(path) + " --help"] = _commands(block)
+    return found
+
+
+def readme_blocks(text: str) -> list[tuple[str, str]]:
+    """(info string, body) of every fenced code block."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)
+
+
+def readme_examples() -> dict[str, list[str]]:
+    found = {}
+    for n, (kind, body) in enumerate(readme_blocks(README)):
+        if kind in SHELL_BLOCKS:
+            commands = [c for c in _commands(body.splitlines()) if not c.startswith("make ")]
+            if commands:
+                found[f"README block {n} ({kind})"] = commands
+        elif kind == "python":
+            found[f"README block {n} (python)"] = [f"{shlex.quote(sys.executable)} - <<'PYTHON'\n{body}PYTHON"]
+    return found
+
+
+EXAMPLES = {**help_examples(), **readme_examples()}
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
+    return tmp_path
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DECONV_") and k != "NO_COLOR"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_in_bash(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-O", "failglob", "-c", command], cwd=cwd, env=_env(), capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_examples_are_found_everywhere():
+    """The finder sees every command's help example and the README's usage block: a sanity check on it."""
+    for name in cli.commands:
+        assert f"deconv {name} --help" in EXAMPLES, f"deconv {name} --help has no Example: block"
+    assert sum(len(c) for c in EXAMPLES.values()) >= 20
+
+
+@pytest.mark.parametrize("source", sorted(EXAMPLES))
+def test_every_example_runs_in_bash(source, sandbox):
+    for command in EXAMPLES[source]:
+        expected = int(m.group(1)) if (m := EXITS.search(command.splitlines()[0])) else 0
+        result = run_in_bash(command, sandbox)
+        assert result.returncode == expected, (
+            f"{source}: `{command}` exited {result.returncode} (expected {expected})\n{result.stderr[-2000:]}"
+        )
+
+
+def test_demo_runs_and_every_line_it_prints_pastes(sandbox):
+    result = subprocess.run(["bash", str(sandbox / "samples" / "demo.sh")], cwd=sandbox, env=_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    printed = [line[2:] for line in result.stdout.splitlines() if line.startswith("$ ")]
+    assert len(printed) >= 10
+    for command in printed:
+        pasted = run_in_bash(command, sandbox)
+        assert pasted.returncode == 0, f"`{command}` exited {pasted.returncode}\n{pasted.stderr[-2000:]}"
+
+
+def test_readme_shows_what_run_prints(sandbox):
+    """The README's two renderings of the first usage example are what `run` prints, piped and on an 80-column terminal."""
+    from deconv_cli import report
+    from deconv_cli.job import Job, nbytes, run_job
+
+    texts = [body for kind, body in readme_blocks(README) if kind == "text"]
+    piped = run_in_bash("deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy "
+                        "--set stride=2 --set padding=1 --set output_padding=1 -o y.npy", sandbox)
+    assert piped.returncode == 0 and piped.stderr in texts
+    os.chdir(sandbox)
+    result = run_job(Job("samples/torch_x.npy", "samples/torch_w.npy", "y2.npy", "samples/torch_b.npy",
+                         options={"stride": 2, "padding": 1, "output_padding": 1}))
+    import io
+
+    out = io.StringIO()
+    console = report.make_console(out, width=80, force_terminal=True)
+    report.print_derivation(result.derivation, out, console)
+    report.emit([report.sizes_line(nbytes(result.derivation, result.dtype), result.dtype)], out, console)
+    assert re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue()) in texts
+
+
+def test_readme_shows_what_target_shape_prints(sandbox):
+    shown = next(body for kind, body in readme_blocks(README) if kind == "text" and "to paste" in body)
+    result = run_in_bash("deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 --set stride=2 "
+                         "--target-shape 35,34", sandbox)
+    assert result.stdout.endswith(shown)
+
+
+# ------------------------------------------------------------------ nothing user-facing points outside the repository
+
+OUTSIDE = re.compile(r"DESIGN\.md|CONVENTIONS\.md|STYLE\.md|/work/|/home/|/root/|venvs/")
+
+
+def user_facing_texts() -> dict[str, str]:
+    texts = {path: (ROOT / path).read_text() for path in ("README.md", "Makefile", "samples/demo.sh",
+                                                            "tests/golden/README.md")}
+    for script in sorted((ROOT / "tests" / "golden").glob("make_*.py")):
+        texts[str(script.relative_to(ROOT))] = script.read_text().split('"""')[1]  # the docstring users follow
+    runner = CliRunner()
+    for path, _ in _walk(cli, ("deconv",)):
+        texts[" ".join(path) + " --help"] = runner.invoke(cli, [*path[1:], "--help"], terminal_width=200).stdout
+    texts["deconv bench --list"] = runner.invoke(cli, ["bench", "--list"]).stdout
+    return texts
+
+
+@pytest.mark.parametrize("name, text", sorted(user_facing_texts().items()))
+def test_nothing_user_facing_names_files_outside_the_repository(name, text):
+    assert text.strip()
+    assert not OUTSIDE.search(text), f"{name} mentions {OUTSIDE.search(text).group(0)}"
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _walk(cli, ("deconv",))], ids=" ".join)
+def test_help_reads_at_80_columns(path):
+    text = CliRunner().invoke(cli, [*path[1:], "--help"], terminal_width=80).stdout
+    assert [line for line in text.splitlines() if len(line) > 80] == []

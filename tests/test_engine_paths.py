@@ -161,6 +161,13 @@ def test_rule_widening_grouped_and_depthwise_pick_phase():
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "phase"
 
 
+def test_rule_more_phases_than_taps_picks_scatter():
+    """A large stride under a larger dilation: thousands of one-column phases (s=200, d=240 took 5.8 s)."""
+    assert _choose((3, 3), (200, 200), 4, 3, (6, 6), dilation=(240, 240)) == "scatter"
+    assert _choose((3, 3), (60, 60), 4, 8, (6, 6), dilation=(70, 70)) == "scatter"
+    assert _choose((3, 3), (3, 3), 4, 8, (6, 6), dilation=(2, 2)) == "phase"  # 9 phases, 9 taps
+
+
 # --- properties over random configurations, for each path -------------------------------------------
 
 

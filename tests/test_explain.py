@@ -121,8 +121,8 @@ def test_solve_target_shape():
     with pytest.raises(ConfigError) as err:
         solve(record, (12, 15))
     assert str(err.value) == (
-        "no value of output_padding or output_size gives spatial output (12, 15) in style torch (reachable: dim 0: 9..10 "
-        "with output_padding, 9..10 with output_size; dim 1: 13..15 with output_padding, 13..15 with output_size). "
+        "no value of output_padding or output_size gives spatial output (12, 15) in style torch (reachable: H: 9..10 "
+        "with output_padding, 9..10 with output_size; W: 13..15 with output_padding, 13..15 with output_size). "
         "Change stride, padding or kernel, or pick a reachable size."
     )
 

@@ -179,7 +179,7 @@ def test_safetensors_bad_header_and_read_only(folder):
     assert result.exit_code == 1
     assert result.stderr == "Error: bad.safetensors is not a valid .safetensors file (bad header). Re-save it with safetensors.\n"
     result = invoke("run", "x.npy", "w.npy", "-o", "y.safetensors")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == "Error: cannot write 'y.safetensors'. Use an output ending in .npy, .npz, .h5 or .zarr.\n"
 
 
@@ -192,8 +192,9 @@ def test_outputs_that_cannot_stream_and_do_not_fit_are_refused(folder, monkeypat
     result = invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", target, "-q")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: input + output take 2.9 KiB, over DECONV_MEMORY_BUDGET (1.0 KiB), and {where} cannot be written in "
-        "parts. Write the output to .npy, .h5, .zarr (they stream tile by tile), or raise DECONV_MEMORY_BUDGET.\n"
+        "Error: input + output need 2.9 KiB (output (2, 2, 13, 11) float32), more than the memory budget 1.0 KiB "
+        f"(DECONV_MEMORY_BUDGET); {where} cannot be written in parts. Write the output to .npy, .h5, .zarr (they stream "
+        "tile by tile), or raise DECONV_MEMORY_BUDGET to 3K if the machine has that memory.\n"
     )
     assert result.stdout == "" and sorted(os.listdir(folder)) == ["b.npy", "w.npy", "x.npy"]
 
@@ -204,26 +205,31 @@ def test_an_input_that_cannot_be_read_in_parts_and_does_not_fit_is_refused(folde
     monkeypatch.setenv("DECONV_MEMORY_BUDGET", "700")
     result = invoke("run", "x.npz:x", "w.npy", "--set", "stride=2", "-o", "y.npy", "-q")
     assert result.exit_code == 1
-    assert result.stderr == ("Error: the input takes 720 bytes, over DECONV_MEMORY_BUDGET (700 bytes), and .npz cannot be "
-                             "read in parts. Save the input as .npy, .h5, .zarr, .safetensors, or raise DECONV_MEMORY_BUDGET.\n")
+    assert result.stderr == ("Error: the input needs 720 B, more than the memory budget 700 B (DECONV_MEMORY_BUDGET), and "
+                             ".npz cannot be read in parts. Save the input as .npy, .h5, .zarr, .safetensors, or raise "
+                             "DECONV_MEMORY_BUDGET to 3K if the machine has that memory.\n")
     assert not (folder / "y.npy").exists()
     monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")  # the input fits: the output streams
     assert invoke("run", "x.npz:x", "w.npy", "--set", "stride=2", "-o", "y.npy", "-q").exit_code == 0
 
 
 def test_a_budget_below_one_tile_is_refused(folder, monkeypatch):
-    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "1K")
+    """A budget under 16 MiB cuts finer tiles; one that cannot hold even the smallest is refused."""
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "64")
     result = invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", "y.npy", "-q")
     assert result.exit_code == 1
-    assert result.stderr == ("Error: DECONV_MEMORY_BUDGET (1.0 KiB) cannot hold one tile of this job (2.9 KiB of input "
-                             "window and output). Raise DECONV_MEMORY_BUDGET to at least 3K.\n")
+    assert result.stderr == ("Error: the memory budget 64 B (DECONV_MEMORY_BUDGET) cannot hold one tile of this job (116 B "
+                             "of input window and output). Raise DECONV_MEMORY_BUDGET to at least 1K.\n")
     assert not (folder / "y.npy").exists()
 
 
 def test_an_output_larger_than_the_free_disk_is_refused(folder, monkeypatch):
-    Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(tensor_io, "free_space", lambda folder: 1000)
+    from deconv_cli.engines import numpy_engine
+
+    monkeypatch.setattr(numpy_engine, "deconvolve", None)  # refused before any computing
     result = invoke("run", "x.npy", "w.npy", "--set", "stride=2", "-o", "y.h5", "-q")
     assert result.exit_code == 1
-    assert result.stderr == f"Error: the output takes 2.2 KiB but {folder} has 1000 bytes free. Free some space or write the output elsewhere.\n"
+    assert result.stderr == (f"Error: not enough free space for y.h5: it needs 2.2 KiB, {folder} has 1000 bytes free. "
+                             "Free some space or choose another --output.\n")
     assert not (folder / "y.h5").exists()

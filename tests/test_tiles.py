@@ -128,7 +128,7 @@ def test_streamed_tiles_give_the_in_memory_bits(problem, tile_bytes, tmp_path_fa
     whole = tiling.compute_in_memory(numpy_engine, x, w, b, plan)
     for target in ("y.npy", "y.h5:/g/y", "y.zarr:/g/y"):
         out = tensor_io.parse_ref(str(folder / target))
-        timings = _stream(refs, out, plan, numpy_engine, False)
+        timings, _ = _stream(refs, out, plan, numpy_engine, dtype, False)
         assert timings["chunks"] == len(plan)
         got = tensor_io.load(out)[...]
         assert got.dtype == whole.dtype and got.shape == whole.shape

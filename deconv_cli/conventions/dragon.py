@@ -288,7 +288,7 @@ def express(config: DeconvConfig, input_shape: Shape) -> Expression:
         weight = "transpose to (C_in, k..., C_out/group)"
     if not config.batched:
         return Expression(
-            NAME, options, (1, *shape), weight_shape, weight, expressible=False,
+            NAME, options, shape if len(shape) == rank + 2 else (1, *shape), weight_shape, weight, expressible=False,
             crop=tuple((0, 0) for _ in range(rank)),
             reason="Dragon has no unbatched input: add a batch axis of 1 and drop it from the result",
         )

@@ -266,13 +266,18 @@ def _parse_2d(options, input_shape, kernel, group, in_channels, out_channels, qu
     return tuple(crops), tuple(dim_notes), notes, [], stride, dilation
 
 
-def _accepted_sizes(n, dk, s, pads, pad_mode) -> list[int]:
-    """Result lengths H for which MindSpore's forward-conv check gives back n (C division truncates to zero)."""
+def _accepted_sizes(n, dk, s, pads, pad_mode) -> range:
+    """Result lengths H for which MindSpore's forward-conv check gives back n: the H in
+    [max(0, base - s), base + s) with trunc((H + top + bottom - dk) / s) == n - 1 (C division truncates
+    to zero), as one range computed in integers (a stride of 10**6 or 10**30 costs nothing)."""
     if pad_mode == "same":
-        return list(range((n - 1) * s + 1, n * s + 1))
+        return range((n - 1) * s + 1, n * s + 1)
     top, bottom = pads if pad_mode == "pad" else (0, 0)
     base = (n - 1) * s + dk - top - bottom
-    return [h for h in range(max(0, base - s), base + s) if int((h + top + bottom - dk) / s) + 1 == n]
+    q = n - 1  # the m = H + top + bottom - dk with trunc(m / s) == q
+    m_lo, m_hi = (q * s, (q + 1) * s - 1) if q > 0 else (-(s - 1), s - 1) if q == 0 else ((q - 1) * s + 1, q * s)
+    shift = dk - top - bottom
+    return range(max(0, base - s, m_lo + shift), min(base + s - 1, m_hi + shift) + 1)
 
 
 def _apply_pad_list(value, pads, pad_mode, spatial, kernel, stride, dilation, sizes, notes):

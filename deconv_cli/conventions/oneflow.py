@@ -153,7 +153,8 @@ def express(config: DeconvConfig, input_shape: Shape) -> Expression:
     }
     if not config.batched:
         return Expression(
-            NAME, options, (1, *input_shape), config.weight_shape, "as is", expressible=False,
+            NAME, options, input_shape if len(input_shape) == config.rank + 2 else (1, *input_shape),
+            config.weight_shape, "as is", expressible=False,
             crop=tuple((0, 0) for _ in config.crops),
             reason="OneFlow has no unbatched input: add a batch axis of 1 and drop it from the result",
         )

@@ -1,4 +1,4 @@
-"""ONNX ``ConvTranspose`` (opset 17), as the spec defines it and onnxruntime 1.31 runs it.
+"""ONNX ``ConvTranspose`` (opset 17), as the spec defines it and onnxruntime (1.31, 1.32) runs it.
 
 Per dimension, with full = (n-1)*s + d*(k-1) + 1 and op = output_padding (CONVENTIONS.md section 6):
 
@@ -8,7 +8,7 @@ Per dimension, with full = (n-1)*s + d*(k-1) + 1 and op = output_padding (CONVEN
     SAME_UPPER / SAME_LOWER            as output_shape with O = n*s (odd unit at the end / beginning)
 
 When T < 0 (the target is longer than full + op) the spec splits the negative T the same way, adding
-zeros on both sides. onnxruntime 1.31 instead clamps: without output_shape it returns full + op, with
+zeros on both sides. onnxruntime (1.31 and 1.32) instead clamps: without output_shape it returns full + op, with
 output_shape it appends all the zeros at the end. That is a runtime defect: by default we compute the
 spec and warn; ``--quirks`` reproduces onnxruntime.
 """
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from ..config import DeconvConfig, Shape
 from ..errors import ConfigError
-from ..shapes import full_length, split_total
+from ..shapes import axis_names, full_length, split_total
 from ._common import (
     Expression,
     Parsed,
@@ -35,9 +35,13 @@ from ._common import (
 )
 
 NAME = "onnx"
-FRAMEWORK = "ONNX ConvTranspose (opset 17; onnxruntime 1.31)"
-RUNTIME = "onnxruntime 1.31"
+FRAMEWORK = "ONNX ConvTranspose (opset 17; onnxruntime 1.31 and 1.32)"
+RUNTIME = "onnxruntime (1.31 and 1.32)"
 DTYPES = ("float16", "float32", "float64")
+DTYPE_WARNINGS = {
+    "float64": "onnxruntime has no float64 ConvTranspose kernel (the ONNX spec allows float64): deconv computes it, "
+               "a model with a float64 ConvTranspose will not load in onnxruntime",
+}
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 # keywords that set the output size (deconv shape lists what they reach and solves --target-shape)
 SIZE_KEYWORDS = (("output_padding", "offset"), ("output_shape", "size"))
@@ -125,7 +129,7 @@ def parse(
             how = "auto_pad=VALID" if auto_pad == "VALID" else f"pads begin {lo}, end {hi}"
             dim_notes.append((f"{how}, output_padding={op} -> crop ({lo}, {hi - op})",))
             continue
-        crop, notes, warning = _crop_for_target(i, full, op, s, targets[i], auto_pad, "output_shape" in options, quirks)
+        crop, notes, warning = _crop_for_target(i, rank, full, op, s, targets[i], auto_pad, "output_shape" in options, quirks)
         crops.append(crop)
         dim_notes.append(notes)
         if warning:
@@ -141,7 +145,7 @@ def parse(
     return Parsed(config, tuple(dim_notes), warnings=tuple(warnings))
 
 
-def _crop_for_target(axis, full, op, stride, target, auto_pad, explicit, quirks):
+def _crop_for_target(axis, rank, full, op, stride, target, auto_pad, explicit, quirks):
     """The crop that makes one axis exactly ``target`` long (output_shape or SAME_* target n*s)."""
     source = f"output_shape {target}" if explicit else f"auto_pad={auto_pad}: target n*s = {target}"
     upper = auto_pad == "SAME_UPPER"
@@ -157,21 +161,22 @@ def _crop_for_target(axis, full, op, stride, target, auto_pad, explicit, quirks)
     if total >= 0 or ort == (lo, hi - op):
         return (lo, hi - op), (source, lo_hi_note), None
     # T < 0: the spec pads zeros on both sides; onnxruntime puts them all at the end.
-    ort_len = target if explicit else full + op
+    before, after = max(0, -lo), max(0, op - hi)
+    ort_text = f"pads all {target - full} at the end (length {target})" if explicit else f"does not pad (length {full + op})"
     warning = (
-        f"{RUNTIME} deviates from the ONNX spec on axis {axis}: {source} exceeds full + output_padding = {full + op}; "
-        f"the spec gives length {target} with zeros on both sides, {RUNTIME} gives length {ort_len} with zeros "
-        f"only at the end"
+        f"axis {axis_names(rank)[axis]}: {source} is longer than full + output_padding = {full + op}: the ONNX spec "
+        f"pads {before} bias-only position(s) at the start and {after} at the end (length {target}), {RUNTIME} "
+        f"{ort_text}"
     )
     if quirks:
         return ort, (source, f"--quirks: {RUNTIME} behaviour -> crop {ort}"), None
-    return (lo, hi - op), (source, lo_hi_note), warning + " (computing the spec; pass --quirks for onnxruntime's result)"
+    return (lo, hi - op), (source, lo_hi_note), warning + "; deconv computes the spec, --quirks gives onnxruntime's result"
 
 
 def express(config: DeconvConfig, input_shape: Shape) -> Expression:
     """ONNX attributes for a canonical config: pads + output_padding, else an output_shape split."""
     rank = config.rank
-    shape = tuple(input_shape) if config.batched else (1, *input_shape)
+    shape = tuple(input_shape) if len(input_shape) == rank + 2 else (1, *input_shape)  # explain gives (N, C, ...)
     base = {"strides": list(config.stride), "dilations": list(config.dilation), "group": config.groups}
     base = {k: v for k, v in base.items() if v not in ([1] * rank, 1)}
     ops = [min(max(0, -hi), s - 1) for (_, hi), s in zip(config.crops, config.stride)]

@@ -6,13 +6,17 @@ follows a known extension names the array; a .npz/.h5 holding exactly one array 
 ``-`` for .npy bytes on stdin/stdout.
 
 Each format is one module behind the interface described in ``_common`` (npy.py, npz.py, h5.py, zarr.py,
-safetensors.py, and stdio.py for ``-``); this module picks the module by the reference and owns what all formats share:
-error wording, validation before reading, and the temporary file that becomes OUT only when complete.
+safetensors.py, and stdio.py for ``-``); this module picks the module by the reference and owns what all
+formats share: error wording, checks before reading (a regular file, as many bytes as declared), native
+byte order and C order on every path, and the temporary file that becomes OUT only when complete.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
+import os
+import stat
 from types import ModuleType
 
 from ..errors import TensorFileError
@@ -22,19 +26,22 @@ from ._common import (
     STREAMING,
     WINDOWED,
     ArrayInfo,
+    BadReference,
     Ref,
-    check_writable,
     commit,
     discard,
+    human,
     parse_ref,
     read_failed,
+    removing_temps_on_signals,
+    snapshot,
     temp_file,
     write_failed,
 )
 
 __all__ = [
-    "EXTENSIONS", "STREAMING", "WINDOWED", "ArrayInfo", "Ref", "StreamWriter", "can_stream", "check_writable", "describe", "load",
-    "open_slices", "parse_ref", "peek", "save",
+    "EXTENSIONS", "STREAMING", "WINDOWED", "ArrayInfo", "BadReference", "Ref", "StreamWriter", "can_stream",
+    "check_writable", "describe", "load", "open_slices", "parse_ref", "peek", "removing_temps_on_signals", "save",
 ]
 
 
@@ -47,9 +54,20 @@ def format_of(ref: Ref) -> ModuleType:
 # ---------------------------------------------------------------- header-only inspection
 
 
+def _regular(path: str) -> None:
+    """Refuse what cannot be read twice (header, then data) or would block: FIFOs, devices, sockets."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    what = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+    raise TensorFileError(f"{path} is {what}, not a tensor file", "save the tensor to a regular file first (or pipe .npy bytes to -)")
+
+
 def describe(ref: Ref) -> list[ArrayInfo]:
     """Every array in the file (or the named one), from headers only."""
     try:
+        if ref.path != "-":
+            _regular(ref.path)
         return format_of(ref).describe(ref)
     except FileNotFoundError:
         raise TensorFileError(f"{ref.path}: no such file", "check the path") from None
@@ -71,14 +89,50 @@ def peek(ref: Ref) -> ArrayInfo:
     return infos[0]
 
 
+def nbytes(info: ArrayInfo) -> int | None:
+    """The declared data size, for the dtypes deconv computes in (None for others)."""
+    digits = "".join(c for c in info.dtype if c.isdigit())
+    return math.prod(info.shape) * int(digits) // 8 if info.dtype.startswith("float") and digits else None
+
+
+def _memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 # ---------------------------------------------------------------- loading
 
 
+def _native(array):
+    """C order, native byte order: what every path computes on and writes."""
+    import numpy as np
+
+    array = np.asarray(array)
+    if array.dtype.isnative and array.flags.c_contiguous:
+        return array
+    return np.asarray(array, dtype=array.dtype.newbyteorder("="), order="C")  # keeps 0-d arrays 0-d
+
+
 def load(ref: Ref):
-    """The array a reference selects. .npy files are memory-mapped; nothing is ever unpickled."""
-    info = None if ref.path == "-" else peek(ref)  # validates the header and the name first
+    """The array a reference selects, read (never memory-mapped) in native byte order; nothing is
+    ever unpickled, and nothing is allocated before its size is checked against the file and memory."""
+    memory = _memory()
+    if ref.path == "-":
+        info = None
+    else:
+        info = peek(ref)  # validates the header, the name and the size against the file first
+        size = nbytes(info)
+        if size is not None and memory is not None and size > memory:
+            raise TensorFileError(
+                f"{ref} declares shape {info.shape} ({human(size)}), more than this machine's memory ({human(memory)})",
+                "check the file's header",
+            )
     try:
-        return format_of(ref).load(ref, info)
+        module = format_of(ref)
+        array = module.load(ref, info, memory) if ref.path == "-" else module.load(ref, info)
+        return _native(array)
     except (ValueError, OSError, EOFError) as exc:
         raise read_failed(ref, exc) from None
 
@@ -89,17 +143,21 @@ def can_stream(ref: Ref) -> bool:
 
 
 class _Reader:
-    """A format's reader with this package's error wording."""
+    """A format's reader with this package's error wording and native byte order."""
 
     def __init__(self, ref: Ref):
         self.ref = ref
-        self._reader = format_of(ref).open_reader(ref, peek(ref))
-        self.shape, self.dtype = self._reader.shape, self._reader.dtype
+        info = peek(ref)
+        try:
+            self._reader = format_of(ref).open_reader(ref, info)
+        except (OSError, ValueError) as exc:
+            raise read_failed(ref, exc) from None
+        self.shape, self.dtype = tuple(self._reader.shape), self._reader.dtype.newbyteorder("=")
 
     def __getitem__(self, index):
         try:
-            return self._reader[index]
-        except (OSError, ValueError) as exc:
+            return _native(self._reader[index])
+        except (OSError, ValueError, RuntimeError) as exc:
             raise read_failed(self.ref, exc) from None
 
     def close(self) -> None:
@@ -114,20 +172,104 @@ def open_slices(ref: Ref) -> _Reader:
 # ---------------------------------------------------------------- saving
 
 
+def check_writable(ref: Ref, *, force: bool) -> None:
+    """Fail before any work if OUT cannot be written: an output name that means nothing, an existing
+    file (without --force; for a .npz/.h5, an existing array of that name), a missing folder."""
+    if ref.path == "-":
+        format_of(ref).check_target()
+        return
+    module = format_of(ref)
+    if not hasattr(module, "write"):
+        raise BadReference(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz, .h5 or .zarr")
+    if ref.kind == ".npy" and ref.key:
+        raise BadReference(f"'{ref}': a .npy file holds one unnamed array", "drop the ':name'")
+    if getattr(module, "CONTAINER", False):
+        module.check_name(ref)
+    folder = os.path.dirname(os.path.abspath(ref.path))
+    try:
+        st = os.stat(ref.path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise TensorFileError(f"cannot write {ref.path}: {exc.strerror or exc}", "choose another --output") from None
+    store = ref.kind == ".zarr"  # a Zarr store is a folder
+    if st is not None and stat.S_ISDIR(st.st_mode) and not store:
+        raise TensorFileError(f"output {ref.path} is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode) and not (store and stat.S_ISDIR(st.st_mode)):
+        raise TensorFileError(f"output {ref.path} is not a regular file", "choose another --output")
+    if st is not None and not force:
+        if not getattr(module, "CONTAINER", False):
+            raise TensorFileError(f"output {ref.path} already exists", "pass --force to replace it")
+        member = ref.key or "output"
+        names = [i.name.strip("/") for i in describe(Ref(ref.path))]
+        if member.strip("/") in names:
+            raise TensorFileError(f"{ref.path} already holds an array '{member}'", "pass --force to replace it")
+    if not os.path.isdir(folder):
+        raise TensorFileError(f"output folder {folder} does not exist", "create it first")
+    if not os.access(folder, os.W_OK):
+        raise TensorFileError(f"output folder {folder} is not writable", "choose another --output")
+
+
+def free_space(folder: str) -> int | None:
+    """Bytes free for an ordinary user in ``folder``'s filesystem; None where it reports no sizes."""
+    try:
+        fs = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    if fs.f_blocks == 0:  # a pseudo filesystem (/sys, /proc) that reports no sizes
+        return None
+    return fs.f_bavail * fs.f_frsize
+
+
+def check_space(ref: Ref, size: int) -> None:
+    """Refuse up front an output the folder has no room for (plus the arrays a container keeps)."""
+    folder = os.path.dirname(os.path.abspath(ref.path))
+    free = free_space(folder)
+    if free is None:
+        return
+    keep = os.path.getsize(ref.path) if getattr(format_of(ref), "CONTAINER", False) and os.path.isfile(ref.path) else 0
+    if size + keep > free:
+        raise TensorFileError(
+            f"not enough free space for {ref.path}: it needs {human(size + keep)}, {folder} has {human(free)} free",
+            "free some space or choose another --output",
+        )
+
+
+def _base(ref: Ref, force: bool) -> tuple[dict, object]:
+    """For a container that exists: the file whose other arrays the new one keeps (as ``base=``),
+    and its stat, which must not change before the commit. With --force, a file that is not a
+    readable container is replaced whole."""
+    if not getattr(format_of(ref), "CONTAINER", False) or not os.path.isfile(ref.path):
+        return {}, None
+    try:
+        describe(Ref(ref.path))
+    except TensorFileError:
+        if force:
+            return {}, None
+        raise
+    return {"base": ref.path}, snapshot(ref.path)
+
+
 def save(ref: Ref, array, *, force: bool, chunks=None) -> None:
-    """Write atomically: a temporary file in the target folder, then into place. Never partial.
-    ``chunks``: the chunk shape for a chunked format (Zarr), the same a streamed write would use."""
+    """Write atomically: a temporary file in the target folder, then into place. Never partial,
+    never clobbered without --force; a .npz/.h5 keeps its other arrays. ``chunks``: the chunk shape
+    for a chunked format (Zarr), the one a streamed write of the same job would use."""
+    array = _native(array)
+    check_writable(ref, force=force)
     if ref.path == "-":
         format_of(ref).write(ref, None, array)
         return
-    check_writable(ref, force=force)
+    check_space(ref, array.nbytes)
     tmp = None
     try:
+        base, expect = _base(ref, force)
         tmp = temp_file(ref)
         module = format_of(ref)
-        module.write(ref, tmp, array, **({"chunks": chunks} if chunks and getattr(module, "CHUNKED", False) else {}))
-        commit(tmp, ref, force=force)
-    except OSError as exc:
+        if chunks and getattr(module, "CHUNKED", False):
+            base["chunks"] = chunks
+        module.write(ref, tmp, array, **base)
+        commit(tmp, ref, replace=force, expect=expect)
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # what h5py and zipfile raise on write
         raise write_failed(ref.path, exc) from None
     finally:
         discard(tmp)
@@ -138,38 +280,52 @@ class StreamWriter:
     As a context manager, leaving without ``commit`` removes the temporary file."""
 
     def __init__(self, ref: Ref, shape, dtype, *, force: bool, chunks=None):
+        import numpy as np
+
         check_writable(ref, force=force)
-        self.ref, self.force, self._writer, self._done = ref, force, None, False
-        self.tmp = None
+        check_space(ref, math.prod(shape) * np.dtype(dtype).itemsize)
+        self.ref, self.force, self._writer, self._done, self.tmp = ref, force, None, False, None
         try:
+            base, self._expect = _base(ref, force)
             self.tmp = temp_file(ref)
             module = format_of(ref)
-            extra = {"chunks": chunks} if chunks and getattr(module, "CHUNKED", False) else {}
-            self._writer = module.open_writer(ref, self.tmp, shape, dtype, **extra)
-        except OSError as exc:
+            if chunks and getattr(module, "CHUNKED", False):
+                base["chunks"] = chunks
+            self._writer = module.open_writer(ref, self.tmp, shape, np.dtype(dtype).newbyteorder("="), **base)
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
             self.__exit__()
             raise write_failed(ref.path, exc) from None
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __setitem__(self, index, value) -> None:
         try:
             self._writer[index] = value
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             raise write_failed(self.ref.path, exc) from None
 
     def commit(self) -> None:
-        self._close()
-        commit(self.tmp, self.ref, force=self.force)
+        try:
+            self._close()
+            commit(self.tmp, self.ref, replace=self.force, expect=self._expect)
+        except (OSError, RuntimeError) as exc:
+            raise write_failed(self.ref.path, exc) from None
         self._done = True
 
     def _close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self._close()
-        if not self._done:
-            discard(self.tmp)
+        try:
+            self._close()
+        except (OSError, RuntimeError):
+            pass
+        finally:
+            if not self._done:
+                discard(self.tmp)

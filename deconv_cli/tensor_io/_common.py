@@ -3,15 +3,19 @@
 A format module (npy.py, npz.py, h5.py, stdio.py) implements, at module level:
 
     STREAMS                                   whether open_writer exists (slices written one by one)
-    describe(ref) -> list[ArrayInfo]          headers only
+    CONTAINER                                 whether a file holds several named arrays
+    describe(ref) -> list[ArrayInfo]          headers only; checks declared sizes against the file
     load(ref, info) -> array                  the whole array
     open_reader(ref, info) -> reader          .shape, .dtype, reader[tuple of slices], .close()
     open_writer(ref, tmp, shape, dtype)       writer[tuple of slices] = array, .close()   (if STREAMS;
                                               with chunks= too if the module sets CHUNKED)
     write(ref, tmp, array)                    the whole array into the temporary file tmp
+    check_name(ref)                           (CONTAINER) refuse an output name that means nothing
 
-Writers only ever write the temporary file (a temporary folder for a Zarr store); ``commit`` puts it in
-place.
+A CONTAINER's open_writer and write take ``base=``: the existing file whose other arrays the
+temporary file must keep. Writers only ever write the temporary file (a temporary folder for a Zarr
+store); ``commit`` puts it in place. Arrays may come back in any byte order and memory order; the package
+makes them native C order.
 """
 
 from __future__ import annotations
@@ -67,11 +71,30 @@ def parse_ref(text: str) -> Ref:
         return Ref(text[:best], text[best + 1 :] or None)
     ext = os.path.splitext(lower)[1]
     if ext not in EXTENSIONS:
-        raise TensorFileError(
+        raise BadReference(
             f"'{text}' has no known tensor extension",
             "use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)",
         )
     return Ref(text)
+
+
+class BadReference(TensorFileError):
+    """A tensor reference that cannot mean anything (unknown extension, a name where none fits):
+    a usage error, exit code 2."""
+
+    exit_code = 2
+
+
+def human(size: int) -> str:
+    """A byte count for people: 1344 -> '1.3 KiB'; absurd header sizes stay short ('8.33e+13 EiB')."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        value /= 1024
+        if value < 1024 or unit == "EiB":
+            return f"{value:.1f} {unit}" if value < 1024 else f"{value:.3g} {unit}"
+    return str(size)
 
 
 def missing(ref: Ref, name: str, names: list[str]) -> TensorFileError:
@@ -79,11 +102,17 @@ def missing(ref: Ref, name: str, names: list[str]) -> TensorFileError:
 
 
 def read_failed(ref, exc: BaseException) -> TensorFileError:
-    return TensorFileError(f"cannot read {ref}: {exc}", "the file is truncated or corrupt; re-save it")
+    return TensorFileError(f"cannot read {ref}: {oneline(exc)}", "the file is truncated or corrupt; re-save it")
+
+
+def oneline(exc: BaseException) -> str:
+    """An exception's text on one line (HDF5 messages come in several)."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip()) or type(exc).__name__
 
 
 def write_failed(path: str, exc: BaseException) -> TensorFileError:
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    text = oneline(exc)
     return TensorFileError(f"cannot write {path}: {text}", "check free space and permissions")
 
 
@@ -144,57 +173,181 @@ class ArrayReader:
         self._array = None
 
 
-# ---------------------------------------------------------------- atomic writes
+# ---------------------------------------------------------------- temporary files and the atomic commit
+#
+# A temporary file is named ``.deconv-tmp-<pid>-<host>-<random><ext>`` next to OUT, created with
+# O_EXCL and mode 0666 (so the umask applies, as for any new file). It is registered while it
+# exists, so a signal handler can remove it; one left by a killed run (its pid dead on this host)
+# is removed by the next run that writes into the same folder. It becomes OUT by ``commit``:
+# os.link when OUT must not exist (an atomic claim: two runs cannot both win), os.replace otherwise.
+
+TEMP_PREFIX = ".deconv-tmp-"
+_LIVE: set[str] = set()
 
 
-def check_writable(ref: Ref, *, force: bool) -> None:
-    """Fail before any work if OUT exists (without --force) or its directory cannot take a file."""
-    if ref.path == "-":
-        return
-    if ref.kind not in WRITABLE:
-        raise TensorFileError(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz, .h5 or .zarr")
-    if ref.kind == ".npy" and ref.key:
-        raise TensorFileError(f"'{ref}': a .npy file holds one unnamed array", "drop the ':name'")
-    if os.path.isdir(ref.path) and ref.kind != ".zarr":  # a Zarr store is a folder
-        raise TensorFileError(f"output {ref.path} is a directory")
-    if os.path.exists(ref.path) and not force:
-        raise TensorFileError(f"output {ref.path} already exists", "pass --force to replace it")
-    folder = os.path.dirname(os.path.abspath(ref.path))
-    if not os.path.isdir(folder):
-        raise TensorFileError(f"output folder {folder} does not exist", "create it first")
-    if not os.access(folder, os.W_OK):
-        raise TensorFileError(f"output folder {folder} is not writable", "choose another --output")
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def temp_file(ref: Ref) -> str:
     """A new empty temporary file (a folder for a Zarr store) next to OUT, for a format module to write."""
-    import tempfile
+    import secrets
 
-    if ref.kind == ".zarr":
-        return tempfile.mkdtemp(prefix=".deconv-", suffix=ref.kind, dir=os.path.dirname(os.path.abspath(ref.path)))
-    fd, tmp = tempfile.mkstemp(prefix=".deconv-", suffix=ref.kind, dir=os.path.dirname(os.path.abspath(ref.path)))
-    os.close(fd)
-    return tmp
+    folder = os.path.dirname(os.path.abspath(ref.path))
+    remove_stale_temps(folder)
+    while True:
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}{ref.kind}")
+        try:
+            if ref.kind == ".zarr":
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        _LIVE.add(tmp)
+        return tmp
 
 
-def commit(tmp: str, ref: Ref, *, force: bool) -> None:
-    """Put the finished temporary file in place of OUT."""
-    check_writable(ref, force=force)
-    if os.path.isdir(tmp):  # a folder cannot replace a folder in one step: the old one moves aside first
-        old = None
-        if os.path.lexists(ref.path):
-            old = tmp + ".old"
-            os.rename(ref.path, old)
-        os.rename(tmp, ref.path)
-        discard(old)
+def remove_stale_temps(folder: str) -> None:
+    """Remove temporary files that runs killed on this host left behind (their pid is dead)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
         return
-    os.replace(tmp, ref.path)
+    host = _host_tag()
+    for entry in entries:
+        parts = entry.name[len(TEMP_PREFIX):].split("-") if entry.name.startswith(TEMP_PREFIX) else []
+        if len(parts) != 3 or parts[1] != host or not parts[0].isdigit():
+            continue
+        try:
+            os.kill(int(parts[0]), 0)
+            continue  # alive (or a reused pid): leave it
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False) and entry.name.endswith(".zarr"):
+                import shutil
+
+                shutil.rmtree(entry.path)
+        except OSError:
+            pass
+
+
+def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
+    """Put the finished temporary file at OUT. Without ``replace``, OUT must not exist and is claimed
+    atomically; with it, OUT is replaced and keeps its mode. ``expect``: the stat of OUT when a
+    container's other arrays were copied from it; OUT must not have changed since."""
+    import stat
+
+    if os.path.isdir(tmp):
+        _commit_folder(tmp, ref, replace=replace)
+        return
+    try:
+        old = os.stat(ref.path)
+    except FileNotFoundError:
+        old = None
+    if expect is not None and (old is None or (old.st_dev, old.st_ino, old.st_size, old.st_mtime_ns) != expect):
+        raise TensorFileError(f"{ref.path} changed while deconv was writing into it", "run again")
+    if old is not None and (replace or expect is not None):
+        os.chmod(tmp, stat.S_IMODE(old.st_mode))
+        os.replace(tmp, ref.path)
+        _LIVE.discard(tmp)
+        return
+    try:
+        os.link(tmp, ref.path)
+    except FileExistsError:
+        raise exists(ref) from None
+    except OSError:  # no hard links on this filesystem: claim the name with O_EXCL, then fill it
+        try:
+            os.close(os.open(ref.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise exists(ref) from None
+        os.replace(tmp, ref.path)
+    discard(tmp)
+
+
+def _commit_folder(tmp: str, ref: Ref, *, replace: bool) -> None:
+    """A Zarr store: a folder cannot replace a folder in one step, so an old OUT moves aside first (and
+    is removed after); without ``replace`` an existing OUT is an error."""
+    old = None
+    if os.path.lexists(ref.path):
+        if not replace:
+            raise exists(ref)
+        old = f"{tmp}.old"
+        os.rename(ref.path, old)
+        _LIVE.add(old)
+    os.rename(tmp, ref.path)
+    _LIVE.discard(tmp)
+    discard(old)
+
+
+def snapshot(path: str):
+    """What ``commit(expect=...)`` compares: OUT as it was when its arrays were copied."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def exists(ref: Ref) -> TensorFileError:
+    return TensorFileError(f"output {ref.path} already exists", "pass --force to replace it")
 
 
 def discard(tmp: str | None) -> None:
-    if tmp is not None and os.path.isdir(tmp) and not os.path.islink(tmp):
-        import shutil
+    if tmp is None:
+        return
+    _LIVE.discard(tmp)
+    try:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):  # a Zarr store
+            import shutil
 
-        shutil.rmtree(tmp)
-    elif tmp is not None and os.path.exists(tmp):
-        os.unlink(tmp)
+            shutil.rmtree(tmp)
+        else:
+            os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+class removing_temps_on_signals:
+    """While active, SIGTERM, SIGHUP and SIGINT remove the temporary files and exit 128+signal."""
+
+    SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._saved[number] = signal.signal(number, _on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for number, handler in self._saved.items():
+            signal.signal(number, handler)
+
+
+def _on_signal(number, frame) -> None:
+    import signal
+
+    for tmp in list(_LIVE):
+        try:
+            discard(tmp)
+        except OSError:
+            pass
+    try:
+        os.write(2, f"Error: stopped by {signal.Signals(number).name}; no partial output was left.\n".encode())
+    finally:
+        os._exit(128 + number)

@@ -3,7 +3,7 @@
 Environment: the Dragon venv (python3.10, seeta-dragon 0.3.0 on CPU). Dragon 0.3.0 imports ``packaging``,
 which that venv lacks; any copy on PYTHONPATH will do::
 
-    PYTHONPATH=<dir with packaging> /work/venvs/dragon/bin/python tests/golden/make_dragon_goldens.py
+    PYTHONPATH=<dir with packaging> python tests/golden/make_dragon_goldens.py
 
 Every case runs in its own subprocess because many Dragon errors are fatal CHECKs that abort the process
 (SIGABRT, rc -6) or crash it (SIGFPE); each records the output (``ok``) or the error / signal

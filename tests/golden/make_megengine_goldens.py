@@ -1,4 +1,4 @@
-"""Record MegEngine 1.13 goldens (CPU): ``/work/venvs/mge/bin/python tests/golden/make_megengine_goldens.py``.
+"""Record MegEngine 1.13 goldens (CPU): ``python tests/golden/make_megengine_goldens.py`` (MegEngine 1.13 installed).
 
 Writes megengine.json and megengine.npz next to this file. ``ok`` cases run in this process; every
 ``reject`` case runs in a subprocess (``--case NAME``) because MegEngine may kill the process (stride 0: SIGFPE).

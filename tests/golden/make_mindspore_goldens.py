@@ -1,4 +1,4 @@
-"""Record MindSpore 2.10 goldens (CPU): ``/work/venvs/ms/bin/python tests/golden/make_mindspore_goldens.py``.
+"""Record MindSpore 2.10 goldens (CPU): ``python tests/golden/make_mindspore_goldens.py`` (MindSpore 2.10 installed).
 
 Writes mindspore.json and mindspore.npz next to this file. 3-D cases run ``ops.Conv3DTranspose`` (in_channel,
 out_channel and kernel_size, which MindSpore requires, are filled from the tensors when a case does not give them),

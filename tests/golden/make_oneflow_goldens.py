@@ -2,8 +2,8 @@
 
 Environment: the OneFlow venv (python3.10, oneflow 0.9.0 running on CPU) with its CUDA libraries found::
 
-    export LD_LIBRARY_PATH=$(ls -d /work/venvs/of/lib/python3.10/site-packages/nvidia/*/lib | tr '\\n' ':')
-    /work/venvs/of/bin/python tests/golden/make_oneflow_goldens.py
+    export LD_LIBRARY_PATH=$(ls -d "$VIRTUAL_ENV"/lib/python3.10/site-packages/nvidia/*/lib | tr '\\n' ':')
+    python tests/golden/make_oneflow_goldens.py
 
 Every case runs in its own subprocess (mixed dtypes and some shapes abort the process), and records either
 the output (``ok``) or the error / exit status (``reject``). Cases marked ``garbage`` are ones OneFlow runs

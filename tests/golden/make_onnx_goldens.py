@@ -2,13 +2,13 @@
 
 Environment: onnx 1.23.2, onnxruntime 1.31.1 (CPUExecutionProvider), NumPy; run once, outside CI:
 
-    /work/venvs/torch/bin/python tests/golden/make_onnx_goldens.py
+    python tests/golden/make_onnx_goldens.py
 
 Each case is one opset-17 ``ConvTranspose`` node built with ``onnx.helper`` (X, W and optional B as
 graph inputs with static shapes) and run in onnxruntime. Every ok case is also checked here against
 the ONNX *spec* computed with the naive scatter reference (tests/reference.py):
 - where they agree the case is recorded with ``quirks: false``;
-- where onnxruntime deviates from the spec (CONVENTIONS.md 6.3: a SAME_* target n*s, or an explicit
+- where onnxruntime deviates from the spec (a SAME_* target n*s, or an explicit
   output_shape, longer than full + output_padding) the script checks that onnxruntime's result is the
   documented defect (crop_b 0, zeros only at the end; SAME_* without output_shape gives full + op) and
   records the case with ``quirks: true``; any other disagreement stops the script.

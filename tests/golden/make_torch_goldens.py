@@ -2,7 +2,7 @@
 
 Environment: PyTorch 2.13.0+cpu (CPU only), NumPy; run once, outside CI:
 
-    /work/venvs/torch/bin/python tests/golden/make_torch_goldens.py
+    python tests/golden/make_torch_goldens.py
 
 Functional cases call ``torch.nn.functional.conv_transpose{1,2,3}d``; cases with ``output_size`` or
 module arguments (in_channels, out_channels, kernel_size, bias, padding_mode) build

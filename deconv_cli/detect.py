@@ -1,0 +1,396 @@
+"""The porting detective (``deconv detect``): which options and weight reading reproduce a saved output.
+
+Works in the canonical config space, so every style is covered by one search:
+
+1. Shapes first (integers only). For each reading of the saved weight (as saved; in/out channel axes
+   swapped; kernel flipped; both) the channel counts fix the groups; per spatial dimension every
+   (stride, dilation, crop lo, crop hi) whose output length equals EXPECTED's is a candidate (bounded:
+   stride <= MAX_STRIDE, dilation <= MAX_DILATION, crops within the dilated kernel, extensions below
+   max(stride, dilation) as output_padding allows). Per-dimension lists combine into configs, same
+   stride and dilation on every dimension first (mixed ones only while none of those matched), at most
+   ``limit`` per reading (``tried`` says how many in all, ``limited`` whether a limit cut a search short).
+2. Numbers on a few output positions: each candidate is evaluated directly at a handful of sampled
+   positions of EXPECTED (a gather over the taps that reach them; nothing else is computed), then at
+   more positions; most candidates fail on the first.
+3. Survivors are computed in full by the engine and compared with EXPECTED (compare.py, default
+   tolerances), streamed.
+4. Each matching config is written in every style's keywords (the styles' ``express``) and kept where
+   ``job.plan`` parses that spelling with the files' shapes back to the same config, so every printed
+   ``deconv run`` line runs as is (after re-saving the weight for a reading other than "as saved").
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import time
+from dataclasses import dataclass
+
+from . import conventions, tensor_io
+from .config import DeconvConfig
+from .conventions import STYLES
+from .errors import ConfigError, DeconvError
+
+READINGS = ("as saved", "swap in/out", "flip", "swap in/out + flip")
+MAX_STRIDE = 16
+MAX_DILATION = 4
+DEFAULT_LIMIT = 100_000  # candidates per weight reading
+_FIRST_POINTS, _MORE_POINTS = 6, 48
+_MAX_FULL_CHECKS = 64
+
+
+@dataclass(frozen=True)
+class Match:
+    style: str
+    set: tuple[str, ...]
+    weight: str  # one of READINGS
+    max_abs: float
+    command: str  # the ready-to-paste line(s)
+
+    def as_dict(self) -> dict:
+        return {"style": self.style, "set": list(self.set), "weight": self.weight, "max_abs": self.max_abs,
+                "command": self.command}
+
+
+@dataclass(frozen=True)
+class Detection:
+    matches: tuple[Match, ...]
+    tried: int  # candidates checked numerically
+    checked_full: int  # candidates computed in full
+    seconds: float
+    limited: bool = False  # a reading's search stopped at the limit
+
+    def as_dict(self) -> dict:
+        return {"matches": [m.as_dict() for m in self.matches], "tried": self.tried, "checked_full": self.checked_full,
+                "limited": self.limited, "seconds": round(self.seconds, 3)}
+
+
+def detect(input: str, weight: str, expected: str, *, bias: str | None = None, styles=None, top: int = 3,
+           limit: int = DEFAULT_LIMIT) -> Detection:
+    """Search option values and weight readings that reproduce EXPECTED; the ``top`` best configs, every
+    style spelling of each (``styles``: restrict to these)."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    styles = tuple(styles or STYLES)
+    refs = {"input": input, "weight": weight, "expected": expected}
+    if bias is not None:
+        refs["bias"] = bias
+    refs = {role: tensor_io.parse_ref(text) for role, text in refs.items()}
+    if any(ref.path == "-" for ref in refs.values()):
+        raise ConfigError("detect reads its tensors from files, not stdin", "save the tensor to a file first")
+    infos = {role: tensor_io.peek(ref) for role, ref in refs.items()}
+    x = np.asarray(tensor_io.load(refs["input"]))
+    w = np.asarray(tensor_io.load(refs["weight"]))
+    b = None if bias is None else np.asarray(tensor_io.load(refs["bias"])).reshape(-1)
+    y = tensor_io.load(refs["expected"])  # .npy: memory-mapped; only sampled positions are read until step 3
+    # a grouped weight saved as (groups, C_in/g, C_out/g, *k) (MegEngine; or (groups, C_out/g, C_in/g, *k))
+    # is read as (C_in, C_out/g, *k) (or (C_out, C_in/g, *k)); the readings take it from there
+    if w.ndim == x.ndim + 1 and w.ndim >= 4 and w.shape[0] * w.shape[1] in (x.shape[1], y.shape[1]):
+        w = w.reshape(w.shape[0] * w.shape[1], *w.shape[2:])
+    batched = x.ndim == w.ndim
+    if x.ndim not in (w.ndim, w.ndim - 1) or w.ndim < 3 or y.ndim != x.ndim:
+        raise ConfigError(
+            f"input {x.shape}, weight {w.shape} and expected {tuple(y.shape)} are not one transposed convolution",
+            "give INPUT (N, C, *spatial), WEIGHT (C_in, C_out/groups, *kernel) and EXPECTED (N, C_out, *spatial)",
+        )
+    xc = x if batched else x[None]
+    yshape = tuple(y.shape) if batched else (1, *y.shape)
+    if b is not None and b.size != yshape[1]:
+        raise ConfigError(f"bias has {b.size} values but EXPECTED has {yshape[1]} channels (axis 1)")
+    search = _Search(xc, b, y if batched else y[None], yshape, limit)
+    found = []  # (max_abs, reading index, config, canonical weight)
+    for r, reading in enumerate(READINGS):
+        canonical = _read_weight(w, reading, xc.shape[1], yshape[1])
+        if canonical is None:
+            continue
+        wc, groups = canonical
+        for config, error in search.search(wc, groups):
+            found.append((error, r, config, wc))
+    found.sort(key=lambda f: (f[0], f[1], _plainness(f[2])))
+    matches = []
+    configs = 0
+    for error, r, config, wc in found:
+        lines = _spellings(config, READINGS[r], wc, refs, infos, x.shape, styles, error)
+        if lines:
+            matches.extend(lines)
+            configs += 1
+        if configs >= top:
+            break
+    return Detection(tuple(matches), search.tried, search.full, time.perf_counter() - t0, search.exhausted)
+
+
+def _read_weight(w, reading: str, c_in: int, c_out: int):
+    """The canonical weight (C_in, C_out/g, *k) and groups for one reading of the saved weight, or None when
+    the shapes rule it out."""
+    import numpy as np
+
+    a, bdim, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    if reading.startswith("swap"):  # saved as (C_out, C_in/g, *k)
+        if a != c_out or c_in % bdim:
+            return None
+        groups = c_in // bdim
+        if c_out % groups:
+            return None
+        wc = w.reshape((groups, c_out // groups, bdim, *kernel)).swapaxes(1, 2).reshape((c_in, c_out // groups, *kernel))
+    else:
+        if a != c_in or c_out % bdim:
+            return None
+        groups = c_out // bdim
+        if c_in % groups:
+            return None
+        wc = w
+    if reading.endswith("flip"):
+        wc = np.flip(wc, axis=tuple(range(2, w.ndim)))
+    return np.ascontiguousarray(wc), groups
+
+
+def reading_code(reading: str, shape, groups: int, rank: int) -> str:
+    """NumPy code turning the saved weight ``w`` into the reading's canonical weight (for the printed recipe)."""
+    code = "w"
+    if len(shape) == rank + 3:  # grouped (g, C_in/g, C_out/g, *k): merge the first two axes
+        shape = (shape[0] * shape[1], *shape[2:])
+        code = f"w.reshape({tuple(shape)})"
+    a, bdim, kernel = shape[0], shape[1], tuple(shape[2:])
+    if reading.startswith("swap"):
+        if groups == 1:
+            code = f"{code}.swapaxes(0, 1)"
+        else:
+            c_in = groups * bdim
+            code = (f"{code}.reshape({(groups, a // groups, bdim, *kernel)}).swapaxes(1, 2)"
+                    f".reshape({(c_in, a // groups, *kernel)})")
+    if reading.endswith("flip"):
+        code = f"np.flip({code}, axis={tuple(range(2, len(shape)))})"
+    return code
+
+
+def _plainness(config: DeconvConfig) -> tuple:
+    """Among equally good configs, the plainer first: small dilation, stride, crops."""
+    return (sum(config.dilation), sum(config.stride), sum(abs(lo) + abs(hi) for lo, hi in config.crops))
+
+
+class _Search:
+    def __init__(self, x, b, y, yshape, limit: int):
+        import numpy as np
+
+        from .compare import default_tolerances
+
+        self.x, self.b, self.y, self.yshape, self.limit = x, b, y, yshape, limit
+        self.tried = self.full = 0
+        self.exhausted = False  # whether some reading's search stopped at the limit
+        self.atol, self.rtol = default_tolerances(str(x.dtype), str(y.dtype))
+        rng = np.random.default_rng(0)
+        total = int(np.prod(yshape))
+        flat = np.concatenate([[0, total - 1], rng.integers(0, total, size=_MORE_POINTS)]) if total else np.zeros(0, int)
+        order = np.unique(flat[:_MORE_POINTS])  # sorted reads from a memory map
+        self.points = np.array(np.unravel_index(order, yshape)).T if total else np.zeros((0, len(yshape)), int)
+        values = np.asarray(y[tuple(self.points.T)], dtype=np.float64) if total else np.zeros(0)
+        # the first few points are spread: both corners, then the rest
+        pick = np.r_[0, len(order) - 1, np.arange(1, len(order) - 1)] if len(order) > 2 else np.arange(len(order))
+        self.points, self.values = self.points[pick], values[pick]
+
+    # ------------------------------------------------ 1. shapes, 2a. a few positions for many candidates at once
+    def search(self, wc, groups: int):
+        """Configs (with their full max abs error) that reproduce EXPECTED with canonical weight ``wc``.
+
+        Options of all dimensions but the last are enumerated; for each such lead, the input and weight
+        are contracted over the lead dimensions at the first sampled positions once, and every option of
+        the last dimension is then evaluated in one vectorised gather.
+        """
+        import numpy as np
+
+        c_in, kernel, rank = self.x.shape[1], tuple(wc.shape[2:]), wc.ndim - 2
+        per_dim = [self._dim_options(n, k, out) for n, k, out in zip(self.x.shape[2:], kernel, self.yshape[2:])]
+        if not all(per_dim):
+            return
+        pts = self.points[:_FIRST_POINTS]
+        want = self.values[:_FIRST_POINTS]
+        count, per_group, cg = len(pts), self.yshape[1] // groups, c_in // groups
+        co = pts[:, 1]
+        channels = (co // per_group)[:, None] * cg + np.arange(cg)[None, :]  # (P, cg)
+        weights = wc[channels, (co % per_group)[:, None]].astype(np.float64)  # (P, cg, *k)
+        bias = 0.0 if self.b is None else self.b[co].astype(np.float64)
+        last = per_dim[-1]
+        k_last, n_last = kernel[-1], self.x.shape[-1]
+        idx_last, ok_last = zip(*(_dim_gather(s, d, lo, k_last, pts[:, -1], n_last) for s, d, lo, _ in last))
+        idx_last, ok_last = np.stack(idx_last), np.stack(ok_last)  # (O, P, k_last)
+        base_index = (pts[:, 0].reshape(-1, *(1,) * rank), channels.reshape(count, cg, *(1,) * (rank - 1)))
+        gathers = []  # per lead dimension: (stride, dilation, lo) -> (index, mask) shaped for broadcasting
+        for j, options in enumerate(per_dim[:-1]):
+            shape = [count, 1] + [1] * (rank - 1)
+            shape[2 + j] = kernel[j]
+            gathers.append({})
+            for s, d, lo, _ in options:
+                if (s, d, lo) not in gathers[j]:
+                    idx, ok = _dim_gather(s, d, lo, kernel[j], pts[:, 2 + j], self.x.shape[2 + j])
+                    gathers[j][(s, d, lo)] = (idx.reshape(shape), ok.reshape(shape))
+        p_index = np.arange(count)[None, :, None]
+        t_index = np.arange(k_last)[None, None, :]
+        # plausible leads first: the same stride and dilation on every dimension, then the rest; within each,
+        # by each dimension's plausibility rank (small dilation, small stride, symmetric crops)
+        rank_of = [{o: i for i, o in enumerate(options)} for options in per_dim[:-1]]
+        leads = sorted(itertools.product(*per_dim[:-1]),
+                       key=lambda lead: (len({o[:2] for o in lead}) > 1, sum(r[o] for r, o in zip(rank_of, lead))))
+        budget_end, matched = self.tried + self.limit, False
+        for lead in leads:
+            if matched and len({o[:2] for o in lead}) > 1:
+                return  # a match with uniform stride and dilation: mixed ones are not searched
+            if self.tried >= budget_end:
+                self.exhausted = True
+                return
+            # x at the lead taps, all of the last axis: (P, cg, k_0..k_{r-2}, n_last), masked
+            index = [base_index[0], base_index[1]]
+            mask = True
+            for j, option in enumerate(lead):
+                idx, ok = gathers[j][option[:3]]
+                index.append(idx)
+                mask = mask & ok
+            taps = self.x[(*index, slice(None))].astype(np.float64)  # (P, cg, *k_lead, n_last)
+            if mask is not True:
+                taps *= mask[..., None]
+            lead_axes = "".join(chr(ord("a") + j) for j in range(rank - 1))
+            partial = np.einsum(f"pc{lead_axes}n,pc{lead_axes}t->pnt", taps, weights)  # (P, n_last, k_last)
+            allowed = budget_end - self.tried
+            got = (partial[p_index, idx_last[:allowed], t_index] * ok_last[:allowed]).sum(axis=2) + bias  # (O, P)
+            self.tried += len(got)
+            good = np.all(np.abs(got - want) <= self.atol + self.rtol * np.abs(want), axis=1)
+            for o in np.flatnonzero(good).tolist():
+                combo = (*lead, last[o])
+                config = DeconvConfig(
+                    kernel=kernel, stride=tuple(c[0] for c in combo), dilation=tuple(c[1] for c in combo),
+                    crops=tuple((c[2], c[3]) for c in combo), groups=groups, in_channels=c_in,
+                    out_channels=self.yshape[1],
+                )
+                error = self.check(config, wc)
+                if error is not None:
+                    matched = matched or len({c[:2] for c in combo}) == 1
+                    yield config, error
+
+    def _dim_options(self, n: int, k: int, out: int) -> list:
+        """(stride, dilation, crop lo, crop hi) giving ``out`` from ``n`` with kernel ``k``: crops within the
+        dilated kernel, extensions (negative hi) shorter than max(stride, dilation)."""
+        options = []
+        for d in range(1, (MAX_DILATION if k > 1 else 1) + 1):
+            extent = d * (k - 1) + 1
+            for s in range(1, (MAX_STRIDE if n > 1 else 1) + 1):
+                total = (n - 1) * s + extent - out
+                for lo in range(0, extent):
+                    hi = total - lo
+                    if -(max(s, d) - 1) <= hi <= extent - 1:
+                        options.append((s, d, lo, hi))
+        return sorted(options, key=lambda o: (o[1], o[0], abs(o[2] - o[3]), o[2]))
+
+    # ------------------------------------------------ 2. a few positions, then 3. in full
+    def check(self, config: DeconvConfig, wc) -> float | None:
+        """After the first positions: more positions, then in full. The max abs error on a match, else None."""
+        import numpy as np
+
+        got = self._at_points(config, wc, len(self.values))
+        if not np.all(np.abs(got - self.values) <= self.atol + self.rtol * np.abs(self.values)):
+            return None
+        if self.full >= _MAX_FULL_CHECKS:  # sampled positions that cannot tell candidates apart (a flat EXPECTED)
+            self.exhausted = True
+            return None
+        self.full += 1
+        from .compare import compare_refs
+        from .engines import get_engine
+
+        engine = get_engine("cpu")
+        out = engine.to_host(engine.deconvolve(self.x, wc, self.b, config, tuple(self.yshape[2:])))
+        result = compare_refs(out, self.y, top=0)
+        return result.max_abs if result.match else None
+
+    def _at_points(self, config: DeconvConfig, wc, count: int):
+        """The output at the first ``count`` sampled positions, from the taps that reach each."""
+        import numpy as np
+
+        pts = self.points[:count]
+        rank = config.rank
+        per_group = config.out_channels // config.groups
+        cg = config.in_channels // config.groups
+        co = pts[:, 1]
+        channels = (co // per_group)[:, None] * cg + np.arange(cg)[None, :]  # (P, cg)
+        index = [pts[:, 0].reshape(-1, *(1,) * (rank + 1)), channels.reshape(len(pts), cg, *(1,) * rank)]
+        mask = np.ones((len(pts), 1, *(1,) * rank), dtype=bool)
+        for j in range(rank):
+            idx, ok = _dim_gather(config.stride[j], config.dilation[j], config.crops[j][0], config.kernel[j],
+                                  pts[:, 2 + j], self.x.shape[2 + j])
+            shape = [len(pts), 1] + [1] * rank
+            shape[2 + j] = config.kernel[j]
+            index.append(idx.reshape(shape))
+            mask = mask & ok.reshape(shape)
+        taps = self.x[tuple(index)].astype(np.float64)  # (P, cg, *k)
+        weights = wc[channels, (co % per_group)[:, None]].astype(np.float64)  # (P, cg, *k)
+        got = (taps * weights * mask).reshape(len(pts), -1).sum(axis=1)
+        if self.b is not None:
+            got = got + self.b[co].astype(np.float64)
+        return got
+
+
+
+def _dim_gather(s, d, lo, k, o, n):
+    """Input index and validity per (position, tap) on one dimension: full index o + lo = i*s + t*d."""
+    import numpy as np
+
+    t = np.arange(k)[None, :]
+    pos = (o + lo)[:, None] - t * d
+    i = pos // s
+    ok = (pos % s == 0) & (i >= 0) & (i < n)
+    return np.clip(i, 0, n - 1), ok
+
+
+# ---------------------------------------------------------------- 4. writing the matches in each style
+
+
+def _spellings(config, reading, wc, refs, infos, input_shape, styles, error) -> list[Match]:
+    from .job import plan
+
+    canonical_input = (input_shape[0], *input_shape[1:]) if len(input_shape) == config.rank + 2 else (1, *input_shape)
+    weight_shape = infos["weight"].shape if reading == "as saved" else tuple(wc.shape)
+    bias_shape = infos["bias"].shape if "bias" in infos else None
+    matches = []
+    for style in styles:
+        try:
+            expression = conventions.get(style).express(config, canonical_input)
+            if not expression.expressible:
+                continue
+            record = plan(style, expression.options, tuple(input_shape), weight_shape, bias_shape)
+        except DeconvError:
+            continue
+        got = record.config
+        same = (got.kernel, got.stride, got.dilation, got.crops, got.groups, got.channels_last, got.weight_perm) == (
+            config.kernel, config.stride, config.dilation, config.crops, config.groups, False, None)
+        if not same or tuple(record.output_shape) != tuple(infos["expected"].shape):
+            continue
+        items = tuple(f"{key}={_value(value)}" for key, value in expression.options.items())
+        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, refs, infos)))
+    return matches
+
+
+def _value(value) -> str:
+    """A --set value as parse_set reads it: bare words unquoted, tuples without spaces."""
+    if isinstance(value, str) and value.isidentifier():
+        return value
+    return repr(value).replace(" ", "")
+
+
+def _command(style, items, reading, config, refs, infos) -> str:
+    weight = str(refs["weight"])
+    lines = []
+    if reading != "as saved":
+        stem = refs["weight"].path.rsplit(".", 1)[0]
+        weight = f"{stem}.{reading.replace(' + ', '-').replace(' in/out', '').replace(' ', '-')}.npy"
+        code = reading_code(reading, infos["weight"].shape, config.groups, config.rank)
+        script = (f"import numpy as np; from deconv_cli import tensor_io as t; w = t.load(t.parse_ref({str(refs['weight'])!r})); "
+                  f"np.save({weight!r}, np.ascontiguousarray({code}))")
+        plain = not any(c in script for c in '"$`\\!')
+        lines.append(f'python -c "{script}"' if plain else shlex.join(["python", "-c", script]))
+    parts = ["deconv", "run", str(refs["input"]), weight]
+    if "bias" in refs:
+        parts += ["--bias", str(refs["bias"])]
+    parts += ["--style", style]
+    for item in items:
+        parts += ["--set", item]
+    parts += ["--expect", str(refs["expected"])]
+    lines.append(shlex.join(parts))
+    return "\n".join(lines)

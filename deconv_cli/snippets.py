@@ -1,0 +1,165 @@
+"""``deconv explain --to STYLE --code``: a runnable Python snippet that computes the same deconvolution
+in STYLE's framework, to paste into the model being ported.
+
+The snippet loads the tensors (or draws random ones of the given shapes), re-lays them from the source
+style's layouts into the target framework's (through the canonical layouts of config.py), calls the
+framework's op with the keywords ``explain`` found, applies the crop the keywords cannot express, and
+brings the result back to the source style's layout: its ``y`` equals what ``deconv run`` writes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import tensor_io
+from .errors import ConfigError
+from .explain import Explanation, canonical_input_shape
+from .shapes import Derivation
+
+# target style -> (import lines, how its tensors are made from NumPy, how its result becomes NumPy)
+FRAMEWORKS = {
+    "torch": (["import torch", "import torch.nn.functional as F"], "torch.from_numpy({})", "{}.numpy()"),
+    "oneflow": (["import oneflow as flow"], "flow.tensor({})", "{}.numpy()"),
+    "megengine": (["import megengine as mge", "import megengine.functional as MF"], "mge.tensor({})", "{}.numpy()"),
+    "mindspore": (["import mindspore as ms", "from mindspore import ops"], "ms.Tensor({})", "{}.asnumpy()"),
+    "dragon": (["import dragon"], "dragon.constant({})", "{}.numpy()"),
+    "onnx": (["import onnx", "from onnx import helper", "from onnx.reference import ReferenceEvaluator"], "{}", "{}"),
+}
+
+
+def _kwargs(options: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items())
+
+
+def _load(var: str, role: str, path: str | None, shape, seed: int) -> list[str]:
+    if path is None:
+        return [f"{var} = np.random.default_rng({seed}).standard_normal({tuple(shape)}).astype(np.float32)  # your {role}"]
+    ref = tensor_io.parse_ref(path)
+    if ref.path == "-":
+        raise ConfigError("--code needs tensor files, not stdin", "save the tensor to a file or give --input-shape")
+    if ref.kind == ".npy":
+        return [f"{var} = np.load({ref.path!r})  # {role}"]
+    name = ref.key or tensor_io.peek(ref).name
+    if ref.kind == ".npz":
+        return [f"{var} = np.load({ref.path!r})[{name!r}]  # {role}"]
+    return [f"{var} = h5py.File({ref.path!r}, 'r')[{name!r}][()]  # {role}"]
+
+
+def snippet(record: Derivation, explanation: Explanation, files: dict[str, str | None]) -> str:
+    """Python source computing ``record``'s deconvolution with ``explanation``'s target framework.
+
+    ``files``: the input/weight/bias references given to explain (None: random data of the record's shapes).
+    """
+    e = explanation.expression
+    style = e.style
+    if explanation.output_shape is None or (not e.expressible and e.crop is None):
+        raise ConfigError(f"no runnable {style} code for this configuration: {e.reason}", "pick another --to style")
+    config = record.config
+    has_bias = record.bias_shape is not None
+    imports, to_tensor, to_numpy = FRAMEWORKS[style]
+    lines = [f"# {record.style} -> {style}: y equals what `deconv run` computes, shape {tuple(record.output_shape)}",
+             "import numpy as np"]
+    if any(f is not None and tensor_io.parse_ref(f).kind == ".h5" for f in files.values()):
+        lines.append("import h5py")
+    lines += imports + [""]
+    lines += _load("x", "input", files.get("input"), record.input_shape, 0)
+    lines += _load("w", "weight", files.get("weight"), record.weight_shape, 1)
+    if has_bias:
+        lines += _load("b", "bias", files.get("bias"), record.bias_shape, 2)
+
+    lines += ["", f"# {record.style}'s layouts -> (N, C_in, *spatial) and (C_in, C_out/groups, *kernel)", "X, W = x, w"]
+    if not config.batched:
+        lines.append("X = X[None]  # add the batch axis")
+    if config.channels_last:
+        lines.append("X = np.moveaxis(X, -1, 1)  # channels to axis 1")
+    if config.weight_perm is not None:
+        lines.append(f"W = W.transpose({tuple(config.weight_perm)})")
+    if tuple(record.weight_shape) != config.weight_shape or config.weight_perm is not None:
+        lines.append(f"W = W.reshape({config.weight_shape})")
+    if has_bias:
+        lines.append("B = b.reshape(-1)  # (C_out,)")
+
+    nhwc = e.options.get("data_format") == "NHWC"
+    relayout = []
+    if nhwc:
+        relayout = ["X = np.moveaxis(X, 1, -1)  # NHWC", "W = np.moveaxis(W, 1, -1)  # (C_in, *kernel, C_out/group)"]
+    else:
+        if tuple(e.input_shape) != canonical_input_shape(record):
+            relayout.append(f"X = X.reshape({tuple(e.input_shape)})")
+        if tuple(e.weight_shape) != config.weight_shape:
+            relayout.append(f"W = W.reshape({tuple(e.weight_shape)})")
+    if relayout:
+        lines += ["", f"# -> {style}'s layouts: input {tuple(e.input_shape)}, weight {tuple(e.weight_shape)}", *relayout]
+
+    crop = e.crop or ((0, 0),) * (len(e.input_shape) - 2)
+    rank = len(crop)
+    # the framework adds the bias unless positions must be added after it (they hold only the bias)
+    bias_inside = has_bias and style != "mindspore" and all(lo >= 0 and hi >= 0 for lo, hi in crop)
+    if bias_inside and style == "megengine":
+        lines.append(f"B = B.reshape(1, -1{', 1' * rank})  # MegEngine's bias is (1, C_out, 1, ...)")
+    lines += ["", f"# {style}"] + _call(style, e, config, rank, bias_inside, to_tensor, explanation.output_shape)
+    if to_numpy != "{}":
+        lines.append(f"y = {to_numpy.format('y')}")
+
+    out_spatial = explanation.output_shape[1:-1] if nhwc else explanation.output_shape[2:]
+    if nhwc:
+        lines.append("y = np.moveaxis(y, -1, 1)  # back to (N, C_out, *spatial)")
+    if any(c != (0, 0) for c in crop):
+        lines += ["", f"# the crop {style}'s keywords cannot express (negative: positions that hold only the bias)"]
+        pads = [(max(0, -lo), max(0, -hi)) for lo, hi in crop]
+        if any(p != (0, 0) for p in pads):
+            lines.append(f"y = np.pad(y, {[(0, 0), (0, 0), *pads]})")
+        cuts = [":" if lo <= 0 and hi <= 0 else f"{max(lo, 0)}:{n + a + b - max(hi, 0)}"
+                for (lo, hi), n, (a, b) in zip(crop, out_spatial, pads)]
+        lines.append(f"y = y[:, :, {', '.join(cuts)}]")
+    canonical_out = (canonical_input_shape(record)[0], config.out_channels, *record.output_spatial)
+    if rank != config.rank:
+        lines.append(f"y = y.reshape({canonical_out})  # drop the unit axis")
+    if has_bias and not bias_inside:
+        lines.append(f"y = y + B.reshape(1, -1{', 1' * config.rank})  # the bias")
+    if config.channels_last:
+        lines.append("y = np.moveaxis(y, 1, -1)  # channels last again")
+    if not config.batched:
+        lines.append("y = y[0]  # drop the batch axis")
+    assert math.prod(record.output_shape) == math.prod(canonical_out)
+    return "\n".join(lines) + "\n"
+
+
+def _call(style: str, e, config, rank: int, bias_inside: bool, to_tensor: str, out_shape) -> list[str]:
+    x, w = to_tensor.format("X"), to_tensor.format("W")
+    b = to_tensor.format("B") if bias_inside else "None"
+    options = dict(e.options)
+    if style == "torch":
+        return [f"# as a module: torch.nn.ConvTranspose{rank}d({config.in_channels}, {config.out_channels}, "
+                f"{tuple(config.kernel)}, {_kwargs(options)}{', ' if options else ''}bias={bias_inside}), weight = W",
+                f"y = F.conv_transpose{rank}d({x}, {w}, {b}{', ' if options else ''}{_kwargs(options)})"]
+    if style == "oneflow":
+        return [f"y = flow.nn.functional.conv_transpose{rank}d({x}, {w}, {b}, {_kwargs(options)})"]
+    if style == "megengine":
+        return [f"y = MF.conv_transpose{rank}d({x}, {w}, {b}{', ' if options else ''}{_kwargs(options)})"]
+    if style == "dragon":
+        tensors = f"[{x}, {w}, {to_tensor.format('B')}]" if bias_inside else f"[{x}, {w}]"
+        return [f"y = dragon.nn.conv{rank}d_transpose({tensors}, {_kwargs(options)})"]
+    if style == "mindspore":
+        if rank == 3:
+            ctor = dict(in_channel=config.in_channels, out_channel=config.out_channels, kernel_size=tuple(e.weight_shape[2:]),
+                        **options)
+            return [f"op = ops.Conv3DTranspose({_kwargs(ctor)})", f"y = op({x}, {w})"]
+        size = options.pop("input_size")
+        ctor = dict(out_channel=config.out_channels, kernel_size=tuple(e.weight_shape[2:]), **options)
+        return [f"op = ops.Conv2DTranspose({_kwargs(ctor)})", f"y = op({x}, {w}, {tuple(size)!r})"]
+    # onnx: one ConvTranspose node, run by onnx's reference evaluator (or onnxruntime)
+    names = ["X", "W", "B"] if bias_inside else ["X", "W"]
+    attributes = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+    feeds = ", ".join(f"{n!r}: {n}" for n in names)
+    return [
+        f"node = helper.make_node('ConvTranspose', {names}, ['Y']{', ' if attributes else ''}{_kwargs(attributes)})",
+        "kind = helper.np_dtype_to_tensor_dtype(X.dtype)",
+        "inputs = [helper.make_tensor_value_info(n, kind, v.shape) for n, v in "
+        f"zip({names}, [{', '.join(names)}])]",
+        f"graph = helper.make_graph([node], 'deconv', inputs, [helper.make_tensor_value_info('Y', kind, {list(out_shape)})])",
+        "model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])",
+        "onnx.checker.check_model(model)",
+        f"y = ReferenceEvaluator(model).run(None, {{{feeds}}})[0]",
+        f"# onnxruntime: onnxruntime.InferenceSession(model.SerializeToString()).run(None, {{{feeds}}})[0]",
+    ]

@@ -1,0 +1,218 @@
+"""`deconv detect`: goldens of every style, the weight saved in each of the four readings, found among the top
+matches; the printed lines run as pasted; the search is bounded and reports what it tried."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_goldens import GOLDEN, _cases, _options
+
+import deconv_cli
+from deconv_cli.cli import cli, parse_set
+from deconv_cli.conventions import STYLES
+from deconv_cli.detect import MAX_DILATION, MAX_STRIDE, READINGS, detect
+
+PER_STYLE = 3
+# Candidates per reading: tiny 3-D goldens (3x3x3 inputs) allow ~500k configs per reading; the true one comes
+# within the first few hundred (uniform stride/dilation and plain crops first), so a lower limit keeps this fast.
+LIMIT = 20_000
+
+
+def _effective(config, input_spatial):
+    """What a config computes: stride is moot on a length-1 input, dilation on a size-1 kernel."""
+    return (
+        tuple(1 if n == 1 else s for s, n in zip(config.stride, input_spatial)),
+        tuple(1 if k == 1 else d for d, k in zip(config.dilation, config.kernel)),
+        config.crops, config.groups,
+    )
+
+
+def _picked():
+    """Per style, one float32 case per spatial rank whose weight is in the plain (C_in, C_out/g, *k) layout,
+    batched and channels-first (what detect searches), preferring strided and padded ones."""
+    chosen = {style: [] for style in STYLES}
+    for param in _cases():
+        framework, case = param.values
+        if case["expect"] != "ok" or case["dtype"] != "float32" or case.get("quirks"):
+            continue
+        record = deconv_cli.derive(case["input_shape"], case["weight_shape"], style=case["style"],
+                                   bias_shape=case["bias_shape"], **_options(case))
+        c = record.config
+        if (c.weight_perm is not None or len(case["weight_shape"]) != c.rank + 2 or c.channels_last or not c.batched
+                or max(c.stride) > MAX_STRIDE or max(c.dilation) > MAX_DILATION or not _in_bounds(c)):
+            continue
+        interesting = max(c.stride) > 1 and any(lo or hi for lo, hi in c.crops)
+        chosen[case["style"]].append((c.rank, not interesting, case["name"], framework, case))
+    for style, found in chosen.items():  # one case per spatial rank, the first interesting one
+        ranks = {}
+        for rank, _, _, framework, case in sorted(found, key=lambda f: f[:3]):
+            ranks.setdefault(rank, (framework, case))
+        for framework, case in list(ranks.values())[:PER_STYLE]:
+            yield pytest.param(framework, case, id=f"{style}-{case['name']}")
+
+
+def _in_bounds(c) -> bool:
+    """Inside detect's documented search: crops within the dilated kernel, extensions below max(s, d)."""
+    for k, s, d, (lo, hi) in zip(c.kernel, c.stride, c.dilation, c.crops):
+        extent = d * (k - 1) + 1
+        if not (0 <= lo <= extent - 1 and -(max(s, d) - 1) <= hi <= extent - 1):
+            return False
+    return True
+
+
+def _save_in_reading(w, reading, config):
+    """The file a user would have: the canonical weight saved in the given (wrong) reading."""
+    if reading.endswith("flip"):
+        w = np.flip(w, axis=tuple(range(2, w.ndim)))
+    if reading.startswith("swap"):
+        g = config.groups
+        ci, co = config.in_channels // g, config.out_channels // g
+        w = w.reshape(g, ci, co, *config.kernel).swapaxes(1, 2).reshape(g * co, ci, *config.kernel)
+    return np.ascontiguousarray(w)
+
+
+@pytest.mark.parametrize("framework, case", list(_picked()))
+def test_detect_finds_the_golden_configuration_in_every_reading(framework, case, tmp_path):
+    with np.load(GOLDEN / f"{framework}.npz") as arrays:
+        x, w, y = (arrays[f"{case['name']}__{k}"] for k in "xwy")
+        b = arrays.get(f"{case['name']}__b")
+    style = case["style"]
+    truth = deconv_cli.derive(x.shape, w.shape, style=style, bias_shape=None if b is None else b.shape,
+                              **_options(case)).config
+    want = _effective(truth, x.shape[2:])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    if b is not None:
+        np.save(tmp_path / "b.npy", b)
+    for reading in READINGS:
+        np.save(tmp_path / "w.npy", _save_in_reading(w, reading, truth))
+        found = detect(str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), str(tmp_path / "y.npy"),
+                       bias=None if b is None else str(tmp_path / "b.npy"), styles=(style,), limit=LIMIT)
+        assert found.tried >= 1 and found.matches
+        hits = []
+        for m in found.matches:
+            assert m.style == style
+            weight_shape = w.shape if m.weight == "as saved" else truth.weight_shape
+            got = deconv_cli.derive(x.shape, weight_shape, style=style, bias_shape=None if b is None else b.shape,
+                                    **parse_set(m.set)).config
+            hits.append((m.weight, _effective(got, x.shape[2:])))
+        assert (reading, want) in hits, f"{reading}: {want} not among {hits}"
+
+
+@pytest.fixture
+def layer(tmp_path, rng):
+    """A realistic decoder layer saved with its kernel flipped, as a framework that correlates would."""
+    x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 4, 4)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    y = deconv_cli.deconvolve(x, w, b, stride=2, padding=1)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w_flipped.npy", np.ascontiguousarray(w[:, :, ::-1, ::-1]))
+    np.save(tmp_path / "b.npy", b)
+    np.save(tmp_path / "y.npy", y)
+    os.chdir(tmp_path)
+    return x, w, b, y
+
+
+def test_detect_cli_prints_lines_that_run_as_pasted(layer, tmp_path):
+    result = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "y.npy", "--bias", "b.npy",
+                                      "--style", "torch", "--top", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("1 matching configuration, best first (") and "candidates tried" in lines[0]
+    assert lines[1].startswith("1. weight flip, max abs error ") and lines[1].endswith(": torch")
+    assert lines[2] == ("   python -c \"import numpy as np; from deconv_cli import tensor_io as t; "
+                        "w = t.load(t.parse_ref('w_flipped.npy')); "
+                        "np.save('w_flipped.flip.npy', np.ascontiguousarray(np.flip(w, axis=(2, 3))))\"")
+    assert lines[3] == ("   deconv run x.npy w_flipped.flip.npy --bias b.npy --style torch --set stride=2 --set padding=1 "
+                        "--expect y.npy")
+    script = "\n".join(line.strip() for line in lines[2:4])
+    venv = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=f"{venv}:{os.environ['PATH']}")
+    out = subprocess.run(["bash", "-e", "-c", script.replace("python -c", f"{sys.executable} -c")],
+                         env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "MATCH: all 4608 elements" in out.stderr
+
+
+def test_detect_json_every_style_and_quoting(layer, tmp_path):
+    result = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "y.npy", "--bias", "b.npy", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["tried"] > 0
+    first = [m for m in record["matches"] if m["weight"] == "flip"]
+    assert {m["style"] for m in first} >= {"torch", "onnx", "oneflow", "dragon"}
+    for m in record["matches"]:
+        assert set(m) >= {"style", "set", "weight", "max_abs"} and m["max_abs"] < 1e-4
+    # a tuple value is quoted for bash: --set 'strides=[2,2]'
+    onnx = next(m for m in first if m["style"] == "onnx")
+    assert "--set 'strides=[2,2]'" in onnx["command"]
+
+
+def test_detect_no_match_exit_1_and_tried(layer, tmp_path, rng):
+    np.save(tmp_path / "noise.npy", rng.standard_normal((1, 8, 24, 24)).astype(np.float32))
+    result = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "noise.npy", "--json"])
+    assert result.exit_code == 1
+    record = json.loads(result.stdout)
+    assert record["matches"] == [] and record["tried"] > 100
+    text = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "noise.npy", "--limit", "10"])
+    assert text.exit_code == 1
+    assert text.stdout.startswith("no match (20 candidates tried, 0 computed in full, ")  # 10 per reading, 2 readings
+    assert text.stdout.splitlines()[0].endswith(" s; stopped at --limit, raise it to search further)")
+    assert text.stdout.splitlines()[1] == ("  not searched: a bias (pass --bias if the framework added one), "
+                                           "channels-last layouts, negative paddings, stride > 16, dilation > 4")
+
+
+def test_detect_rejects_impossible_shapes_with_one_line(layer, tmp_path):
+    np.save(tmp_path / "flat.npy", np.zeros((1, 8, 24), np.float32))
+    result = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "flat.npy"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: input (1, 16, 12, 12), weight (16, 8, 4, 4) and expected (1, 8, 24) are not one transposed "
+        "convolution. Give INPUT (N, C, *spatial), WEIGHT (C_in, C_out/groups, *kernel) and EXPECTED "
+        "(N, C_out, *spatial).\n")
+
+
+def _grouped_golden():
+    for param in _cases():
+        framework, case = param.values
+        if (framework == "megengine" and case["expect"] == "ok" and not case.get("quirks")
+                and len(case["weight_shape"]) == len(case["input_shape"]) + 1 and case["dtype"] == "float32"):
+            return framework, case
+    raise AssertionError("no grouped MegEngine golden")
+
+
+@pytest.mark.parametrize("reading", ["as saved", "swap in/out + flip"])
+def test_detect_reads_a_grouped_megengine_weight(reading, tmp_path):
+    """A (groups, C_in/g, C_out/g, *k) weight file (or its (groups, C_out/g, C_in/g, *k) mistake, flipped)."""
+    framework, case = _grouped_golden()
+    with np.load(GOLDEN / f"{framework}.npz") as arrays:
+        x, w, y = (arrays[f"{case['name']}__{k}"] for k in "xwy")
+        b = arrays.get(f"{case['name']}__b")
+    truth = deconv_cli.derive(x.shape, w.shape, style="megengine", bias_shape=None if b is None else b.shape,
+                              **_options(case)).config
+    saved = w
+    if reading != "as saved":
+        saved = np.ascontiguousarray(np.flip(w, axis=tuple(range(3, w.ndim))).swapaxes(1, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", saved)
+    np.save(tmp_path / "y.npy", y)
+    args = [str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), str(tmp_path / "y.npy")]
+    if b is not None:
+        np.save(tmp_path / "b.npy", b.reshape(-1))
+    found = detect(*args, bias=None if b is None else str(tmp_path / "b.npy"), limit=LIMIT)
+    mine = [m for m in found.matches if m.weight == reading]
+    assert mine, found
+    assert {m.style for m in mine} >= ({"megengine"} if reading == "as saved" else {"torch"})
+    for m in mine:
+        if m.style in ("megengine", "torch"):
+            shape = saved.shape if reading == "as saved" else truth.weight_shape
+            got = deconv_cli.derive(x.shape, shape, style=m.style, **parse_set(m.set)).config
+            assert _effective(got, x.shape[2:]) == _effective(truth, x.shape[2:])
