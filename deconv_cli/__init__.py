@@ -24,7 +24,8 @@ def derive(input_shape, weight_shape, *, style: str = "torch", bias_shape=None, 
 
 
 def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str = "cpu", quirks: bool = False, **options):
-    """Transposed convolution with a style's keywords. NumPy in -> NumPy out, CuPy in -> CuPy out.
+    """Transposed convolution with a style's keywords. NumPy in -> NumPy out, CuPy in -> CuPy out,
+    dask array in -> a lazy dask array out (one task per tile of the same tile plan, same bits).
 
     The tensors are positional, so a style's own ``bias=True`` keyword (torch's module check) reaches
     the style; ``bias=<array>`` is taken as the bias tensor.
@@ -35,6 +36,7 @@ def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str
     if bias is None and hasattr(options.get("bias"), "shape"):
         bias = options.pop("bias")
     on_gpu = type(input).__module__.split(".")[0] == "cupy"
+    lazy = type(input).__module__.split(".")[0] == "dask"
     engine = get_engine("gpu" if on_gpu else device)
     dtypes = {"input": str(input.dtype), "weight": str(weight.dtype)}
     if bias is not None:
@@ -42,5 +44,13 @@ def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str
     record = plan(
         style, options, input.shape, weight.shape, None if bias is None else bias.shape, quirks=quirks, dtypes=dtypes
     )
-    output = engine.deconvolve(input, weight, bias, record.config, record.output_spatial)
-    return output if on_gpu else engine.to_host(output)
+    from . import tiling
+
+    plan = tiling.plan_for(record, dtypes["input"])  # the tiles every run of this problem computes
+    if lazy:
+        return tiling.to_dask(input, weight, bias, plan, device=engine.DEVICE)
+    if on_gpu:
+        import cupy
+
+        return tiling.compute_in_memory(engine, input, weight, bias, plan, xp=cupy)
+    return tiling.compute_in_memory(engine, input, weight, bias, plan)

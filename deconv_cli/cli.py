@@ -94,9 +94,10 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
 @click.option("--cast", type=click.Choice(FLOAT_DTYPES), help="Cast every tensor to this dtype before planning.")
 @click.option("--expect", metavar="REF", help="Compare the output with this tensor (a framework's saved output); exit 1 on mismatch.")
+@click.option("--scheduler", metavar="ADDRESS", help="Compute the tiles as tasks on this Dask scheduler (tcp://host:port; workers must see the same paths).")
 @tolerance_options
 @style_options
-def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json):
+def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json, scheduler):
     """Run a transposed convolution and write the output.
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
@@ -124,7 +125,8 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
             raise ConfigError("-o - writes the output's .npy bytes to stdout, where --json would print too",
                               "drop --json, or give -o a file name")
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
-                  device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol)
+                  device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol,
+                  scheduler=scheduler)
         with removing_temps_on_signals():
             result = run_job(job)
     except DeconvError as error:

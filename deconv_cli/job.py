@@ -14,14 +14,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from . import conventions, tensor_io
+from . import conventions, tensor_io, tiles, tiling
 from .config import Shape
 from .errors import ConfigError, DeconvError
 from .shapes import Derivation, derive
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
-# Above this many bytes of input + output, a batched job streams batch slices from and to disk.
+# Above this many bytes of input + output, a job streams tiles (batch slices, spatial blocks) from and to disk.
 DEFAULT_MEMORY_BUDGET = 2 << 30
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:E[+-]?[0-9]+)?)\s*([KMGT]?)(?:I?B)?")
@@ -47,50 +47,53 @@ def memory_budget() -> int:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """How a job holds its data: whole in memory, or ``chunk`` samples of the batch at a time."""
+    """How a job holds its data: whole in memory, or streamed tile by tile (``tiles`` of them)."""
 
     stream: bool
-    chunk: int
+    tiles: int
     needed: int  # bytes of input + output, whole
     budget: int
 
 
-def memory_plan(derivation: Derivation, dtype: str, *, streamable: bool, budget: int | None = None) -> MemoryPlan:
-    """Whether input + output fit ``budget``; if not, whether batch slices stream, and how many at once.
+def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, input_ref=None,
+                input_held: bool = False, budget: int | None = None) -> MemoryPlan:
+    """Whether input + output fit ``budget``; if not, whether the job streams tile by tile (tiles.py).
 
-    Raises DeconvError (exit 1) up front, before anything is read, when neither holds, with the sizes, what
-    streams (batch slices between .npy/.h5 files) and what does not (.npz, stdin/stdout, a single sample:
-    spatial tiling does not exist yet).
+    Raises DeconvError (exit 1) up front, before anything is read, when it cannot: an output that cannot be
+    written in parts (.npz, stdout, none), an input that cannot be read in parts (.npz, stdin) and does not
+    fit, a budget smaller than one tile, or sizes no machine holds.
     """
     budget = memory_budget() if budget is None else budget
     itemsize = _ITEMSIZE.get(dtype, 8)
-    n = derivation.input_shape[0] if derivation.config.batched else 1
-    needed = (math.prod(derivation.input_shape) + math.prod(derivation.output_shape)) * itemsize
+    in_bytes = math.prod(derivation.input_shape) * itemsize
+    needed = in_bytes + math.prod(derivation.output_shape) * itemsize
     if needed <= budget:
-        return MemoryPlan(False, max(n, 1), needed, budget)
-    per_sample = needed // max(n, 1)
+        return MemoryPlan(False, len(tile_plan), needed, budget)
     over = f"more than the memory budget {human_bytes(budget)} (DECONV_MEMORY_BUDGET)"
     output = f"output {_shape(derivation.output_shape)} {dtype}"
-    if n > 1 and per_sample <= budget:
-        if streamable:
-            return MemoryPlan(True, max(1, budget // 2 // per_sample), needed, budget)
+    if needed > _MAX_ARRAY_BYTES:
+        raise DeconvError(f"input + output need {human_bytes(needed)} ({output}), {over}",
+                          "make the output smaller (stride, dilation, padding, output size): no machine holds that")
+    suggest = f"raise DECONV_MEMORY_BUDGET to {_suggest(needed)} if the machine has that memory"
+    if out_ref is None or not tensor_io.can_stream(out_ref):
+        where = "no output (--expect alone)" if out_ref is None else "stdout" if out_ref.path == "-" else out_ref.kind
         raise DeconvError(
-            f"input + output need {human_bytes(needed)} ({output}), {over}; only .npy and .h5 input and output "
-            "stream batch slices (.npz and stdin/stdout are held whole)",
-            f"read and write .npy or .h5 files to stream the {n} samples, or raise DECONV_MEMORY_BUDGET to "
-            f"{_suggest(needed)} if the machine has that memory",
+            f"input + output need {human_bytes(needed)} ({output}), {over}; {where} cannot be written in parts",
+            f"write the output to {', '.join(tensor_io.STREAMING)} (they stream tile by tile), or {suggest}",
         )
-    what = "one sample's input + output need" if n > 1 else "input + output need"
-    if per_sample > _MAX_ARRAY_BYTES:
-        hint = "make the output smaller (stride, dilation, padding, output size): no machine holds that"
-    else:
-        hint = (f"raise DECONV_MEMORY_BUDGET to {_suggest(per_sample)} if the machine has that memory, or make "
-                "the output smaller (stride, dilation, padding, output size)")
-    raise DeconvError(
-        f"{what} {human_bytes(per_sample)} ({output}), {over}; batch slices stream, but a single sample that does "
-        "not fit cannot be computed yet",
-        hint,
-    )
+    if (input_held or input_ref is None or input_ref.kind not in tensor_io.WINDOWED) and in_bytes > budget:
+        where = "stdin" if input_held or input_ref is None else input_ref.kind
+        raise DeconvError(
+            f"the input needs {human_bytes(in_bytes)}, {over}, and {where} cannot be read in parts",
+            f"save the input as {', '.join(tensor_io.WINDOWED)}, or {suggest}",
+        )
+    if tile_plan.tile_bytes > budget:
+        raise DeconvError(
+            f"the memory budget {human_bytes(budget)} (DECONV_MEMORY_BUDGET) cannot hold one tile of this job "
+            f"({human_bytes(tile_plan.tile_bytes)} of input window and output)",
+            f"raise DECONV_MEMORY_BUDGET to at least {_suggest(tile_plan.tile_bytes)}",
+        )
+    return MemoryPlan(True, len(tile_plan), needed, budget)
 
 
 def _suggest(n: int) -> str:
@@ -221,11 +224,7 @@ def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tup
     warnings = []
     budget = memory_budget()
     if needed > budget:  # the same arithmetic as memory_plan, which refuses what cannot stream
-        batch = derivation.input_shape[0] if derivation.config.batched else 1
-        per_sample = needed // max(batch, 1)
-        how = (f"deconv run streams batch slices of {human_bytes(per_sample)} per sample between .npy/.h5 files"
-               if batch > 1 and per_sample <= budget else
-               f"deconv run needs at least {human_bytes(per_sample)} in memory (one sample's input + output)")
+        how = "deconv run streams it tile by tile into .npy, .h5 or .zarr"
         warnings.append(f"input + output are {human_bytes(needed)}, more than the memory budget {human_bytes(budget)} "
                         f"(DECONV_MEMORY_BUDGET): {how}")
     free = None if folder is None else tensor_io.free_space(folder or ".")
@@ -265,6 +264,7 @@ class Job:
     device: str = "cpu"
     force: bool = False
     quirks: bool = False
+    scheduler: str | None = None  # a Dask scheduler address: the tiles run there as tasks
     cast: str | None = None  # cast every tensor to this dtype after loading (--cast)
     expect: str | None = None  # a reference to compare the output with (compare.py)
     atol: float | None = None
@@ -334,12 +334,24 @@ def run_job(job: Job, *, shared=None) -> Result:
     engine = get_engine(job.device)
     dtype = job.cast or infos["input"].dtype
     derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, None))
-    streamable = (out_ref is not None and tensor_io.can_stream(refs["input"]) and tensor_io.can_stream(out_ref)
-                  and "input" not in arrays)
-    memory = memory_plan(derivation, dtype, streamable=streamable)
+    budget = memory_budget()
+    needed = (math.prod(derivation.input_shape) + math.prod(derivation.output_shape)) * _ITEMSIZE[dtype]
+    if out_ref is not None and out_ref.path != "-" and needed <= _MAX_ARRAY_BYTES:  # up front, before any work
+        tensor_io.check_space(out_ref, math.prod(derivation.output_shape) * _ITEMSIZE[dtype])
+    tile_plan = tiling.plan_for(derivation, dtype, budget if needed > budget else None)
+    if job.scheduler is not None:
+        if "input" in arrays or out_ref is None:
+            raise ConfigError("--scheduler: the workers read the input and write the output themselves",
+                              "give an input file (not stdin) and an output (-o)")
+        memory_plan(derivation, dtype, tile_plan=tile_plan, out_ref=out_ref, input_ref=refs["input"])
+        times = tiling.run_on_cluster(job.scheduler, refs, out_ref, tile_plan, dtype, engine.DEVICE, force=job.force)
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, (), _compare(job, out_ref, expect_ref))
+    memory = memory_plan(derivation, dtype, tile_plan=tile_plan, out_ref=out_ref, input_ref=refs["input"],
+                         input_held="input" in arrays)
+    streamable = memory.stream
     if memory.stream:
         try:
-            times, counts = _stream(refs, out_ref, derivation, engine, dtype, job.force, memory.chunk)
+            times, counts = _stream(refs, out_ref, tile_plan, engine, dtype, job.force)
         except MemoryError:
             raise _out_of_memory(derivation, memory, streamable) from None
         return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts),
@@ -352,15 +364,12 @@ def run_job(job: Job, *, shared=None) -> Result:
     counts = {role: count_non_finite(array) for role, array in arrays.items()}
     t1 = time.perf_counter()
     try:
-        output = engine.deconvolve(
-            arrays["input"], arrays["weight"], arrays.get("bias"), derivation.config, derivation.output_spatial
-        )
-        output = engine.to_host(output)
+        output = tiling.compute_in_memory(engine, arrays["input"], arrays["weight"], arrays.get("bias"), tile_plan)
     except MemoryError:
         raise _out_of_memory(derivation, memory, streamable) from None
     t2 = time.perf_counter()
     if out_ref is not None:
-        tensor_io.save(out_ref, output, force=job.force)
+        tensor_io.save(out_ref, output, force=job.force, chunks=tiles.chunk_shape(tile_plan, output.dtype.itemsize))
     t3 = time.perf_counter()
     timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
     comparison = _compare(job, output, expect_ref)
@@ -414,8 +423,8 @@ def non_finite_warnings(counts: Mapping[str, tuple[int, int]]) -> tuple[str, ...
     return (", ".join(held) + "; they spread to every output element they reach, as in the frameworks",)
 
 
-def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bool, chunk: int) -> tuple[dict, dict]:
-    """Batch slices from disk through the engine to disk: input and output are never whole in memory."""
+def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[dict, dict]:
+    """Tiles from disk through the engine to disk: input and output are never whole in memory."""
     t0 = time.perf_counter()
     weight = tensor_io.load(refs["weight"]).astype(dtype, copy=False)
     bias = tensor_io.load(refs["bias"]).astype(dtype, copy=False) if "bias" in refs else None
@@ -423,35 +432,35 @@ def _stream(refs, out_ref, derivation: Derivation, engine, dtype: str, force: bo
     if bias is not None:
         counts["bias"] = count_non_finite(bias)
     source = tensor_io.open_slices(refs["input"])
-    n = derivation.input_shape[0]
-    load = compute = save = 0.0
+
+    def window(tile, x):  # cast (--cast), and count NaN/Inf over each input position once
+        x = x.astype(dtype, copy=False)
+        owned = x[tiling.owned_part(tile_plan, tile)]
+        counts["input"] = tuple(a + b for a, b in zip(counts["input"], count_non_finite(owned)))
+        return x
+
     try:
-        with tensor_io.StreamWriter(out_ref, derivation.output_shape, dtype, force=force) as sink:
-            load += time.perf_counter() - t0
-            for start in range(0, n, chunk):
-                t1 = time.perf_counter()
-                x = source[start : start + chunk].astype(dtype, copy=False)
-                counts["input"] = tuple(a + b for a, b in zip(counts["input"], count_non_finite(x)))
-                t2 = time.perf_counter()
-                y = engine.to_host(engine.deconvolve(x, weight, bias, derivation.config, derivation.output_spatial))
-                t3 = time.perf_counter()
-                sink[start : start + chunk] = y
-                load, compute, save = load + t2 - t1, compute + t3 - t2, save + time.perf_counter() - t3
+        chunks = tiles.chunk_shape(tile_plan, _ITEMSIZE[dtype])
+        with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, dtype, force=force, chunks=chunks) as sink:
+            opened = time.perf_counter() - t0
+            times = tiling.stream(engine, source, sink, weight, bias, tile_plan, on_window=window)
             t4 = time.perf_counter()
             sink.commit()
-            save += time.perf_counter() - t4
+            times["save_s"] += time.perf_counter() - t4
+            times["load_s"] += opened
     finally:
         source.close()
-    times = {"load_s": round(load, 6), "compute_s": round(compute, 6), "save_s": round(save, 6), "chunks": -(-n // chunk)}
-    return times, counts
+    timings = {key: round(value, 6) for key, value in times.items()}
+    timings["chunks"] = len(tile_plan)
+    return timings, counts
 
 
 def _out_of_memory(derivation: Derivation, memory: MemoryPlan, streamable: bool) -> DeconvError:
-    """An allocation failed although input + output fit the budget: the budget is above the free memory."""
+    """An allocation failed although input + output fit the budget (or one tile does): the budget is
+    above the free memory."""
     problem = (f"out of memory computing an output of shape {_shape(derivation.output_shape)} "
-               f"(input + output {human_bytes(memory.needed)}, within the memory budget {human_bytes(memory.budget)})")
-    if memory.stream or (streamable and derivation.config.batched and derivation.input_shape[0] > 1):
-        return DeconvError(problem, f"free memory, or set DECONV_MEMORY_BUDGET below {human_bytes(memory.needed)} "
-                                    "so that smaller batch slices stream")
-    return DeconvError(problem, "free memory (or use a machine with more); only batch slices between .npy/.h5 "
-                                "files stream")
+               f"(input + output {human_bytes(memory.needed)}, memory budget {human_bytes(memory.budget)})")
+    if memory.stream:
+        return DeconvError(problem, "free memory (the job streams tiles of at most 16 MiB)")
+    return DeconvError(problem, f"free memory, or set DECONV_MEMORY_BUDGET below {human_bytes(memory.needed)} "
+                                "so that the output streams tile by tile (to .npy, .h5 or .zarr)")

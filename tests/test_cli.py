@@ -129,7 +129,7 @@ BAD_RUNS = [
     ({"bad.h5": b"not hdf5"}, ["bad.h5", "w.npy"], 1, None),
     ({}, ["missing.npy", "w.npy"], 1, "Error: missing.npy: no such file. Check the path."),
     ({}, ["x.npy", "w.txt"], 2,  # a usage error (issue 7, item 19)
-     "Error: 'w.txt' has no known tensor extension. Use .npy, .npz[:name] or .h5[:/dataset] (or - for .npy on stdin/stdout)."),
+     "Error: 'w.txt' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)."),
     ({}, ["x.npy", "w.npy", "--bias", "x.npy"], 2,
      "Error: bias has shape (2, 4, 5, 6); PyTorch (a 1-D bias) needs (3,) for 3 output channels."),
 ]
@@ -259,6 +259,9 @@ def test_batches_over_the_memory_budget_stream_through_disk(tensors, tmp_path, m
     """With a tiny budget the job reads and writes one batch slice at a time; the result is the same."""
     import h5py
 
+    from deconv_cli import tiles
+
+    monkeypatch.setattr(tiles, "TILE_BYTES", 2200)  # tiles of one sample (2196 bytes), the grid of every run
     x, w, b = tensors
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f.create_dataset("data/x", data=x)
@@ -275,12 +278,14 @@ def test_batches_over_the_memory_budget_stream_through_disk(tensors, tmp_path, m
 
 
 def test_a_failing_stream_leaves_no_file(tensors, tmp_path, monkeypatch):
+    from deconv_cli import tiles
     from deconv_cli.engines import numpy_engine
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise MemoryError
 
     monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")
+    monkeypatch.setattr(tiles, "TILE_BYTES", 2048)
     monkeypatch.setattr(numpy_engine, "deconvolve", broken)
     before = sorted(os.listdir(tmp_path))
     result = invoke("run", "x.npy", "w.npy", "-o", "y.npy")

@@ -660,10 +660,10 @@ def test_a_corrupt_compressed_member_is_one_line(tensors, tmp_path):
          "Error: 'o.npz:../../evil': '../../evil' is not a plain array name. Use letters, digits and _ (e.g. :y)."),
         (["run", "x.npy", "w.npy", "-o", "o.h5:/"], 2, "Error: 'o.h5:/' does not name a dataset. Name one, e.g. o.h5:/y."),
         (["run", "x.npy", "w.weights", "-o", "y.npy"], 2,
-         "Error: 'w.weights' has no known tensor extension. Use .npy, .npz[:name] or .h5[:/dataset] "
+         "Error: 'w.weights' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] "
          "(or - for .npy on stdin/stdout)."),
         (["run", "x.npy", "w.npy", "-o", "y.txt"], 2,
-         "Error: 'y.txt' has no known tensor extension. Use .npy, .npz[:name] or .h5[:/dataset] (or - for .npy on stdin/stdout)."),
+         "Error: 'y.txt' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)."),
         (["run", "-", "-", "-o", "y.npy"], 2, "Error: only one tensor can come from stdin ('-'), got input and weight. "
                                              "Save the others to files."),
     ],

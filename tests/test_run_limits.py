@@ -213,14 +213,13 @@ def test_an_output_beyond_the_budget_is_refused_up_front(files, monkeypatch):
     monkeypatch.setenv("DECONV_MEMORY_BUDGET", "100M")
     _no_loading(monkeypatch)
     start = time.perf_counter()
-    result = invoke("run", "x.npy", "w.npy", "--set", "stride=2000", "-o", "y.npy", "-q")
+    result = invoke("run", "x.npy", "w.npy", "--set", "stride=2000", "-o", "y.npz", "-q")  # .npy would stream tiles
     assert time.perf_counter() - start < 2
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: one sample's input + output need 1.1 GiB (output (2, 3, 10003, 10003) float32), more than the memory "
-        "budget 100.0 MiB (DECONV_MEMORY_BUDGET); batch slices stream, but a single sample that does not fit cannot be "
-        "computed yet. Raise DECONV_MEMORY_BUDGET to 1146M if the machine has that memory, or make the output smaller "
-        "(stride, dilation, padding, output size).\n"
+        "Error: input + output need 2.2 GiB (output (2, 3, 10003, 10003) float32), more than the memory budget "
+        "100.0 MiB (DECONV_MEMORY_BUDGET); .npz cannot be written in parts. Write the output to .npy, .h5, .zarr (they "
+        "stream tile by tile), or raise DECONV_MEMORY_BUDGET to 2291M if the machine has that memory.\n"
     )
     assert sorted(os.listdir(files)) == ["w.npy", "x.npy"]
 
@@ -228,22 +227,21 @@ def test_an_output_beyond_the_budget_is_refused_up_front(files, monkeypatch):
 def test_an_output_no_machine_holds_is_one_line(files):
     result = invoke("run", "x.npy", "w.npy", "--set", f"stride={10**30}", "-o", "y.npy", "-q")
     assert result.exit_code == 1
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: one sample's input + output need ")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: input + output need ")
     assert result.stderr.endswith(". Make the output smaller (stride, dilation, padding, output size): no machine "
                                   "holds that.\n")
 
 
 def test_a_batch_that_cannot_stream_says_which_formats_do(files, monkeypatch):
     np.savez("xw.npz", x=np.load("x.npy"), w=np.load("w.npy"))
-    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "2K")
+    monkeypatch.setenv("DECONV_MEMORY_BUDGET", "1K")  # the .npz input alone (1.1 KiB) is over it
     _no_loading(monkeypatch)
     result = invoke("run", "xw.npz:x", "xw.npz:w", "-o", "y.npy", "-q")
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: input + output need 2.6 KiB (output (2, 3, 8, 8) float32), more than the memory budget 2.0 KiB "
-        "(DECONV_MEMORY_BUDGET); only .npy and .h5 input and output stream batch slices (.npz and stdin/stdout are "
-        "held whole). Read and write .npy or .h5 files to stream the 2 samples, or raise DECONV_MEMORY_BUDGET to 3K "
-        "if the machine has that memory.\n"
+        "Error: the input needs 1.1 KiB, more than the memory budget 1.0 KiB (DECONV_MEMORY_BUDGET), and .npz cannot "
+        "be read in parts. Save the input as .npy, .h5, .zarr, .safetensors, or raise DECONV_MEMORY_BUDGET to 3K if "
+        "the machine has that memory.\n"
     )
     assert not (files / "y.npy").exists()
 

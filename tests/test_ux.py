@@ -91,8 +91,8 @@ def test_shape_json_has_the_bytes_and_warns_over_the_budget():
     assert data["dtype"] == "float32"
     assert data["nbytes"] == {"input": 2 * 8 * 6 * 6 * 4, "weight": 8 * 4 * 4 * 4 * 4, "bias": 16,
                               "output": 2 * 4 * 14 * 14 * 4}
-    warning = ("input + output are 8.4 KiB, more than the memory budget 1.0 KiB (DECONV_MEMORY_BUDGET): deconv run needs "
-               "at least 4.2 KiB in memory (one sample's input + output)")
+    warning = ("input + output are 8.4 KiB, more than the memory budget 1.0 KiB (DECONV_MEMORY_BUDGET): deconv run "
+               "streams it tile by tile into .npy, .h5 or .zarr")
     assert data["warnings"] == [warning]
     assert result.stderr == f"Warning: {warning}\n"
 
@@ -105,7 +105,7 @@ def test_shape_text_prints_sizes_and_warns_about_disk_and_memory():
             "(442,368), output 256.1 TiB (281,578,068,509,184)") in result.stdout.splitlines()
     warnings = result.stderr.splitlines()
     assert warnings[0] == ("Warning: input + output are 288.1 TiB, more than the memory budget 2.0 GiB "
-                           "(DECONV_MEMORY_BUDGET): deconv run needs at least 144.0 TiB in memory (one sample's input + output)")
+                           "(DECONV_MEMORY_BUDGET): deconv run streams it tile by tile into .npy, .h5 or .zarr")
     assert warnings[1].startswith("Warning: the output is 256.1 TiB, more than the ") and " free on the disk of " in warnings[1]
 
 
@@ -117,7 +117,7 @@ def test_run_json_has_the_bytes_and_the_budget_warning(tmp_path):
     data = json.loads(result.stdout)
     assert data["nbytes"] == {"input": 2304, "weight": 2048, "bias": None, "output": 6272}
     assert data["warnings"] == ["input + output are 8.4 KiB, more than the memory budget 6.0 KiB (DECONV_MEMORY_BUDGET): "
-                                "deconv run streams batch slices of 4.2 KiB per sample between .npy/.h5 files"]
+                                "deconv run streams it tile by tile into .npy, .h5 or .zarr"]
     assert np.load(out).shape == (2, 4, 14, 14)
 
 

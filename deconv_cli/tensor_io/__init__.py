@@ -1,13 +1,14 @@
 """Tensor files: references, header-only shapes, loading and atomic saving. No math.
 
-A reference is ``x.npy``, ``x.npz:name``, ``x.h5:/group/dataset`` (the part after the last ':' that
+A reference is ``x.npy``, ``x.npz:name``, ``x.h5:/group/dataset``, ``x.zarr:/group/array``,
+``x.safetensors:name`` (the part after the last ':' that
 follows a known extension names the array; a .npz/.h5 holding exactly one array needs no name), or
 ``-`` for .npy bytes on stdin/stdout.
 
-Each format is one module behind the interface described in ``_common`` (npy.py, npz.py, h5.py, and
-stdio.py for ``-``); this module picks the module by the reference and owns what all formats share:
-error wording, checks before reading (a regular file, as many bytes as declared), native byte order
-and C order on every path, and the temporary file that becomes OUT only when complete.
+Each format is one module behind the interface described in ``_common`` (npy.py, npz.py, h5.py, zarr.py,
+safetensors.py, and stdio.py for ``-``); this module picks the module by the reference and owns what all
+formats share: error wording, checks before reading (a regular file, as many bytes as declared), native
+byte order and C order on every path, and the temporary file that becomes OUT only when complete.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from ..errors import TensorFileError
 from ._common import (
     EXTENSIONS,
     FORMATS,
+    STREAMING,
+    WINDOWED,
     ArrayInfo,
     BadReference,
     Ref,
@@ -37,8 +40,8 @@ from ._common import (
 )
 
 __all__ = [
-    "EXTENSIONS", "ArrayInfo", "BadReference", "Ref", "StreamWriter", "can_stream", "check_writable", "describe",
-    "load", "open_slices", "parse_ref", "peek", "removing_temps_on_signals", "save",
+    "EXTENSIONS", "STREAMING", "WINDOWED", "ArrayInfo", "BadReference", "Ref", "StreamWriter", "can_stream",
+    "check_writable", "describe", "load", "open_slices", "parse_ref", "peek", "removing_temps_on_signals", "save",
 ]
 
 
@@ -177,7 +180,7 @@ def check_writable(ref: Ref, *, force: bool) -> None:
         return
     module = format_of(ref)
     if not hasattr(module, "write"):
-        raise BadReference(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz or .h5")
+        raise BadReference(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz, .h5 or .zarr")
     if ref.kind == ".npy" and ref.key:
         raise BadReference(f"'{ref}': a .npy file holds one unnamed array", "drop the ':name'")
     if getattr(module, "CONTAINER", False):
@@ -189,9 +192,10 @@ def check_writable(ref: Ref, *, force: bool) -> None:
         st = None
     except OSError as exc:
         raise TensorFileError(f"cannot write {ref.path}: {exc.strerror or exc}", "choose another --output") from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
+    store = ref.kind == ".zarr"  # a Zarr store is a folder
+    if st is not None and stat.S_ISDIR(st.st_mode) and not store:
         raise TensorFileError(f"output {ref.path} is a directory")
-    if st is not None and not stat.S_ISREG(st.st_mode):
+    if st is not None and not stat.S_ISREG(st.st_mode) and not (store and stat.S_ISDIR(st.st_mode)):
         raise TensorFileError(f"output {ref.path} is not a regular file", "choose another --output")
     if st is not None and not force:
         if not getattr(module, "CONTAINER", False):
@@ -246,9 +250,10 @@ def _base(ref: Ref, force: bool) -> tuple[dict, object]:
     return {"base": ref.path}, snapshot(ref.path)
 
 
-def save(ref: Ref, array, *, force: bool) -> None:
+def save(ref: Ref, array, *, force: bool, chunks=None) -> None:
     """Write atomically: a temporary file in the target folder, then into place. Never partial,
-    never clobbered without --force; a .npz/.h5 keeps its other arrays."""
+    never clobbered without --force; a .npz/.h5 keeps its other arrays. ``chunks``: the chunk shape
+    for a chunked format (Zarr), the one a streamed write of the same job would use."""
     array = _native(array)
     check_writable(ref, force=force)
     if ref.path == "-":
@@ -259,7 +264,10 @@ def save(ref: Ref, array, *, force: bool) -> None:
     try:
         base, expect = _base(ref, force)
         tmp = temp_file(ref)
-        format_of(ref).write(ref, tmp, array, **base)
+        module = format_of(ref)
+        if chunks and getattr(module, "CHUNKED", False):
+            base["chunks"] = chunks
+        module.write(ref, tmp, array, **base)
         commit(tmp, ref, replace=force, expect=expect)
     except (OSError, RuntimeError, ValueError, TypeError) as exc:  # what h5py and zipfile raise on write
         raise write_failed(ref.path, exc) from None
@@ -271,7 +279,7 @@ class StreamWriter:
     """Write an output one window after another into a temporary file; ``commit`` puts it in place.
     As a context manager, leaving without ``commit`` removes the temporary file."""
 
-    def __init__(self, ref: Ref, shape, dtype, *, force: bool):
+    def __init__(self, ref: Ref, shape, dtype, *, force: bool, chunks=None):
         import numpy as np
 
         check_writable(ref, force=force)
@@ -280,7 +288,10 @@ class StreamWriter:
         try:
             base, self._expect = _base(ref, force)
             self.tmp = temp_file(ref)
-            self._writer = format_of(ref).open_writer(ref, self.tmp, shape, np.dtype(dtype).newbyteorder("="), **base)
+            module = format_of(ref)
+            if chunks and getattr(module, "CHUNKED", False):
+                base["chunks"] = chunks
+            self._writer = module.open_writer(ref, self.tmp, shape, np.dtype(dtype).newbyteorder("="), **base)
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
             self.__exit__()
             raise write_failed(ref.path, exc) from None

@@ -7,13 +7,15 @@ A format module (npy.py, npz.py, h5.py, stdio.py) implements, at module level:
     describe(ref) -> list[ArrayInfo]          headers only; checks declared sizes against the file
     load(ref, info) -> array                  the whole array
     open_reader(ref, info) -> reader          .shape, .dtype, reader[tuple of slices], .close()
-    open_writer(ref, tmp, shape, dtype)       writer[tuple of slices] = array, .close()   (if STREAMS)
+    open_writer(ref, tmp, shape, dtype)       writer[tuple of slices] = array, .close()   (if STREAMS;
+                                              with chunks= too if the module sets CHUNKED)
     write(ref, tmp, array)                    the whole array into the temporary file tmp
     check_name(ref)                           (CONTAINER) refuse an output name that means nothing
 
 A CONTAINER's open_writer and write take ``base=``: the existing file whose other arrays the
-temporary file must keep. Writers only ever write the temporary file; ``commit`` puts it in place.
-Arrays may come back in any byte order and memory order; the package makes them native C order.
+temporary file must keep. Writers only ever write the temporary file (a temporary folder for a Zarr
+store); ``commit`` puts it in place. Arrays may come back in any byte order and memory order; the package
+makes them native C order.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from dataclasses import dataclass
 from ..errors import TensorFileError
 
 # extension -> format module (``.hdf5`` is read and written as ``.h5``)
-FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5"}
+FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors"}
 EXTENSIONS = tuple(FORMATS)
+WRITABLE = (".npy", ".npz", ".h5", ".zarr")
+STREAMING = (".npy", ".h5", ".zarr")  # outputs written one tile at a time
+WINDOWED = (".npy", ".h5", ".zarr", ".safetensors")  # inputs read one window at a time
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def parse_ref(text: str) -> Ref:
     if ext not in EXTENSIONS:
         raise BadReference(
             f"'{text}' has no known tensor extension",
-            "use .npy, .npz[:name] or .h5[:/dataset] (or - for .npy on stdin/stdout)",
+            "use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)",
         )
     return Ref(text)
 
@@ -188,7 +193,7 @@ def _host_tag() -> str:
 
 
 def temp_file(ref: Ref) -> str:
-    """A new empty temporary file next to OUT, for a format module to write."""
+    """A new empty temporary file (a folder for a Zarr store) next to OUT, for a format module to write."""
     import secrets
 
     folder = os.path.dirname(os.path.abspath(ref.path))
@@ -196,11 +201,13 @@ def temp_file(ref: Ref) -> str:
     while True:
         tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}{ref.kind}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            if ref.kind == ".zarr":
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             continue
         _LIVE.add(tmp)
-        os.close(fd)
         return tmp
 
 
@@ -223,8 +230,14 @@ def remove_stale_temps(folder: str) -> None:
         except (PermissionError, OverflowError):
             continue
         try:
-            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.geteuid():
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue
+            if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False) and entry.name.endswith(".zarr"):
+                import shutil
+
+                shutil.rmtree(entry.path)
         except OSError:
             pass
 
@@ -235,6 +248,9 @@ def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
     container's other arrays were copied from it; OUT must not have changed since."""
     import stat
 
+    if os.path.isdir(tmp):
+        _commit_folder(tmp, ref, replace=replace)
+        return
     try:
         old = os.stat(ref.path)
     except FileNotFoundError:
@@ -259,6 +275,21 @@ def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
     discard(tmp)
 
 
+def _commit_folder(tmp: str, ref: Ref, *, replace: bool) -> None:
+    """A Zarr store: a folder cannot replace a folder in one step, so an old OUT moves aside first (and
+    is removed after); without ``replace`` an existing OUT is an error."""
+    old = None
+    if os.path.lexists(ref.path):
+        if not replace:
+            raise exists(ref)
+        old = f"{tmp}.old"
+        os.rename(ref.path, old)
+        _LIVE.add(old)
+    os.rename(tmp, ref.path)
+    _LIVE.discard(tmp)
+    discard(old)
+
+
 def snapshot(path: str):
     """What ``commit(expect=...)`` compares: OUT as it was when its arrays were copied."""
     st = os.stat(path)
@@ -274,7 +305,12 @@ def discard(tmp: str | None) -> None:
         return
     _LIVE.discard(tmp)
     try:
-        os.unlink(tmp)
+        if os.path.isdir(tmp) and not os.path.islink(tmp):  # a Zarr store
+            import shutil
+
+            shutil.rmtree(tmp)
+        else:
+            os.unlink(tmp)
     except FileNotFoundError:
         pass
 
@@ -308,7 +344,7 @@ def _on_signal(number, frame) -> None:
 
     for tmp in list(_LIVE):
         try:
-            os.unlink(tmp)
+            discard(tmp)
         except OSError:
             pass
     try:

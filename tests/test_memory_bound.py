@@ -1,0 +1,62 @@
+"""Peak memory of `deconv run` stays within DECONV_MEMORY_BUDGET + weight + 100 MB whatever the tensor size:
+a 32 MiB budget against a 256 MiB output, for .npy, .h5 and .zarr in and out, measured as the subprocess's
+own peak RSS (VmHWM); the values equal the in-memory run's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deconv_cli import tensor_io
+
+BUDGET = 32 << 20  # two 16 MiB tiles
+# prints the process's peak RSS on exit (VmHWM: the child's own, not its parent's)
+RUNNER = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]))
+sys.argv = ['deconv'] + sys.argv[1:]
+from deconv_cli.cli import main
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    import h5py
+    import zarr
+
+    folder = tmp_path_factory.mktemp("memory")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 8, 64, 64, 128)).astype(np.float32)  # 16 MiB in, 256 MiB out at stride 2
+    w = rng.standard_normal((8, 16, 2, 2, 2)).astype(np.float32)
+    np.save(folder / "x.npy", x)
+    np.save(folder / "w.npy", w)
+    with h5py.File(folder / "x.h5", "w") as f:
+        f.create_dataset("vol/x", data=x)
+    zarr.create_array(store=str(folder / "x.zarr"), shape=x.shape, dtype=x.dtype, chunks=(1, 8, 16, 64, 64),
+                      zarr_format=3)[...] = x
+    import deconv_cli
+
+    want = deconv_cli.deconvolve(x, w, stride=2)  # in memory: the whole input and output at once
+    return folder, want, w.nbytes
+
+
+@pytest.mark.parametrize("source, target", [("x.npy", "y.npy"), ("x.h5:/vol/x", "y.h5:/out/y"), ("x.zarr", "y.zarr")])
+def test_peak_rss_stays_within_the_budget(volume, source, target):
+    folder, want, weight_bytes = volume
+    env = dict(os.environ, DECONV_MEMORY_BUDGET=str(BUDGET))
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, "run", source, "w.npy", "--set", "stride=2", "-o", target, "-q", "--json"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    peak = int(proc.stderr.split("VmHWM:")[1].split()[0]) * 1024
+    assert want.nbytes >= 8 * BUDGET
+    assert peak <= BUDGET + weight_bytes + (100 << 20), f"peak RSS {peak / 2**20:.0f} MiB"
+    got = tensor_io.load(tensor_io.parse_ref(str(folder / target)))
+    assert got.shape == want.shape
+    assert np.asarray(got[...]).tobytes() == want.tobytes()
