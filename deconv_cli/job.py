@@ -461,6 +461,6 @@ def _out_of_memory(derivation: Derivation, memory: MemoryPlan, streamable: bool)
     problem = (f"out of memory computing an output of shape {_shape(derivation.output_shape)} "
                f"(input + output {human_bytes(memory.needed)}, memory budget {human_bytes(memory.budget)})")
     if memory.stream:
-        return DeconvError(problem, "free memory (the job streams tiles of at most 16 MiB)")
+        return DeconvError(problem, "free memory (the job streams tiles of at most 128 MiB, or of the budget if smaller)")
     return DeconvError(problem, f"free memory, or set DECONV_MEMORY_BUDGET below {human_bytes(memory.needed)} "
                                 "so that the output streams tile by tile (to .npy, .h5 or .zarr)")

@@ -157,6 +157,7 @@ def test_run_under_any_budget_writes_identical_bits(tmp_path, monkeypatch, budge
 
 
 def test_the_grid_does_not_depend_on_the_budget(monkeypatch):
+    monkeypatch.setattr(tiles, "TILE_BYTES", 4 << 20)  # tiles smaller than one sample of this problem
     config = DeconvConfig((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 16, 8)
     derivation = derive(config, (4, 16, 300, 300))
     plan = tiling.plan_for(derivation, "float32")
