@@ -354,7 +354,7 @@ def run_job(job: Job, *, shared=None) -> Result:
             times, counts = _stream(refs, out_ref, tile_plan, engine, dtype, job.force)
         except MemoryError:
             raise _out_of_memory(derivation, memory, streamable) from None
-        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts),
+        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts, dtype),
                       _compare(job, out_ref, expect_ref))
     for role, ref in refs.items():
         if role not in arrays:
@@ -367,6 +367,8 @@ def run_job(job: Job, *, shared=None) -> Result:
         output = tiling.compute_in_memory(engine, arrays["input"], arrays["weight"], arrays.get("bias"), tile_plan)
     except MemoryError:
         raise _out_of_memory(derivation, memory, streamable) from None
+    if output.dtype == "float16":  # float16 overflows past 65504 to Inf: say so (the other dtypes do not in practice)
+        counts["output"] = count_non_finite(output)
     t2 = time.perf_counter()
     if out_ref is not None:
         tensor_io.save(out_ref, output, force=job.force, chunks=tiles.chunk_shape(tile_plan, output.dtype.itemsize))
@@ -375,8 +377,8 @@ def run_job(job: Job, *, shared=None) -> Result:
     comparison = _compare(job, output, expect_ref)
     if comparison is not None:
         timings["compare_s"] = round(time.perf_counter() - t3, 6)
-    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings, non_finite_warnings(counts),
-                  comparison)
+    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings,
+                  non_finite_warnings(counts, str(output.dtype)), comparison)
 
 
 def _reader(shared, role: str):
@@ -415,12 +417,18 @@ def count_non_finite(array) -> tuple[int, int]:
         return int(np.count_nonzero(np.isnan(array))), int(np.count_nonzero(np.isinf(array)))
 
 
-def non_finite_warnings(counts: Mapping[str, tuple[int, int]]) -> tuple[str, ...]:
-    """One warning line for every tensor holding NaN or Inf, with the counts."""
-    held = [f"the {role} holds {nan} NaN and {inf} Inf values" for role, (nan, inf) in counts.items() if nan or inf]
-    if not held:
-        return ()
-    return (", ".join(held) + "; they spread to every output element they reach, as in the frameworks",)
+def non_finite_warnings(counts: Mapping[str, tuple[int, int]], dtype: str = "float32") -> tuple[str, ...]:
+    """One warning line for the tensors holding NaN or Inf, with the counts; and one for a float16 output
+    (``counts["output"]``) that overflowed to Inf from finite tensors."""
+    given = {role: c for role, c in counts.items() if role != "output"}
+    held = [f"the {role} holds {nan} NaN and {inf} Inf values" for role, (nan, inf) in given.items() if nan or inf]
+    if held:
+        return (", ".join(held) + "; they spread to every output element they reach, as in the frameworks",)
+    nan, inf = counts.get("output", (0, 0))
+    if nan or inf:
+        return (f"the {dtype} output holds {inf} Inf and {nan} NaN values from finite tensors: sums beyond "
+                f"{dtype}'s range (65504) overflow, as in the frameworks; --cast float32 computes and writes float32",)
+    return ()
 
 
 def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[dict, dict]:
@@ -431,6 +439,8 @@ def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[
     counts = {"input": (0, 0), "weight": count_non_finite(weight)}
     if bias is not None:
         counts["bias"] = count_non_finite(bias)
+    if dtype == "float16":
+        counts["output"] = (0, 0)
     source = tensor_io.open_slices(refs["input"])
 
     def window(tile, x):  # cast (--cast), and count NaN/Inf over each input position once
@@ -443,7 +453,8 @@ def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[
         chunks = tiles.chunk_shape(tile_plan, _ITEMSIZE[dtype])
         with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, dtype, force=force, chunks=chunks) as sink:
             opened = time.perf_counter() - t0
-            times = tiling.stream(engine, source, sink, weight, bias, tile_plan, on_window=window)
+            times = tiling.stream(engine, source, _Counting(sink, counts) if dtype == "float16" else sink, weight,
+                                  bias, tile_plan, on_window=window)
             t4 = time.perf_counter()
             sink.commit()
             times["save_s"] += time.perf_counter() - t4
@@ -453,6 +464,17 @@ def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[
     timings = {key: round(value, 6) for key, value in times.items()}
     timings["chunks"] = len(tile_plan)
     return timings, counts
+
+
+class _Counting:
+    """A stream writer that counts NaN/Inf in the blocks written to it (``counts["output"]``)."""
+
+    def __init__(self, sink, counts: dict):
+        self.sink, self.counts = sink, counts
+
+    def __setitem__(self, index, block) -> None:
+        self.counts["output"] = tuple(a + b for a, b in zip(self.counts["output"], count_non_finite(block)))
+        self.sink[index] = block
 
 
 def _out_of_memory(derivation: Derivation, memory: MemoryPlan, streamable: bool) -> DeconvError:

@@ -107,6 +107,24 @@ def test_non_finite_input_is_counted_while_streaming(files, monkeypatch):
     assert result.stderr.splitlines()[-1] == f"Warning: {line}"
 
 
+@pytest.mark.parametrize("budget", [None, "2K"])  # in memory, and streamed tile by tile
+def test_float16_overflow_to_inf_is_one_warning(tmp_path, monkeypatch, budget):
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", np.full((2, 4, 6, 6), 200, np.float16))
+    np.save("w.npy", np.full((4, 3, 3, 3), 200, np.float16))  # 4 taps x 4 channels x 40000 > 65504
+    if budget:
+        monkeypatch.setenv("DECONV_MEMORY_BUDGET", budget)
+    result = invoke("run", "x.npy", "w.npy", "-o", "y.npy", "-q")
+    assert result.exit_code == 0, result.output
+    y = np.load("y.npy")
+    inf = int(np.isinf(y).sum())
+    assert inf > 0 and not np.isnan(y).any()
+    assert result.stderr.splitlines()[-1] == (f"Warning: the float16 output holds {inf} Inf and 0 NaN values from finite tensors: sums "
+                             "beyond float16's range (65504) overflow, as in the frameworks; --cast float32 computes "
+                             "and writes float32")
+    assert "overflow" not in invoke("run", "x.npy", "w.npy", "-o", "z.npy", "-q", "--cast", "float32").stderr
+
+
 # --- shape answers at once for any size -----------------------------------------------------------------
 
 
