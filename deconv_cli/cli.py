@@ -12,9 +12,9 @@ import sys
 import click
 
 from . import __version__
+from .config import FLOAT_DTYPES
 from .conventions import STYLES
 from .errors import ConfigError, DeconvError
-from .job import FLOAT_DTYPES
 from .options import parse_set
 
 STYLE_NAMES = tuple(STYLES)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
+FLOAT_DTYPES = ("float16", "float32", "float64")  # what deconv computes in (and --cast takes)
 Shape = tuple[int, ...]
 Crops = tuple[tuple[int, int], ...]
 

@@ -14,12 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from . import conventions, tensor_io, tiles, tiling
-from .config import Shape
+from . import conventions
+from .config import FLOAT_DTYPES, Shape
 from .errors import ConfigError, DeconvError
 from .shapes import Derivation, derive
 
-FLOAT_DTYPES = ("float16", "float32", "float64")
 _ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 # Above this many bytes of input + output, a job streams tiles (batch slices, spatial blocks) from and to disk.
 DEFAULT_MEMORY_BUDGET = 2 << 30
@@ -63,6 +62,8 @@ def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, 
     written in parts (.npz, stdout, none), an input that cannot be read in parts (.npz, stdin) and does not
     fit, a budget smaller than one tile, or sizes no machine holds.
     """
+    from . import tensor_io  # lazily: `deconv shape` needs none of them
+
     budget = memory_budget() if budget is None else budget
     itemsize = _ITEMSIZE.get(dtype, 8)
     in_bytes = math.prod(derivation.input_shape) * itemsize
@@ -219,6 +220,8 @@ def human_bytes(n: int) -> str:
 def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tuple[str, ...]:
     """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``
     (None: no disk check; ``run`` refuses an output the disk has no room for, tensor_io.check_space)."""
+    from . import tensor_io  # lazily: `deconv shape` needs none of them
+
     sizes = nbytes(derivation, dtype)
     out, needed = sizes["output"], sizes["input"] + sizes["output"]
     warnings = []
@@ -297,6 +300,7 @@ def run_job(job: Job, *, shared=None) -> Result:
     ``shared`` (with ``peek`` and ``load`` like tensor_io's) reads the tensors that many jobs share
     (weight, bias): batch workers pass a cache.
     """
+    from . import tensor_io, tiles, tiling  # lazily: `deconv shape` needs none of them
     from .engines import get_engine
 
     refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
@@ -383,10 +387,12 @@ def run_job(job: Job, *, shared=None) -> Result:
 
 def _reader(shared, role: str):
     """tensor_io itself, or for a tensor that jobs share (weight, bias) the caller's cache of it."""
+    from . import tensor_io  # lazily: `deconv shape` needs none of them
+
     return tensor_io if shared is None or role == "input" else shared
 
 
-def _check_expected_shape(derivation: Derivation, expected: tensor_io.ArrayInfo) -> None:
+def _check_expected_shape(derivation: Derivation, expected) -> None:
     """Before computing: a reference of another shape cannot match."""
     from .compare import ShapeMismatch
 
@@ -433,6 +439,8 @@ def non_finite_warnings(counts: Mapping[str, tuple[int, int]], dtype: str = "flo
 
 def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[dict, dict]:
     """Tiles from disk through the engine to disk: input and output are never whole in memory."""
+    from . import tensor_io, tiles, tiling  # lazily: `deconv shape` needs none of them
+
     t0 = time.perf_counter()
     weight = tensor_io.load(refs["weight"]).astype(dtype, copy=False)
     bias = tensor_io.load(refs["bias"]).astype(dtype, copy=False) if "bias" in refs else None

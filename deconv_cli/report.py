@@ -14,10 +14,12 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .shapes import Derivation
-from .tensor_io import ArrayInfo
+
+if TYPE_CHECKING:
+    from .tensor_io import ArrayInfo
 
 
 def _fancy(stream: TextIO) -> bool:
