@@ -1,6 +1,8 @@
-"""Every engine path (phase, scatter) against the naive oracle, and the rules that pick them."""
+"""Every engine path (phase, scatter, direct, depthwise, ort) against the naive oracle, and the rules that pick them."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pytest
@@ -133,10 +135,11 @@ def test_channels_last_output_is_contiguous_in_its_own_layout(rng):
 # --- the dispatch rules, one representative shape each ----------------------------------------------
 
 
-def _choose(kernel, stride, cin, cout, spatial, groups=1, dilation=None, batch=1, crops=None):
+def _choose(kernel, stride, cin, cout, spatial, groups=1, dilation=None, batch=1, crops=None, ort=False):
+    """The rule for a problem; ``ort=False`` (a float64 call, or the GPU) unless a test asks for onnxruntime."""
     rank = len(spatial)
     config = _config(kernel, stride, dilation or (1,) * rank, crops or ((0, 0),) * rank, groups, cin, cout)
-    return _generic.choose_path(config, _out_spatial(config, spatial), batch, spatial)
+    return _generic.choose_path(config, _out_spatial(config, spatial), batch, spatial, ort=ort)
 
 
 def test_rule_small_problems_pick_direct():
@@ -179,6 +182,62 @@ def test_rule_large_depthwise_picks_the_compiled_kernel_where_numba_is_installed
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8) == "phase"  # g4: C_in/g = 16
     monkeypatch.setattr(_generic, "numba_installed", lambda: False)
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "phase"
+
+
+def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypatch):
+    """The suite's configurations where onnxruntime's kernel measured faster, and those where it did not."""
+    monkeypatch.setattr(_generic, "ort_installed", lambda: True)
+    monkeypatch.setattr(_generic, "numba_installed", lambda: True)
+    ort = partial(_choose, ort=True)
+    assert ort((4, 6, 2), (1, 1, 1), 16, 3, (10, 32, 32), batch=32) == "ort"  # ms_doc 16->3 (few outputs)
+    assert ort((3, 3), (2, 2), 64, 32, (32, 32), dilation=(2, 2), crops=((2, 1),) * 2, batch=8) == "ort"  # dil2
+    assert ort((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8, crops=((1, 1),) * 2) == "ort"  # g4
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "ort"  # fcn
+    assert ort((4, 4), (2, 2), 128, 3, (32, 32), batch=64, crops=((1, 1),) * 2) == "ort"  # dcgan 128->3
+    # not: 4x4 images (16 columns per GEMM), channels widening or many, disjoint taps, depthwise, small work
+    assert ort((4, 4), (2, 2), 512, 256, (4, 4), batch=64, crops=((1, 1),) * 2) == "scatter"  # dcgan 512->256
+    assert ort((3, 3, 3), (2, 2, 2), 3, 64, (32, 32, 32), batch=2, crops=((1, 1),) * 3) == "phase"  # mge_doc
+    assert ort((3, 3, 3), (2, 2, 2), 64, 32, (32, 32, 32), crops=((1, 0),) * 3) == "phase"  # U-Net k3s2
+    assert ort((16,), (8,), 512, 256, (2000,), batch=4, crops=((4, 4),)) == "phase"  # hifigan
+    assert ort((2, 2, 2), (2, 2, 2), 64, 32, (32, 32, 32)) == "scatter"  # U-Net k2s2
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "depthwise"  # fcn_g21
+    assert ort((3, 3), (2, 2), 16, 8, (32, 32), dilation=(2, 2)) == "scatter"  # 1.2 M multiply-adds
+    assert ort((3, 3), (1, 1), 4, 4, (8, 8)) == "direct"  # tiny
+    # without numba the depthwise fcn_g21 goes to onnxruntime; without onnxruntime nothing does
+    monkeypatch.setattr(_generic, "numba_installed", lambda: False)
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "ort"
+    monkeypatch.setattr(_generic, "ort_installed", lambda: False)
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "phase"
+
+
+def test_ort_only_for_float32_on_numpy(rng, monkeypatch):
+    """float16 and float64 calls, and forced ``ort`` on them, take the rules without onnxruntime."""
+    pytest.importorskip("onnxruntime")
+    config = _config((16, 16), (8, 8), (1, 1), ((4, 4),) * 2, 1, 21, 21)
+    picked = []
+    real = _generic.choose_path
+    monkeypatch.setattr(_generic, "choose_path", lambda *a, **k: picked.append(real(*a, **k)) or picked[-1])
+    x, w, b = _tensors(rng, config, 1, (64, 64), np.float32)
+    for dtype in (np.float32, np.float64, np.float16):
+        numpy_engine.deconvolve(x.astype(dtype), w.astype(dtype), b.astype(dtype), config, (512, 512))
+    assert picked == ["ort", "phase", "phase"]
+    picked.clear()
+    _check(config, x[:, :, :8, :8], w, b, "ort", np.float64)  # forced: falls back to the rule without it
+    assert picked == ["phase"]
+
+
+def test_ort_sessions_are_cached_per_problem(rng):
+    pytest.importorskip("onnxruntime")
+    from deconv_cli.engines import _ort
+
+    _ort._session.cache_clear()
+    config, batch, spatial = CASES["2d_groups"]
+    x, w, b = _tensors(rng, config, batch, spatial, np.float32)
+    for _ in range(3):
+        _check(config, x, w, b, "ort", np.float32)
+    _check(config, x, w, None, "ort", np.float32)
+    info = _ort._session.cache_info()
+    assert (info.misses, info.hits) == (2, 2)  # with and without a bias: two models
 
 
 def test_rule_more_phases_than_taps_picks_scatter():

@@ -2,7 +2,7 @@
 
 Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out); the full
 index of output position ``o`` is ``f = o + lo`` and input ``i`` reaches it through tap ``t`` when
-``f = i*s + t*d``. Four paths compute the same sum; ``choose_path`` picks one by measured rules.
+``f = i*s + t*d``. Five paths compute the same sum; ``choose_path`` picks one by measured rules.
 
 ``phase`` (sub-pixel): output positions ``o = p + s*q`` of one phase ``p`` (per dim, ``0 <= p < s``) are
 reached only by the taps with ``(t*d - p - lo) % s == 0``, from input ``i = q - m_t`` where
@@ -17,6 +17,8 @@ and every output element is written exactly once (bias and the float16 cast fuse
 position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at ``o = i*s + t*d - lo``.
 
 ``depthwise`` (one input channel per group): a numba kernel, ``_depthwise``, where numba is installed.
+
+``ort`` (float32 on the CPU): onnxruntime's ConvTranspose kernel (MLAS), ``_ort``, where onnxruntime is installed.
 
 ``direct`` (dense im2col, small problems): one gather of every tap at every output position, ``cols[n,
 (ci, t), o] = x[n, ci, i]`` with ``i*s = o + lo - t*d`` (zero where no such input exists), one GEMM and one
@@ -49,7 +51,7 @@ ROW_BLOCK_BYTES = 512 << 10  # scatter row blocks: columns that stay in L2 betwe
 MAX_BLOCKED_TAPS = 16  # overlapping taps: row blocks only up to this many taps (one add per tap per block)
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
-PATHS = ("phase", "scatter", "direct", "depthwise")
+PATHS = ("phase", "scatter", "direct", "depthwise", "ort")
 
 
 def to_canonical_input(x, config: DeconvConfig, xp):
@@ -86,6 +88,9 @@ def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[in
 SCATTER_OUTPUT_BYTES = 2 << 20  # per-sample output that the scatter's read-modify-write passes keep in cache
 DIRECT_MAX_ELEMENTS = 1 << 17  # dense im2col columns (N * C_in * K * prod(out)) of the direct path
 DEPTHWISE_MIN_MACS = 4 << 20  # the compiled depthwise kernel only where the work pays numba's import
+ORT_MIN_MACS = 16 << 20  # onnxruntime only where the work is worth its import and session (about 55 ms, once)
+ORT_MIN_POSITIONS = 256  # onnxruntime runs one GEMM per sample: at least this many input positions in it
+ORT_MAX_CHANNEL_PRODUCT = 1024  # (C_in/g) * (C_out/g): above it the phase GEMMs run near the BLAS peak
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,7 +101,16 @@ def numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spatial: Shape | None = None) -> str:
+@functools.lru_cache(maxsize=1)
+def ort_installed() -> bool:
+    """Whether the ``ort`` path can run (onnxruntime installed: the ``fast`` extra); not imported here."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spatial: Shape | None = None, *,
+                ort: bool = True) -> str:
     """The path for a problem, by rules measured on the benchmark suite (``deconv bench --paths``).
 
     Re-measured on the BLAS's native kernels (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; on this AVX2
@@ -113,6 +127,17 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
     - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
       up-convolutions): one GEMM for all taps and every output element written once (U-Net 64->32:
       82 / 51, 32->16: 104 / 87 and 48 / 54, 128->64: 66 / 44 and 19 / 11);
+    - ort (onnxruntime's ConvTranspose, ``_ort``), when ``ort`` (float32 on NumPy) and onnxruntime is
+      installed, C_out/g <= C_in/g, each sample has at least 256 input positions (onnxruntime runs one GEMM
+      per sample: dcgan 512->256 at 4x4 took 60.6 / scatter 45.0), the channels are narrowed by the two
+      scatter rules below or (C_in/g)(C_out/g) <= 1024 (above that the phase GEMMs run near the BLAS peak:
+      3-D U-Net k3s2 64->32 70.7 / phase 68.1, hifigan 348.5 / 312.7), and the work is at least 16 M
+      multiply-adds: its import and first session cost 45-60 ms once per process (1.2 M multiply-adds: 0.36
+      against scatter's 0.8 per call). Native kernels (the deconv bench --paths run of this change, 2 threads,
+      ms, ort / the path it replaced): ms_doc 38.9 / 80.9, dil2 6.3 / 15.8, g4 11.9 / 24.2 (phase), fcn 32.8 /
+      42.8, dcgan 128->3 13.9 / 14.2; not where the channels widen (of_doc 16->33: 70.5 / phase 41.1,
+      mge_doc 3->64: 157 / 53) or the taps are disjoint (U-Net k2s2: 28.4 / 24.6, 37.7 / 28.7). Without
+      numba, depthwise work of 16 M multiply-adds or more goes here too (fcn_g21: 25.6 / phase 38.0);
     - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3: 660 / 132, 1575 / 328;
       dcgan 128->3: 526 / 51, 279 / 28);
     - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256: 202 / 174,
@@ -138,9 +163,13 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
     phases = math.prod(min(s, o) for s, o in zip(config.stride, out_spatial))
     if phases > 64 and phases > math.prod(config.kernel):
         return "scatter"
-    if 4 * cout_g <= cin_g:
-        return "scatter"
-    if 3 * cout_g < 2 * cin_g and config.out_channels * math.prod(out_spatial) * 4 <= SCATTER_OUTPUT_BYTES:
+    few_outputs = 4 * cout_g <= cin_g
+    narrowing = 3 * cout_g < 2 * cin_g and config.out_channels * math.prod(out_spatial) * 4 <= SCATTER_OUTPUT_BYTES
+    if ort and in_spatial is not None and cout_g <= cin_g and math.prod(in_spatial) >= ORT_MIN_POSITIONS and \
+            (few_outputs or narrowing or cin_g * cout_g <= ORT_MAX_CHANNEL_PRODUCT) and ort_installed() and \
+            batch * config.in_channels * math.prod(in_spatial) * cout_g * math.prod(config.kernel) >= ORT_MIN_MACS:
+        return "ort"
+    if few_outputs or narrowing:
         return "scatter"
     return "phase"
 
@@ -167,7 +196,8 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     # Every path but scatter multiplies the zero padding around the input by every tap; a NaN or Inf tap
     # would turn positions no input reaches into NaN. Scatter multiplies real input only, as the definition.
     if path is None:
-        path = "scatter" if not bool(xp.isfinite(w).all()) else choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]))
+        path = "scatter" if not bool(xp.isfinite(w).all()) else \
+            choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]), ort=_ort_runs(xp, out_dtype))
     cap = _column_cap(x.nbytes + w.nbytes + y.nbytes)
     items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp, cap)
     if parallel_map is None or len(items) < 2:
@@ -548,4 +578,21 @@ def _depthwise_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, 
     return _depthwise.items(x, w, b, y, config, out_spatial, acc, parts=min(8, y.shape[0] * y.shape[1]))
 
 
-_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items, "depthwise": _depthwise_items}
+def _ort_runs(xp, dtype) -> bool:
+    """The ``ort`` path runs float32 on NumPy only: onnxruntime's CPU ConvTranspose has no float64 kernel and no
+    float16 one on many builds, and the GPU engine keeps its own paths."""
+    return xp.__name__ == "numpy" and xp.dtype(dtype) == xp.float32 and ort_installed()
+
+
+def _ort_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
+    """onnxruntime's kernel (``_ort``) on the engine's threads, as one item; where it cannot run (another
+    dtype or array library, or no onnxruntime) the path the rules pick without it."""
+    if not _ort_runs(xp, y.dtype):
+        path = choose_path(config, tuple(out_spatial), x.shape[0], tuple(x.shape[2:]), ort=False)
+        return _ITEMS[path](x, w, b, y, config, out_spatial, acc, xp, cap)
+    from . import _ort, numpy_engine
+
+    return [partial(_ort.run, x, w, b, y, config, tuple(out_spatial), numpy_engine.threads())]
+
+
+_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items, "depthwise": _depthwise_items, "ort": _ort_items}

@@ -1,0 +1,123 @@
+"""onnxruntime's MLAS ConvTranspose kernel as the ``ort`` path (float32, CPU), where onnxruntime is installed.
+
+The canonical problem, input (N, C_in, *L) and weight (C_in, C_out/g, *k), is already ONNX's layout, so the
+path is one ConvTranspose node run on the engine's thread budget (``intra_op_num_threads``, the calling thread
+included; one inter-op thread; sequential). ONNX pads cannot be negative: the node crops ``max(crop, 0)`` and
+its result is written into its window of the output, whose other positions (reached by no input) get the bias
+alone, as on every path. The model is encoded here (a few protobuf fields), so the path needs onnxruntime
+alone, not the ``onnx`` package (0.1 s more to import). Sessions are cached per problem (``_session``).
+
+This module imports onnxruntime (about 40 ms after NumPy); ``choose_path`` picks the path only where
+onnxruntime is installed and the work pays that import, so ``deconv shape`` and small runs never load it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import onnxruntime
+
+from ..config import DeconvConfig
+
+_FLOAT = 1  # onnx TensorProto.FLOAT
+_OPSET = 17
+
+
+# --- a minimal protobuf writer for the one-node model ------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _key(field: int, wire: int) -> bytes:
+    return _varint(field << 3 | wire)
+
+
+def _int(field: int, value: int) -> bytes:
+    return _key(field, 0) + _varint(value)
+
+
+def _bytes(field: int, payload: bytes | str) -> bytes:
+    payload = payload.encode() if isinstance(payload, str) else payload
+    return _key(field, 2) + _varint(len(payload)) + payload
+
+
+def _ints_attribute(name: str, values) -> bytes:  # AttributeProto: name=1, ints=8, type=20 (INTS = 7)
+    return _bytes(1, name) + b"".join(_int(8, v) for v in values) + _int(20, 7)
+
+
+def _tensor_info(name: str, shape) -> bytes:  # ValueInfoProto{name, TypeProto{tensor_type{elem_type, shape}}}
+    dims = b"".join(_bytes(1, _int(1, d)) for d in shape)
+    return _bytes(1, name) + _bytes(2, _bytes(1, _int(1, _FLOAT) + _bytes(2, dims)))
+
+
+def model_bytes(config: DeconvConfig, input_shape, pads, with_bias: bool) -> bytes:
+    """The serialized ModelProto of one ConvTranspose node, y = ConvTranspose(x, w[, b])."""
+    names = ("x", "w", "b") if with_bias else ("x", "w")
+    attributes = (
+        _bytes(5, _ints_attribute("kernel_shape", config.kernel)) + _bytes(5, _ints_attribute("strides", config.stride))
+        + _bytes(5, _ints_attribute("dilations", config.dilation)) + _bytes(5, _ints_attribute("pads", pads))
+        + _bytes(5, _bytes(1, "group") + _int(3, config.groups) + _int(20, 2))  # INT = 2
+    )
+    node = b"".join(_bytes(1, n) for n in names) + _bytes(2, "y") + _bytes(4, "ConvTranspose") + attributes
+    shapes = {"x": input_shape, "w": config.weight_shape, "b": (config.out_channels,)}
+    graph = (_bytes(1, node) + _bytes(2, "deconv") + b"".join(_bytes(11, _tensor_info(n, shapes[n])) for n in names)
+             + _bytes(12, _bytes(1, "y")))
+    return _int(1, 8) + _bytes(7, graph) + _bytes(8, _bytes(1, "") + _int(2, _OPSET))  # ir_version 8, opset 17
+
+
+@functools.lru_cache(maxsize=8)
+def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: int):
+    """One InferenceSession per (problem, shapes, bias, threads); eight kept (a batch job reuses its one)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model_bytes(config, input_shape, pads, with_bias), options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def run(x, w, b, y, config: DeconvConfig, out_spatial, threads: int) -> None:
+    """y (N, C_out, *out), float32, canonical view = the transposed convolution of float32 x, w (+ b)."""
+    rank = config.rank
+    pads = tuple(max(lo, 0) for lo, _ in config.crops) + tuple(max(hi, 0) for _, hi in config.crops)
+    # the node's output is y's positions [max(-lo, 0), that + its length) per dim; the rest no input reaches
+    start = tuple(max(-lo, 0) for lo, _ in config.crops)
+    length = tuple(o + min(lo, 0) + min(hi, 0) for o, (lo, hi) in zip(out_spatial, config.crops))
+    window = (Ellipsis, *(slice(s, s + n) for s, n in zip(start, length)))
+    if any(n <= 0 for n in length):
+        _fill(y, b)
+        return
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    feeds = {"x": x, "w": np.ascontiguousarray(w, dtype=np.float32)}
+    if b is not None:
+        feeds["b"] = np.ascontiguousarray(b, dtype=np.float32)
+    session = _session(config, tuple(x.shape), pads, b is not None, threads)
+    if tuple(start) == (0,) * rank and tuple(length) == tuple(out_spatial) and y.flags.c_contiguous:
+        # the whole output, C-contiguous: onnxruntime writes into it (no copy)
+        binding = session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        binding.bind_output("y", "cpu", 0, np.float32, y.shape, y.ctypes.data)
+        session.run_with_iobinding(binding)
+        return
+    result = session.run(None, feeds)[0]
+    if math.prod(length) != math.prod(out_spatial):
+        _fill(y, b)
+    y[window] = result
+
+
+def _fill(y, b) -> None:
+    if b is None:
+        y[...] = 0
+    else:
+        y[...] = b.reshape((1, -1) + (1,) * (y.ndim - 2))
