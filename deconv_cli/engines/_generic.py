@@ -133,11 +133,12 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
       scatter rules below or (C_in/g)(C_out/g) <= 1024 (above that the phase GEMMs run near the BLAS peak:
       3-D U-Net k3s2 64->32 70.7 / phase 68.1, hifigan 348.5 / 312.7), and the work is at least 16 M
       multiply-adds: its import and first session cost 45-60 ms once per process (1.2 M multiply-adds: 0.36
-      against scatter's 0.8 per call). Native kernels (the deconv bench --paths run of this change, 2 threads,
-      ms, ort / the path it replaced): ms_doc 38.9 / 80.9, dil2 6.3 / 15.8, g4 11.9 / 24.2 (phase), fcn 32.8 /
-      42.8, dcgan 128->3 13.9 / 14.2; not where the channels widen (of_doc 16->33: 70.5 / phase 41.1,
-      mge_doc 3->64: 157 / 53) or the taps are disjoint (U-Net k2s2: 28.4 / 24.6, 37.7 / 28.7). Without
-      numba, depthwise work of 16 M multiply-adds or more goes here too (fcn_g21: 25.6 / phase 38.0);
+      against scatter's 0.8 per call). Native kernels, ``deconv bench --paths``, 2 threads, ms, ort / the
+      path it replaced: ms_doc 36.0 / 63.3 (scatter), dil2 4.9 / 7.8 (scatter), g4 9.5 / 13.5 (phase), fcn
+      26.6 / 33.2 (phase), dcgan 128->3 11.8 / 10.8 (scatter; 13.9 / 14.2 in another run: a tie); not where
+      the channels widen (of_doc 16->33: 70.5 / phase 41.1, mge_doc 3->64: 157 / 53) or the taps are
+      disjoint (U-Net k2s2: 28.4 / 24.6, 37.7 / 28.7; 128->64: 11.0 / 12.2, a tie). Without numba,
+      depthwise work of 16 M multiply-adds or more goes here too (fcn_g21: 25.6 / phase 38.0);
     - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3: 660 / 132, 1575 / 328;
       dcgan 128->3: 526 / 51, 279 / 28);
     - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256: 202 / 174,

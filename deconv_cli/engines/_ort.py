@@ -82,6 +82,10 @@ def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: 
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    # no spinning: onnxruntime's idle workers otherwise keep spinning after a call and take a core from what
+    # runs next, NumPy included (dil2 in the suite, after the onnxruntime peer: 10-14 ms spinning, 6.0 not;
+    # alone 4.1 spinning, 6.0 not)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(model_bytes(config, input_shape, pads, with_bias), options,
                                         providers=["CPUExecutionProvider"])
 
