@@ -290,11 +290,22 @@ def memory_probe(name: str, device: str) -> dict:
     if device == "cpu" and case.groups == case.in_channels:  # so do numba and its compiled kernel (~140 MB)
         small = _case("warm_depthwise", 1, 4, 4, (8, 8), 3, groups=4)
         _ours(small, device, *make_inputs(small), path="depthwise")()
+    if device == "cpu" and _chosen(case) == "ort":  # and onnxruntime's library and thread pool
+        small = _case("warm_ort", 1, 64, 32, (32, 32), 3, stride=2)
+        _ours(small, device, *make_inputs(small), path="ort")()
     baseline = _status_bytes("VmRSS")
     x, w, b = make_inputs(case)
     _ours(case, device, x, w, b)()
     peak = _status_bytes("VmHWM")
     return {"peak_above_baseline": peak - baseline, "tensors": case.nbytes()}
+
+
+def _chosen(case: Case) -> str:
+    from .engines import _generic
+    from .job import plan
+
+    record = plan("torch", case.options(), case.input_shape, case.weight_shape, (case.out_channels,))
+    return _generic.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
 
 
 def memory(name: str, device: str, threads: int) -> dict:
@@ -396,7 +407,8 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
         if paths and device == "cpu":
             dense = case.batch * case.in_channels * math.prod(case.kernel) * math.prod(case.output_spatial)
             for p in _generic.PATHS:  # the direct path's dense columns would take GBs on the big configurations
-                if (p != "direct" or dense <= 16 * _generic.DIRECT_MAX_ELEMENTS) and (p != "depthwise" or case.groups == case.in_channels):
+                if (p != "direct" or dense <= 16 * _generic.DIRECT_MAX_ELEMENTS) and (p != "depthwise" or case.groups == case.in_channels) \
+                        and (p != "ort" or _generic.ort_installed()):
                     runners[f"path:{p}"] = _ours(case, device, x, w, b, path=p)
         med = time_interleaved(runners, repeat)
         ours = med["ours"]

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from deconv_cli import bench
 from deconv_cli.cli import cli
+from deconv_cli.engines import _generic
 
 TINY = "tiny_4to4_8x8_k3"
 
@@ -19,7 +20,8 @@ def test_bench_json_record():
     record = json.loads(result.stdout)
     (row,) = record["rows"]
     assert row["name"] == TINY and row["path"] == "direct"
-    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct"}
+    ort = {"ort"} if _generic.ort_installed() else set()  # onnxruntime's kernel where it is installed
+    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct"} | ort
     assert row["torch_ms"] is None and record["summary"]["compared"] == 0
     assert record["startup"]["deconv_shape_s"] > record["startup"]["python_pass_s"] > 0
     (blas,) = [lib for lib in record["blas"] if lib["internal_api"] == "openblas"]  # NumPy's wheels ship OpenBLAS
@@ -66,3 +68,16 @@ def test_list_prints_every_configuration_with_options_that_plan_to_its_shapes():
         assert record.output_shape == (case.batch, case.out_channels, *case.output_spatial), case.name
     listed = json.loads(CliRunner().invoke(cli, ["bench", "--list", "--json"]).stdout)
     assert [c["name"] for c in listed] == [c.name for c in bench.SUITE]
+
+
+def test_memory_probe_counts_onnxruntime_library_in_the_baseline_not_the_call():
+    """On a configuration the rules give onnxruntime (dil2), its library is loaded before the baseline, as
+    numba's is for depthwise; what is left is the call's own memory, within input + weight + output + 25%."""
+    if not _generic.ort_installed():
+        import pytest
+
+        pytest.skip("onnxruntime is not installed")
+    name = "dil2_64to32_32x32_k3s2p2op1"
+    assert bench._chosen(bench._by_name(name)) == "ort"
+    probe = bench.memory(name, "cpu", 2)
+    assert 0 <= probe["peak_above_baseline"] <= 1.25 * probe["tensors"]

@@ -192,7 +192,9 @@ def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypat
     assert ort((4, 6, 2), (1, 1, 1), 16, 3, (10, 32, 32), batch=32) == "ort"  # ms_doc 16->3 (few outputs)
     assert ort((3, 3), (2, 2), 64, 32, (32, 32), dilation=(2, 2), crops=((2, 1),) * 2, batch=8) == "ort"  # dil2
     assert ort((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8, crops=((1, 1),) * 2) == "ort"  # g4
-    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "ort"  # fcn
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "phase"  # fcn: 88 MB of columns
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2, batch=8) == "phase"  # and per sample
+    assert ort((16, 16), (8, 8), 21, 21, (16, 16), crops=((4, 4),) * 2, batch=16) == "ort"  # 5.5 MB, 16 samples
     assert ort((4, 4), (2, 2), 128, 3, (32, 32), batch=64, crops=((1, 1),) * 2) == "ort"  # dcgan 128->3
     # not: 4x4 images (16 columns per GEMM), channels widening or many, disjoint taps, depthwise, small work
     assert ort((4, 4), (2, 2), 512, 256, (4, 4), batch=64, crops=((1, 1),) * 2) == "scatter"  # dcgan 512->256
@@ -207,7 +209,7 @@ def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypat
     monkeypatch.setattr(_generic, "numba_installed", lambda: False)
     assert ort((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "ort"
     monkeypatch.setattr(_generic, "ort_installed", lambda: False)
-    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "phase"
+    assert ort((16, 16), (8, 8), 21, 21, (16, 16), crops=((4, 4),) * 2, batch=16) == "phase"
 
 
 def test_ort_only_for_float32_on_numpy(rng, monkeypatch):
@@ -217,9 +219,9 @@ def test_ort_only_for_float32_on_numpy(rng, monkeypatch):
     picked = []
     real = _generic.choose_path
     monkeypatch.setattr(_generic, "choose_path", lambda *a, **k: picked.append(real(*a, **k)) or picked[-1])
-    x, w, b = _tensors(rng, config, 1, (64, 64), np.float32)
+    x, w, b = _tensors(rng, config, 16, (16, 16), np.float32)
     for dtype in (np.float32, np.float64, np.float16):
-        numpy_engine.deconvolve(x.astype(dtype), w.astype(dtype), b.astype(dtype), config, (512, 512))
+        numpy_engine.deconvolve(x.astype(dtype), w.astype(dtype), b.astype(dtype), config, (128, 128))
     assert picked == ["ort", "phase", "phase"]
     picked.clear()
     _check(config, x[:, :, :8, :8], w, b, "ort", np.float64)  # forced: falls back to the rule without it

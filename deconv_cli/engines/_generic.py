@@ -133,9 +133,11 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
       scatter rules below or (C_in/g)(C_out/g) <= 1024 (above that the phase GEMMs run near the BLAS peak:
       3-D U-Net k3s2 64->32 70.7 / phase 68.1, hifigan 348.5 / 312.7), and the work is at least 16 M
       multiply-adds: its import and first session cost 45-60 ms once per process (1.2 M multiply-adds: 0.36
-      against scatter's 0.8 per call). Native kernels, ``deconv bench --paths``, 2 threads, ms, ort / the
-      path it replaced: ms_doc 36.0 / 63.3 (scatter), dil2 4.9 / 7.8 (scatter), g4 9.5 / 13.5 (phase), fcn
-      26.6 / 33.2 (phase), dcgan 128->3 11.8 / 10.8 (scatter; 13.9 / 14.2 in another run: a tie); not where
+      against scatter's 0.8 per call); and its column buffer (C_out/g * K * prod(L), one group of one
+      sample) is at most a quarter of input + weight + output, DESIGN.md's memory target (fcn: 88 MB
+      against 21.8 MB of tensors, peak 110 MB; ms_doc 5.9 MB against 25.8, peak 31.6). Native kernels, ``deconv bench --paths``, 2 threads, ms, ort / the
+      path it replaced: ms_doc 36.0 / 63.3 (scatter), dil2 4.9 / 7.8 (scatter), g4 9.5 / 13.5 (phase), (fcn
+      26.6 / 33.2 (phase), but over the memory target), dcgan 128->3 11.8 / 10.8 (scatter; 13.9 / 14.2 in another run: a tie); not where
       the channels widen (of_doc 16->33: 70.5 / phase 41.1, mge_doc 3->64: 157 / 53) or the taps are
       disjoint (U-Net k2s2: 28.4 / 24.6, 37.7 / 28.7; 128->64: 11.0 / 12.2, a tie). Without numba,
       depthwise work of 16 M multiply-adds or more goes here too (fcn_g21: 25.6 / phase 38.0);
@@ -169,7 +171,11 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
     if ort and in_spatial is not None and cout_g <= cin_g and math.prod(in_spatial) >= ORT_MIN_POSITIONS and \
             (few_outputs or narrowing or cin_g * cout_g <= ORT_MAX_CHANNEL_PRODUCT) and ort_installed() and \
             batch * config.in_channels * math.prod(in_spatial) * cout_g * math.prod(config.kernel) >= ORT_MIN_MACS:
-        return "ort"
+        # onnxruntime's column buffer, one group of one sample, within a quarter of input + weight + output
+        tensors = (batch * config.in_channels * math.prod(in_spatial) + config.in_channels * cout_g * math.prod(config.kernel)
+                   + batch * config.out_channels * math.prod(out_spatial))
+        if 4 * cout_g * math.prod(config.kernel) * math.prod(in_spatial) <= tensors:
+            return "ort"
     if few_outputs or narrowing:
         return "scatter"
     return "phase"
