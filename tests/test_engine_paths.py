@@ -228,6 +228,16 @@ def test_ort_only_for_float32_on_numpy(rng, monkeypatch):
     assert picked == ["phase"]
 
 
+def test_the_gpu_engine_never_runs_ort():
+    """CuPy arrays (the GPU engine's ``xp``) never take onnxruntime, whatever the dtype; NumPy float32 only."""
+    import types
+
+    cupy_like = types.SimpleNamespace(__name__="cupy", dtype=np.dtype, float32=np.float32)
+    assert not any(_generic._ort_runs(cupy_like, dtype) for dtype in (np.float16, np.float32, np.float64))
+    assert [_generic._ort_runs(np, dtype) for dtype in (np.float16, np.float64)] == [False, False]
+    assert _generic._ort_runs(np, np.float32) == _generic.ort_installed()
+
+
 def test_ort_sessions_are_cached_per_problem(rng):
     pytest.importorskip("onnxruntime")
     from deconv_cli.engines import _ort
