@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_deconv
 
+from deconv_cli import tensor_io
 from deconv_cli.cli import cli
 
 FORCE_HINT = "Pass --force to replace it."
@@ -697,3 +698,16 @@ def test_a_name_the_terminal_cannot_encode_is_escaped(tensors, tmp_path):
     result = deconv("info", "xé✓.npy", cwd=tmp_path, env={"PYTHONIOENCODING": "ascii"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == "x\\xe9\\u2713.npy\tx\\xe9\\u2713\t(2, 4, 5, 6)\tfloat32\n"
+
+
+def test_a_folder_is_swept_for_stale_temps_once_per_process(tmp_path, monkeypatch):
+    """A batch writes many outputs into one folder: one scan, not one per output (O(n^2) over a batch)."""
+    from deconv_cli.tensor_io import _common
+
+    scans = []
+    real = os.scandir
+    monkeypatch.setattr(_common.os, "scandir", lambda path: scans.append(path) or real(path))
+    for i in range(3):
+        tensor_io.save(tensor_io.parse_ref(str(tmp_path / f"y{i}.npy")), np.zeros((2, 3), np.float32), force=False)
+    assert scans == [str(tmp_path)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y0.npy", "y1.npy", "y2.npy"]

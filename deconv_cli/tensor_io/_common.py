@@ -211,8 +211,15 @@ def temp_file(ref: Ref) -> str:
         return tmp
 
 
+_SWEPT: set[str] = set()  # folders this process has already swept: a batch writes many outputs into one
+
+
 def remove_stale_temps(folder: str) -> None:
-    """Remove temporary files that runs killed on this host left behind (their pid is dead)."""
+    """Remove temporary files that runs killed on this host left behind (their pid is dead). Once per
+    folder and process: a scan per output made a batch of n outputs into one folder O(n^2)."""
+    if folder in _SWEPT:
+        return
+    _SWEPT.add(folder)
     try:
         entries = list(os.scandir(folder))
     except OSError:
