@@ -31,6 +31,17 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
         raise ConfigError(f"shape {text!r} is not a list of integers", "write e.g. 1,16,10,32,32") from None
 
 
+def _verdict(result, as_json: bool, print_text, ok: bool) -> None:
+    """Print a check's result (JSON or text to stdout) and exit 0 when it passed, 1 when not."""
+    from .report import print_json
+
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        print_text(result, sys.stdout)
+    sys.exit(0 if ok else 1)
+
+
 def _fail(error: DeconvError) -> None:
     click.echo(f"Error: {error}", err=True)
     sys.exit(error.exit_code)
@@ -424,17 +435,13 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
       deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
     """
     from .compare import compare_refs
-    from .report import print_comparison, print_json
+    from .report import print_comparison
 
     try:
         result = compare_refs(actual, expected, atol=atol, rtol=rtol, top=top)
     except DeconvError as error:
         _fail(error)
-    if as_json:
-        print_json(result.as_dict())
-    else:
-        print_comparison(result, sys.stdout)
-    sys.exit(0 if result.match else 1)
+    _verdict(result, as_json, print_comparison, result.match)
 
 
 @cli.command(name="detect")
@@ -464,17 +471,13 @@ def detect_command(input, weight, expected, bias, style, top, limit, as_json):
           --style torch
     """
     from .detect import detect
-    from .report import print_detection, print_json
+    from .report import print_detection
 
     try:
         found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit)
     except DeconvError as error:
         _fail(error)
-    if as_json:
-        print_json(found.as_dict())
-    else:
-        print_detection(found, sys.stdout)
-    sys.exit(0 if found.matches else 1)
+    _verdict(found, as_json, print_detection, bool(found.matches))
 
 
 @cli.command(name="bench")

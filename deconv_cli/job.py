@@ -133,7 +133,7 @@ def plan(
     )
     derivation = _PLANS.get(key)
     if derivation is None:
-        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks=quirks, dtypes=dtypes, cast=cast)
+        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks, dtypes, cast)
         if len(_PLANS) >= 512:
             _PLANS.clear()
         _PLANS[key] = derivation
@@ -143,18 +143,8 @@ def plan(
 _PLANS: dict[tuple, Derivation] = {}  # plan() results by canonical key; Derivations are frozen
 
 
-def _plan_uncached(
-    style: str,
-    options: Mapping[str, object],
-    input_shape: Shape,
-    weight_shape: Shape,
-    bias_shape: Shape | None = None,
-    *,
-    quirks: bool = False,
-    dtypes: Mapping[str, str] | None = None,
-    cast: str | None = None,
-) -> Derivation:
-    """``plan`` without the cache."""
+def _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks, dtypes, cast) -> Derivation:
+    """``plan`` without the cache (the same arguments, all given)."""
     convention = conventions.get(style)
     input_shape, weight_shape = check_shape("input", input_shape), check_shape("weight", weight_shape)
     bias_shape = None if bias_shape is None else check_shape("bias", bias_shape)
