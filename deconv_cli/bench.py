@@ -208,11 +208,13 @@ def _onnxruntime(case: Case, device: str, threads: int, x, w, b):
     return lambda: session.run(None, feeds)
 
 
-def time_interleaved(runners: dict, repeat: int, settle_s: float = 0.02) -> dict:
+def time_interleaved(runners: dict, repeat: int, settle_s: float = 0.1) -> dict:
     """Median seconds per runner; one warm-up each, then rounds of one call each.
 
-    The pause before every call lets the previous library's spinning worker threads (OpenMP, onnxruntime)
-    go to sleep, so that no runner pays for its predecessor.
+    The pause before every call lets the previous library's spinning worker threads go to sleep, so that no
+    runner pays for its predecessor: PyTorch's OpenMP workers spin under 10 ms after a call, onnxruntime's about
+    65 ms (measured: a full core of worker CPU time for 60-70 ms after a 5 ms call). With 20 ms pauses our ``ort``
+    path, run right after the onnxruntime peer with its own session's workers still spinning, took 2.2x the time.
     """
     for run in runners.values():
         run()
@@ -252,6 +254,55 @@ def sgemm_peak(repeat: int = 9, size: int = 2048, threads: int | None = None) ->
         with ThreadPoolExecutor(threads) as pool, threadpool_limits(1, user_api="blas"):
             peak = max(peak, best(lambda: list(pool.map(lambda _: a @ a, range(threads))), threads * 2 * size**3))
     return peak
+
+
+def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
+    """Per-call overhead on ``tiny``: one engine call in a tight loop against the NumPy calls its path (direct)
+    makes, run bare on the same arrays; the better of ``rounds`` medians of ``calls`` calls each, alternating.
+
+    The difference is what the engine spends around NumPy (layouts, the path choice, the NaN/Inf check on the
+    weight, the thread budget), which a batch of small jobs pays once per job.
+    """
+    import numpy as np
+
+    from .engines import _generic, get_engine
+    from .job import plan
+
+    case = _by_name("tiny_4to4_8x8_k3")
+    x, w, b = make_inputs(case)
+    record = plan("torch", case.options(), x.shape, w.shape, b.shape)
+    config, out_spatial = record.config, tuple(record.output_spatial)
+    engine = get_engine("cpu")
+    if _generic.choose_path(config, out_spatial, case.batch, case.spatial) != "direct":
+        raise RuntimeError("the tiny configuration no longer takes the direct path; update call_overhead")
+    index = _generic._direct_index(config, case.spatial, out_spatial)
+    n, c_in, c_out, length, taps = case.batch, case.in_channels, case.out_channels, math.prod(case.spatial), math.prod(case.kernel)
+
+    def bare():  # _generic._direct_item's NumPy calls, nothing around them
+        y = np.empty((n, c_out, *out_spatial), np.float32)
+        xe = np.empty((n, c_in, length + 1), np.float32)
+        xe[:, :, :length] = x.reshape(n, c_in, length)
+        xe[:, :, length] = 0
+        cols = xe.take(index, axis=2).reshape(n, 1, c_in * taps, -1)
+        wk = w.reshape(1, c_in, c_out, taps).transpose(0, 2, 1, 3).reshape(1, c_out, -1)
+        np.add(np.matmul(wk, cols).reshape(y.shape), b.reshape(-1, 1, 1), out=y)
+        return y
+
+    def call():
+        return engine.deconvolve(x, w, b, config, out_spatial)
+
+    if not np.array_equal(bare(), call()):
+        raise RuntimeError("the bare NumPy calls of call_overhead no longer give the engine's result")
+    best = {"call": math.inf, "bare": math.inf}
+    for _ in range(rounds):
+        for name, fn in (("call", call), ("bare", bare)):
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            best[name] = min(best[name], statistics.median(times))
+    return {"call_us": best["call"] * 1e6, "numpy_us": best["bare"] * 1e6, "overhead_us": (best["call"] - best["bare"]) * 1e6}
 
 
 def startup(repeat: int = 5) -> dict:
@@ -472,9 +523,10 @@ def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), path
     result = run_suite(device, threads, repeat, only, paths, peers, memory, progress)
     summary = summarize(result)
     start = startup()
+    overhead = call_overhead() if device == "cpu" else None
     if as_json:
         record = dict(result, rows=[dict(asdict(r), vs_torch=r.vs_torch, vs_best=r.vs_best) for r in result["rows"]],
-                      summary=summary, startup=start)
+                      summary=summary, startup=start, call_overhead=overhead)
         echo(json.dumps(record, indent=1))
         return
     echo("\n" + blas_line(result))
@@ -483,6 +535,9 @@ def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), path
     echo(f"as fast as PyTorch: {summary['as_fast_as_torch']}/{n}; as fast as the best peer: "
          f"{summary['ahead_of_every_peer']}/{n}; within 1.5x of it: {summary['within_1_5x_of_best']}/{n}; within 2x: "
          f"{summary['within_2x_of_best']}/{n}; geometric mean best/: {_fmt(summary['geomean_vs_best'], '.2f')}")
+    if overhead:
+        echo(f"per-call overhead (tiny, tight loop): {overhead['call_us']:.1f} us a call, of which NumPy's own calls "
+             f"{overhead['numpy_us']:.1f} us: {overhead['overhead_us']:.1f} us around them")
     echo(f"start-up: deconv shape {start['deconv_shape_s'] * 1e3:.0f} ms wall, python -c pass "
          f"{start['python_pass_s'] * 1e3:.0f} ms")
 

@@ -100,3 +100,43 @@ def test_parallel_map_runs_every_item_once_and_raises_an_items_error(monkeypatch
     with pytest.raises(ValueError, match="item 7"), numpy_engine.thread_budget() as parallel_map:
         parallel_map(fails_at_7, list(range(40)))
     assert 7 in seen and len(seen) == len(set(seen))
+
+
+def _direct_config(channels: int) -> DeconvConfig:
+    return DeconvConfig(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), crops=((0, 0), (0, 0)), groups=1,
+                        in_channels=channels, out_channels=channels)
+
+
+def test_a_small_direct_problem_runs_as_it_stands_and_a_larger_one_on_the_budget(monkeypatch):
+    """One GEMM of at most 2^18 multiply-adds (OpenBLAS keeps it on one thread) skips the budget; above that,
+    the direct path's GEMM runs with BLAS held to one thread like every other item."""
+    seen = []
+    real = np.matmul
+
+    def spy(*args, **kwargs):
+        seen.append(tuple(_blas_threads()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    before = _blas_threads()
+    for channels, inline in ((4, True), (24, False)):  # 3 600 columns x 4 rows; 21 600 x 24 = 518 400
+        config = _direct_config(channels)
+        assert _generic.runs_inline(config, (10, 10), 1) is inline
+        assert _generic.choose_path(config, (10, 10), 1, (8, 8)) == "direct"
+        seen.clear()
+        x = np.ones((1, channels, 8, 8), dtype=np.float32)
+        y = numpy_engine.deconvolve(x, np.ones(config.weight_shape, dtype=np.float32), None, config, (10, 10))
+        assert y[0, 0, 4, 4] == 9 * channels
+        assert seen == [tuple(before) if inline else (1,) * len(before)]
+    assert _blas_threads() == before
+
+
+def test_a_bad_deconv_threads_is_an_error_for_the_smallest_problem_too(monkeypatch):
+    from deconv_cli.errors import ConfigError
+
+    monkeypatch.setenv("DECONV_THREADS", "two")
+    config = _direct_config(1)
+    with pytest.raises(ConfigError, match="DECONV_THREADS='two'"):
+        numpy_engine.deconvolve(np.ones((1, 1, 2, 2), np.float32), np.ones(config.weight_shape, np.float32), None,
+                                config, (4, 4))

@@ -87,6 +87,9 @@ def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[in
 
 SCATTER_OUTPUT_BYTES = 2 << 20  # per-sample output that the scatter's read-modify-write passes keep in cache
 DIRECT_MAX_ELEMENTS = 1 << 17  # dense im2col columns (N * C_in * K * prod(out)) of the direct path
+SINGLE_THREAD_GEMM_MACS = 1 << 18  # OpenBLAS runs a GEMM this small on one thread whatever its setting
+# (interface/gemm.c's threshold; measured with 2 BLAS threads: no worker-thread CPU time at 2^18 multiply-adds,
+# some at 2^19)
 DEPTHWISE_MIN_MACS = 4 << 20  # the compiled depthwise kernel only where the work pays numba's import
 ORT_MIN_MACS = 16 << 20  # onnxruntime only where the work is worth its import and session (about 55 ms, once)
 ORT_MIN_POSITIONS = 256  # onnxruntime runs one GEMM per sample: at least this many input positions in it
@@ -107,6 +110,14 @@ def ort_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
+
+
+def runs_inline(config: DeconvConfig, out_spatial: Shape, batch: int) -> bool:
+    """Whether the problem is one small direct-path GEMM (``choose_path``'s first rule, at most
+    ``SINGLE_THREAD_GEMM_MACS`` multiply-adds), which needs neither item threads nor a BLAS thread limit: the
+    engine runs it as it stands, saving the thread budget's cost on calls that take tens of microseconds."""
+    columns = batch * config.in_channels * math.prod(config.kernel) * math.prod(out_spatial)
+    return columns <= DIRECT_MAX_ELEMENTS and columns * config.out_channels // config.groups <= SINGLE_THREAD_GEMM_MACS
 
 
 def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spatial: Shape | None = None, *,
@@ -204,7 +215,10 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     # would turn positions no input reaches into NaN. Scatter multiplies real input only, as the definition.
     if path is None:
         path = "scatter" if not bool(xp.isfinite(w).all()) else \
-            choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]), ort=_ort_runs(xp, out_dtype))
+            choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]), ort=out_dtype == xp.float32 and xp.__name__ == "numpy")
+    if path == "direct":  # one item, no thread hand-off: called as it stands (its problems take microseconds)
+        _direct_item(x, w, b, y, config, tuple(out_spatial), acc, xp)
+        return y_file
     cap = _column_cap(x.nbytes + w.nbytes + y.nbytes)
     items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp, cap)
     if parallel_map is None or len(items) < 2:
@@ -561,11 +575,13 @@ def _direct_item(x, w, b, y, config, out_spatial, acc, xp):
     g, c_in, c_out = config.groups, config.in_channels, config.out_channels
     n, spatial_in = x.shape[0], x.shape[2:]
     length, taps = math.prod(spatial_in), math.prod(config.kernel)
-    index = xp.asarray(_direct_index(config, tuple(spatial_in), tuple(out_spatial)))  # a no-op for NumPy
+    index = _direct_index(config, tuple(spatial_in), tuple(out_spatial))
+    if xp.__name__ != "numpy":
+        index = xp.asarray(index)
     xe = xp.empty((n, c_in, length + 1), dtype=acc)  # the input with one zero slot after each channel
     xe[:, :, :length] = x.reshape(n, c_in, length)
     xe[:, :, length] = 0
-    cols = xp.take(xe, index, axis=2).reshape(n, g, c_in // g * taps, -1)  # (n, C_in, K, O) gathered
+    cols = xe.take(index, axis=2).reshape(n, g, c_in // g * taps, -1)  # (n, C_in, K, O) gathered
     wk = w.reshape(g, c_in // g, c_out // g, taps).astype(acc, copy=False)
     wk = wk.transpose(0, 2, 1, 3).reshape(g, c_out // g, -1)
     res = xp.matmul(wk, cols).reshape(y.shape)  # (n, g, C_out/g, O) = (N, C_out, *out)

@@ -82,10 +82,11 @@ def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: 
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    # no spinning: onnxruntime's idle workers otherwise keep spinning after a call and take a core from what
-    # runs next, NumPy included (dil2 in the suite, after the onnxruntime peer: 10-14 ms spinning, 6.0 not;
-    # alone 4.1 spinning, 6.0 not)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # onnxruntime's default, spinning workers: its kernel runs many short parallel sections, and waking
+    # sleeping workers for each cost 1.2-1.5x the time (interleaved with the onnxruntime peer, 2 threads:
+    # dcgan 128->3 15.0 spinning / 21.8 not / peer 14.0; g4 10.5 / 11.7 / 11.7; ms_doc 43.1 / 50.3 / 42.2).
+    # The cost is a core spun for a few ms after a call; "session.force_spinning_stop" measured 1.5-2.4x
+    # slower than either.
     return onnxruntime.InferenceSession(model_bytes(config, input_shape, pads, with_bias), options,
                                         providers=["CPUExecutionProvider"])
 

@@ -9,6 +9,7 @@ dependency), so that no entry point (``deconv run``, the Python API, batch worke
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,13 +28,20 @@ _pool_size = 0
 def threads() -> int:
     """Worker threads for independent work items: DECONV_THREADS, never more than the CPUs (more only
     oversubscribe them, and OpenBLAS crashes with hundreds of concurrent callers); default min(CPUs, 8)."""
-    env = os.environ.get("DECONV_THREADS", "").strip()
-    if env:
-        digits = env.lstrip("0")
-        if not (env.isascii() and env.isdigit()) or not digits:
-            raise ConfigError(f"DECONV_THREADS={env!r} is not a positive whole number", "write e.g. DECONV_THREADS=2")
-        return min(int(digits) if len(digits) < 10 else 1 << 30, cpus())  # the mask, read each call (about 1 us)
-    return min(8, cpus())
+    wanted = _wanted_threads(os.environ.get("DECONV_THREADS", ""))
+    return min(wanted, cpus())  # the mask, read each call (about 1 us)
+
+
+@functools.lru_cache(maxsize=8)
+def _wanted_threads(env: str) -> int:
+    """DECONV_THREADS as written (8 when unset), parsed once per value; a bad value is a ConfigError."""
+    env = env.strip()
+    if not env:
+        return 8
+    digits = env.lstrip("0")
+    if not (env.isascii() and env.isdigit()) or not digits:
+        raise ConfigError(f"DECONV_THREADS={env!r} is not a positive whole number", "write e.g. DECONV_THREADS=2")
+    return int(digits) if len(digits) < 10 else 1 << 30
 
 
 class _Blas:
@@ -139,11 +147,15 @@ def _pool(size: int) -> ThreadPoolExecutor:
 def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: str | None = None):
     """NaN and Inf propagate as IEEE arithmetic says, and float16 overflows to Inf, without numpy's
     RuntimeWarning text (the job reports NaN/Inf in the tensors in one warning line)."""
+    x, w, bias = np.asarray(x), np.asarray(w), None if bias is None else np.asarray(bias)
+    if path in (None, "direct") and _generic.runs_inline(config, out_spatial, x.shape[0] if config.batched else 1):
+        # one small GEMM, which OpenBLAS runs on one thread whatever its setting: no pool, no BLAS hold
+        # (tiny 4->4 8x8 k3: 73 -> 34 us a call, against 14 us for its NumPy calls alone)
+        _wanted_threads(os.environ.get("DECONV_THREADS", ""))  # a bad DECONV_THREADS is an error here too
+        with np.errstate(all="ignore"):
+            return _generic.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path)
     with thread_budget() as parallel_map, np.errstate(all="ignore"):
-        return _generic.deconvolve(
-            np.asarray(x), np.asarray(w), None if bias is None else np.asarray(bias), config, out_spatial,
-            xp=np, path=path, parallel_map=parallel_map,
-        )
+        return _generic.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map)
 
 
 def to_host(array):
