@@ -458,6 +458,7 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), *
     accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
     if not covered:  # positions no tap reaches keep the bias alone
         accum[...] = 0 if bias is None else bias
+    buffer = None  # row blocks' GEMMs write into one buffer: a fresh result would keep the last block's alive
     for row_range in row_blocks:
         xb = x[b0:b1] if row_range is None else x[b0:b1, :, row_range[0]:row_range[1]]
         spatial_in = tuple(xb.shape[2:])
@@ -465,7 +466,11 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), *
         if nb == 1 or length >= FOLD_BATCH_BELOW:
             # one GEMM per sample and group straight from the input: (nb, g, cb * K, prod(L)), no input copy
             xs = xp.reshape(xb, (nb, g, cin_g, length)).astype(acc, copy=False)
-            cols = xp.reshape(xp.matmul(rows[None], xs), (nb, g, cb, taps, *spatial_in))
+            shape = (nb, g, cb * taps, length)
+            if buffer is None:
+                buffer = xp.empty(math.prod(shape), dtype=acc)  # the first row block is the largest
+            cols = xp.matmul(rows[None], xs, out=xp.reshape(buffer[:math.prod(shape)], shape))
+            cols = xp.reshape(cols, (nb, g, cb, taps, *spatial_in))
             folded = False
         else:
             # small images: fold the batch into the GEMM's N, (g, C_in/g, nb * prod(L)) by one copy
