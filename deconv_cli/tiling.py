@@ -49,7 +49,9 @@ def _with_weight(path: str, w) -> str:
     only (the phase path would multiply the zero padding by it, turning unreached positions into NaN)."""
     import numpy as np
 
-    return "scatter" if not bool(np.isfinite(np.asarray(w)).all()) else path
+    from .engines._generic import all_finite
+
+    return "scatter" if not all_finite(np.asarray(w), np) else path
 
 
 def compute_tile(engine, x_window, w, b, tile: Tile, path: str):

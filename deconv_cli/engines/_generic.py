@@ -78,6 +78,13 @@ def compute_dtype(dtype, xp):
     return xp.dtype(xp.float32) if dtype.itemsize < 4 else dtype
 
 
+def all_finite(a, xp) -> bool:
+    """Whether no element is NaN or Inf: min and max propagate NaN and show an Inf, and make no temporary.
+    ``isfinite(w).all()`` made a bool array of the weight's size first (dcgan 512->256: 2 MB against 14.7 MB
+    of tensors) and took the same time (8 MB weight: 0.26-0.36 ms, min and max 0.33-0.35 ms)."""
+    return a.size == 0 or bool(xp.isfinite(a.min()) & xp.isfinite(a.max()))
+
+
 def tap_range(size_in: int, size_out: int, offset: int, stride: int) -> tuple[int, int, int]:
     """For o = i*stride + offset, the input range [i0, i1) with o in [0, size_out), and o at i0."""
     i0 = max(0, -(offset // stride))  # ceil(-offset / stride)
@@ -214,7 +221,7 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     # Every path but scatter multiplies the zero padding around the input by every tap; a NaN or Inf tap
     # would turn positions no input reaches into NaN. Scatter multiplies real input only, as the definition.
     if path is None:
-        path = "scatter" if not bool(xp.isfinite(w).all()) else \
+        path = "scatter" if not all_finite(w, xp) else \
             choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]), ort=out_dtype == xp.float32 and xp.__name__ == "numpy")
     if path == "direct":  # one item, no thread hand-off: called as it stands (its problems take microseconds)
         _direct_item(x, w, b, y, config, tuple(out_spatial), acc, xp)
