@@ -344,6 +344,33 @@ def test_scatter_with_many_overlapping_taps_cuts_by_channel():
     assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)] and all(len(item.args) == 6 for item in items)
 
 
+@pytest.mark.parametrize("fold_below", [1, 10**9])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_scatter_batch_items_over_the_cap_make_columns_a_channel_block_at_a_time(fold_below, dtype, rng, monkeypatch):
+    """dcgan-like (4x4 images, batch items of at least MIN_GEMM_COLUMNS input positions, which puts one
+    item's columns over the cap): each item keeps all output channels but makes its columns a channel block
+    at a time, the input copy, accumulator and one block's columns under the cap; the oracle's result,
+    the batch folded into the GEMM or not."""
+    config = _config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 1, 8, 6)
+    batch, spatial, out = 8, (4, 4), (8, 8)
+    acc = np.dtype(np.float32)
+    per_sample = (8 * 16 + 6 * 16 * 16 + (6 * 64 if dtype == np.float16 else 0)) * acc.itemsize
+    cap = 24 * 1024
+    assert per_sample <= cap < 8 * per_sample  # 8 samples make the 128 input positions
+    x = np.zeros((batch, 8, *spatial), dtype=dtype)
+    w = np.zeros(config.weight_shape, dtype=dtype)
+    y = np.empty((batch, 6, *out), dtype=dtype)
+    items = _generic._scatter_items(x, w, None, y, config, out, acc, np, cap)
+    assert [item.args[4:6] for item in items] == [((0, 8), (0, 6))]
+    channels = items[0].args[7]
+    col_bytes = 16 * 16 * acc.itemsize  # one output channel of one sample
+    assert 1 <= channels < 6 and per_sample * 8 - (6 - channels) * 8 * col_bytes <= cap
+    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
+    monkeypatch.setattr(_generic, "FOLD_BATCH_BELOW", fold_below)
+    xf, wf, bf = _tensors(rng, config, batch, spatial, dtype)
+    _check(config, xf, wf, bf, "scatter", dtype)
+
+
 def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
     """k2s2-like taps that cover the output: items are (sample, channel block, input-row block), and a cap
     of one row and one channel per item still gives the oracle's result, crops included."""

@@ -416,10 +416,19 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
 
     if n > 1 and per_sample * n > cap // 2 and per_sample <= cap:  # else one sample's columns are cut
         # at least MIN_GEMM_COLUMNS input positions per item, so that the GEMM does not re-read the weight for
-        # a handful of columns (dcgan 512->256, 4x4 images, 8 MB weight: 2-sample items 1.3x slower)
+        # a handful of columns (dcgan 512->256, 4x4 images, 8 MB weight: 2-sample items 1.3x slower); where
+        # that puts a block's columns over the cap, the item makes them a channel block at a time into one
+        # buffer, from one input copy (dcgan 512->256: 8-sample items of 2.4 MB against a 1.2 MB cap, peak
+        # 1.34x the tensors; as items of their own the channel blocks copied the input thrice, 5-7% slower)
         floor = per_sample * -(-MIN_GEMM_COLUMNS // math.prod(spatial_in))
-        return [item(batch_range, (0, cout_g))
-                for batch_range in _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap)))]
+        batch_ranges = _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap)))
+        # where that floor puts a block over the cap, its items cut the output channels too: the columns
+        # shrink, the input copy does not, and the weight is still read once per batch block (dcgan 512->256:
+        # 8-sample blocks of 2.4 MB against a 1.2 MB cap, peak 1.31x the tensors)
+        nb = max(b1 - b0 for b0, b1 in batch_ranges)
+        fixed = nb * (per_sample - col_bytes)  # the input (folded or cast) and a float32 accumulator
+        channels = max(1, min(cout_g, (cap - fixed) // max(1, nb * col_bytes // cout_g)))
+        return [item(batch_range, (0, cout_g), (None,), channels) for batch_range in batch_ranges]
     per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
     disjoint = _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True)
     if y.dtype != acc or (taps > MAX_BLOCKED_TAPS and not disjoint):
@@ -448,16 +457,16 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
     return [item((b0, b0 + 1), cb, tuple(row_blocks)) for b0 in range(n) for cb in channel_blocks]
 
 
-def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), *, config, out_spatial, acc, xp):
-    """Columns for a batch block and output-channel block, an input-row block at a time (``None``: all
-    rows), then one strided add per tap."""
+def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), gemm_channels=None, *, config,
+                  out_spatial, acc, xp):
+    """Columns for a batch block and output-channel block, an input-row block (``None``: all rows) and
+    ``gemm_channels`` output channels (``None``: all) at a time, then one strided add per tap."""
     g, rank = config.groups, config.rank
     cin_g, cout_g = config.in_channels // g, config.out_channels // g
     (b0, b1), (c0, c1) = batch_range, channel_range
-    nb, cb = b1 - b0, c1 - c0
+    nb = b1 - b0
     spatial_full = tuple(x.shape[2:])
     taps = math.prod(config.kernel)
-    rows = xp.swapaxes(wt[:, :, c0 * taps:c1 * taps], 1, 2)  # (g, cb * K, C_in/g), a view
     target = xp.reshape(y[b0:b1], (nb, g, cout_g, *out_spatial))[:, :, c0:c1]
     bias = None if b is None else xp.reshape(b, (1, g, cout_g) + (1,) * rank)[:, :, c0:c1]
     disjoint, covered = _tap_cover(config, spatial_full, out_spatial)
@@ -465,38 +474,44 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), *
     accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
     if not covered:  # positions no tap reaches keep the bias alone
         accum[...] = 0 if bias is None else bias
-    buffer = None  # row blocks' GEMMs write into one buffer: a fresh result would keep the last block's alive
+    step = -(-(c1 - c0) // -(-(c1 - c0) // (gemm_channels or c1 - c0)))  # equal blocks of at most gemm_channels
+    buffer = None  # every GEMM writes into one buffer: a fresh result would keep the last block's alive
     for row_range in row_blocks:
         xb = x[b0:b1] if row_range is None else x[b0:b1, :, row_range[0]:row_range[1]]
         spatial_in = tuple(xb.shape[2:])
         length = math.prod(spatial_in)
-        if nb == 1 or length >= FOLD_BATCH_BELOW:
-            # one GEMM per sample and group straight from the input: (nb, g, cb * K, prod(L)), no input copy
+        folded = nb > 1 and length < FOLD_BATCH_BELOW
+        if not folded:  # one GEMM per sample and group straight from the input, no input copy
             xs = xp.reshape(xb, (nb, g, cin_g, length)).astype(acc, copy=False)
-            shape = (nb, g, cb * taps, length)
-            if buffer is None:
-                buffer = xp.empty(math.prod(shape), dtype=acc)  # the first row block is the largest
-            cols = xp.matmul(rows[None], xs, out=xp.reshape(buffer[:math.prod(shape)], shape))
-            cols = xp.reshape(cols, (nb, g, cb, taps, *spatial_in))
-            folded = False
-        else:
-            # small images: fold the batch into the GEMM's N, (g, C_in/g, nb * prod(L)) by one copy
+        else:  # small images: fold the batch into the GEMM's N, (g, C_in/g, nb * prod(L)) by one copy
             xs = xp.empty((g, cin_g, nb, length), dtype=acc)
             xs[...] = xp.moveaxis(xp.reshape(xb, (nb, g, cin_g, length)), 0, 2)
-            cols = xp.reshape(xp.matmul(rows, xp.reshape(xs, (g, cin_g, -1))), (g, cb, taps, nb, *spatial_in))
-            folded = True
-        for j, (src, dst) in enumerate(_tap_slices(config, spatial_full, out_spatial)):
-            if src is not None and row_range is not None:
-                src, dst = _rows_of(src, dst, row_range, config.stride[0])
-            if src is None:
-                continue
-            part = (xp.moveaxis(cols[:, :, j], 2, 0) if folded else cols[:, :, :, j])[(Ellipsis, *src)]  # (nb, g, cb, *L)
-            if not disjoint:
-                accum[(Ellipsis, *dst)] += part
-            elif bias is None:
-                accum[(Ellipsis, *dst)] = part
+            xs = xp.reshape(xs, (g, cin_g, -1))
+        for s0 in range(c0, c1, step):
+            s1 = min(c1, s0 + step)
+            rows = xp.swapaxes(wt[:, :, s0 * taps:s1 * taps], 1, 2)  # (g, cb * K, C_in/g), a view
+            shape = (g, (s1 - s0) * taps, nb * length) if folded else (nb, g, (s1 - s0) * taps, length)
+            if buffer is None:
+                buffer = xp.empty(math.prod(shape), dtype=acc)  # the first block is the largest
+            out = xp.reshape(buffer[:math.prod(shape)], shape)
+            if folded:
+                cols = xp.reshape(xp.matmul(rows, xs, out=out), (g, s1 - s0, taps, nb, *spatial_in))
             else:
-                xp.add(part, bias, out=accum[(Ellipsis, *dst)])
+                cols = xp.reshape(xp.matmul(rows[None], xs, out=out), (nb, g, s1 - s0, taps, *spatial_in))
+            sub = accum[:, :, s0 - c0:s1 - c0]
+            sub_bias = None if bias is None else bias[:, :, s0 - c0:s1 - c0]
+            for j, (src, dst) in enumerate(_tap_slices(config, spatial_full, out_spatial)):
+                if src is not None and row_range is not None:
+                    src, dst = _rows_of(src, dst, row_range, config.stride[0])
+                if src is None:
+                    continue
+                part = (xp.moveaxis(cols[:, :, j], 2, 0) if folded else cols[:, :, :, j])[(Ellipsis, *src)]  # (nb, g, cb, *L)
+                if not disjoint:
+                    sub[(Ellipsis, *dst)] += part
+                elif sub_bias is None:
+                    sub[(Ellipsis, *dst)] = part
+                else:
+                    xp.add(part, sub_bias, out=sub[(Ellipsis, *dst)])
     if accum is not target:
         target[...] = accum
 
