@@ -344,6 +344,33 @@ def test_scatter_with_many_overlapping_taps_cuts_by_channel():
     assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)] and all(len(item.args) == 6 for item in items)
 
 
+def test_phase_rows_over_the_cap_are_cut_into_boxes_under_it(rng, monkeypatch):
+    """of_doc-like (3-D, many taps per phase: one output row's columns over the cap): items are single rows cut
+    along the next dim, each box's columns and GEMM result under the cap, the boxes of each phase covering it
+    once; the oracle's result."""
+    config = _config((3, 5, 2), (2, 1, 1), (1, 1, 1), ((0, 0), (4, 4), (2, 2)), 1, 4, 5)
+    batch, spatial = 2, (4, 10, 12)
+    out = _out_spatial(config, spatial)
+    x = np.zeros((batch, 4, *spatial), dtype=np.float32)
+    w = np.zeros(config.weight_shape, dtype=np.float32)
+    y = np.empty((batch, 5, *out), dtype=np.float32)
+    row_bytes = (4 * 20 + 5) * out[1] * out[2] * 4  # phase 0: 2 x 5 x 2 taps
+    cap = row_bytes // 3
+    items = _generic._phase_items(x, w, None, y, config, out, np.dtype(np.float32), np, cap)
+    covered = {}
+    for item in items:
+        tap_list, q_shape, (b0, b1), box = item.args[4], item.args[5], item.args[6], item.args[7]
+        assert len(box) == 2 and box[0][1] - box[0][0] == 1 and b1 - b0 == 1
+        positions = (box[1][1] - box[1][0]) * q_shape[2]
+        assert (4 * len(tap_list) + 5) * positions * 4 <= cap
+        count = covered.setdefault(id(item.args[3]), np.zeros((batch, *q_shape), dtype=int))
+        count[(slice(b0, b1), *(slice(lo, hi) for lo, hi in box))] += 1
+    assert len(covered) == 2 and all((c == 1).all() for c in covered.values())
+    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
+    xf, wf, bf = _tensors(rng, config, batch, spatial, np.float32)
+    _check(config, xf, wf, bf, "phase", np.float32)
+
+
 @pytest.mark.parametrize("fold_below", [1, 10**9])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_scatter_batch_items_over_the_cap_make_columns_a_channel_block_at_a_time(fold_below, dtype, rng, monkeypatch):
