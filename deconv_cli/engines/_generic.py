@@ -321,26 +321,29 @@ def _phase_plan(config: DeconvConfig, spatial_in: Shape, out_spatial: Shape) -> 
 
 @functools.lru_cache(maxsize=1024)
 def _gather_plan(tap_list: tuple, q_shape: Shape, box: tuple, spatial_in: Shape) -> tuple:
-    """Per tap: None (it misses this box) or (column slices, input slices, border slices to zero); the box
-    gives (lo, hi) for the leading dims, the others whole."""
+    """Per tap j: (column index, input index, border indices to zero) into the columns (g, C_in/g, T, nb,
+    *block) and the input (g, C_in/g, nb, *L); the input index is None where the tap misses this box (its
+    column is zero). The box gives (lo, hi) for the leading dims, the others whole. Whole indices, so that
+    a tap costs two NumPy calls: items are many where rows are cut into boxes."""
     plan = []
-    for tap in tap_list:
+    whole = (slice(None),) * 2
+    for j, tap in enumerate(tap_list):
+        lead = (*whole, j, slice(None))  # one tap's column, all channels and samples
         dst, src, borders = [], [], []
         for a, (_, m) in enumerate(tap):
             lo, hi = box[a] if a < len(box) else (0, q_shape[a])
             q0, q1 = max(lo, m), min(hi, spatial_in[a] + m)
             if q1 <= q0:
-                plan.append(None)
+                plan.append((lead, None, ()))
                 break
             dst.append(slice(q0 - lo, q1 - lo))
             src.append(slice(q0 - m, q1 - m))
-            lead = (slice(None),) * (3 + a)  # (g, C_in/g, nb, *spatial) of one tap's column
             if q0 > lo:
-                borders.append(lead + (slice(0, q0 - lo),))
+                borders.append((*lead, *(slice(None),) * a, slice(0, q0 - lo)))
             if q1 < hi:
-                borders.append(lead + (slice(q1 - lo, hi - lo),))
+                borders.append((*lead, *(slice(None),) * a, slice(q1 - lo, hi - lo)))
         else:
-            plan.append(((Ellipsis, *dst), (Ellipsis, *src), tuple(borders)))
+            plan.append(((*lead, *dst), (*whole, slice(None), *src), tuple(borders)))
     return tuple(plan)
 
 
@@ -382,17 +385,15 @@ def _phase_item(x, wp, b, y_phase, tap_list, q_shape, batch_range, box, config, 
     nb, block = b1 - b0, (*(hi - lo for lo, hi in box), *q_shape[len(box):])
     spatial_in = tuple(x.shape[2:])
     # (nb, C_in, *L) -> (g, C_in/g, nb, *L), a view
-    xs = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, *spatial_in)), 0, 2)
+    xs = xp.reshape(x[b0:b1], (nb, g, cin_g, *spatial_in)).transpose(1, 2, 0, *range(3, 3 + len(spatial_in)))
     cols = xp.empty((g, cin_g, len(tap_list), nb, *block), dtype=acc)
-    for j, entry in enumerate(_gather_plan(tap_list, q_shape, box, spatial_in)):
-        col = cols[:, :, j]
-        if entry is None:
-            col[...] = 0
+    for dst, src, borders in _gather_plan(tap_list, q_shape, box, spatial_in):
+        if src is None:  # the tap misses this box
+            cols[dst] = 0
             continue
-        dst, src, borders = entry
-        col[dst] = xs[src]  # the float16 -> float32 conversion happens here, one block at a time
+        cols[dst] = xs[src]  # the float16 -> float32 conversion happens here, one block at a time
         for border in borders:  # zero where the tap reads outside the input
-            col[border] = 0
+            cols[border] = 0
     res = xp.matmul(wp, xp.reshape(cols, (g, cin_g * len(tap_list), -1)))  # (g, C_out/g, nb * prod(block))
     res = xp.reshape(res, (config.out_channels, nb, *block))
     _write(y_phase[(slice(b0, b1), slice(None), *(slice(lo, hi) for lo, hi in box))], res, b, xp)
@@ -409,7 +410,7 @@ def _write(target, res, b, xp):
         res += xp.reshape(b, (-1,) + (1,) * (res.ndim - 1))
     if target.dtype != res.dtype:
         res = res.astype(target.dtype)
-    target[...] = xp.moveaxis(res, 0, 1)
+    target[...] = res.swapaxes(0, 1)
 
 
 # --- scatter (GEMM + col2im) path -------------------------------------------------------------------
