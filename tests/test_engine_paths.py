@@ -380,28 +380,60 @@ def test_items_in_turn_allocate_one_cap_beyond_the_output(name, rng):
     assert peak - y_bytes <= cap * 5 // 4 + (64 << 10), f"{(peak - y_bytes) / cap:.2f} caps"
 
 
-def test_phase_rows_over_the_cap_are_cut_into_boxes_under_it(rng, monkeypatch):
-    """of_doc-like (3-D, many taps per phase: one output row's columns over the cap): items are single rows cut
-    along the next dim, each box's columns and GEMM result under the cap, the boxes of each phase covering it
-    once; the oracle's result."""
-    config = _config((3, 5, 2), (2, 1, 1), (1, 1, 1), ((0, 0), (4, 4), (2, 2)), 1, 4, 5)
-    batch, spatial = 2, (4, 10, 12)
+OF_DOC_LIKE = _config((3, 5, 2), (2, 1, 1), (1, 1, 1), ((0, 0), (4, 4), (2, 2)), 1, 4, 5)  # phase 0: 2 x 5 x 2 taps
+
+
+def _phase_coverage(items, batch):
+    """Per phase (its output view), how often each (sample, *Q) position is written by the items."""
+    covered = {}
+    for item in items:
+        q_shape, (b0, b1), box = item.args[4], item.args[5], item.args[6]
+        count = covered.setdefault(id(item.args[3]), np.zeros((batch, *q_shape), dtype=int))
+        count[(slice(b0, b1), *(slice(lo, hi) for lo, hi in box))] += 1
+    return covered
+
+
+def test_phase_rows_over_the_cap_make_their_columns_a_tap_chunk_at_a_time(rng, monkeypatch):
+    """of_doc-like (3-D, many taps per phase: one output row's columns over the cap): items stay whole rows,
+    their taps cut into the fewest chunks whose columns, GEMM result and partial sum fit the cap; every
+    position written once; the oracle's result."""
+    config, batch, spatial = OF_DOC_LIKE, 2, (4, 10, 12)
     out = _out_spatial(config, spatial)
     x = np.zeros((batch, 4, *spatial), dtype=np.float32)
     w = np.zeros(config.weight_shape, dtype=np.float32)
     y = np.empty((batch, 5, *out), dtype=np.float32)
-    row_bytes = (4 * 20 + 5) * out[1] * out[2] * 4  # phase 0: 2 x 5 x 2 taps
-    cap = row_bytes // 3
+    row = out[1] * out[2] * 4  # one row's bytes per channel
+    cap = (4 * 20 + 5) * row // 3
     items = _generic._phase_items(x, w, None, y, config, out, np.dtype(np.float32), np, cap)
-    covered = {}
     for item in items:
-        tap_list, q_shape, (b0, b1), box = item.args[4], item.args[5], item.args[6], item.args[7]
-        assert len(box) == 2 and box[0][1] - box[0][0] == 1 and b1 - b0 == 1
-        positions = (box[1][1] - box[1][0]) * q_shape[2]
-        assert (4 * len(tap_list) + 5) * positions * 4 <= cap
-        count = covered.setdefault(id(item.args[3]), np.zeros((batch, *q_shape), dtype=int))
-        count[(slice(b0, b1), *(slice(lo, hi) for lo, hi in box))] += 1
-    assert len(covered) == 2 and all((c == 1).all() for c in covered.values())
+        parts, box = item.args[1], item.args[6]
+        assert len(box) == 1 and box[0][1] - box[0][0] == 1 and len(parts) > 1
+        assert (4 * max(len(taps) for taps, _ in parts) + 2 * 5) * row <= cap
+        sizes = [len(taps) for taps, _ in parts]  # 20 taps (phase 0) or 10, at most 4 a chunk here
+        assert len(parts) == -(-sum(sizes) // 4) and max(sizes) - min(sizes) <= 1
+    assert all((c == 1).all() for c in _phase_coverage(items, batch).values())
+    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
+    for dtype in (np.float16, np.float32, np.float64):  # float16 adds its chunks in float32
+        xf, wf, bf = _tensors(rng, config, batch, spatial, dtype)
+        _check(config, xf, wf, bf, "phase", dtype)
+
+
+def test_phase_rows_whose_single_tap_is_over_the_cap_are_cut_into_boxes(rng, monkeypatch):
+    """Where even one tap's columns of a row (with the GEMM result and partial sum) are over the cap, rows are
+    cut along the next dim into the fewest boxes under it, each covering its positions once."""
+    config, batch, spatial = OF_DOC_LIKE, 2, (4, 10, 12)
+    out = _out_spatial(config, spatial)
+    x = np.zeros((batch, 4, *spatial), dtype=np.float32)
+    w = np.zeros(config.weight_shape, dtype=np.float32)
+    y = np.empty((batch, 5, *out), dtype=np.float32)
+    cap = (4 + 2 * 5) * out[1] * out[2] * 4 - 1
+    items = _generic._phase_items(x, w, None, y, config, out, np.dtype(np.float32), np, cap)
+    for item in items:
+        parts, q_shape, box = item.args[1], item.args[4], item.args[6]
+        assert len(parts) == 1 and len(box) >= 2 and box[0][1] - box[0][0] == 1
+        positions = np.prod([hi - lo for lo, hi in box]) * np.prod(q_shape[len(box):])
+        assert (4 * len(parts[0][0]) + 5) * positions * 4 <= cap
+    assert all((c == 1).all() for c in _phase_coverage(items, batch).values())
     monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
     xf, wf, bf = _tensors(rng, config, batch, spatial, np.float32)
     _check(config, xf, wf, bf, "phase", np.float32)

@@ -30,8 +30,10 @@ input accumulated per phase (lost or tied everywhere; best case hifigan, equal t
 depthwise multiply-add (13.1 ms against 8.4 ms for phase on dw_64to64).
 
 Work is cut into items that write disjoint parts of the output (phases x batch x row blocks, or batch x
-output-channel blocks) and whose buffers stay under ``COLUMN_BUDGET_BYTES``; a backend may run the items on
-several threads (``parallel_map``). Crops of either sign only change index ranges: nothing outside the
+output-channel blocks) and whose buffers stay under ``_column_cap`` (``COLUMN_BUDGET_BYTES``, or a twelfth of
+the tensors); a backend may run the items on several threads (``parallel_map``). Where one unit of work is
+over the cap, the item makes its buffers a part at a time into one buffer: a phase row's columns a chunk of
+taps at a time (GEMMs added), a scatter item's a row block or an output-channel block at a time. Crops of either sign only change index ranges: nothing outside the
 output is computed, and positions no tap reaches get the bias alone.
 """
 
@@ -266,8 +268,7 @@ def _split(total: int, per_unit: int, budget: int, even: bool = True) -> list[tu
 def _blocks(batch: int, shape: Shape, position_bytes: int, cap: int) -> list:
     """(batch range, box) pairs under the budget, two at least where the work is large enough; a box is
     ((lo, hi), ...) over the leading dims of ``shape`` (the others whole): row blocks, or where one row is over
-    the cap, single rows cut along the next dim (of_doc's 6.3 MB rows against a 2.6 MB cap: peak 1.43x the
-    tensors with two threads)."""
+    the cap (even with its taps in chunks, ``_tap_chunks``), single rows cut along the next dim."""
     row_bytes = position_bytes * math.prod(shape[1:])
     per_sample = shape[0] * row_bytes
     budget = _budget(min(row_bytes, cap), batch * per_sample, cap)
@@ -279,8 +280,8 @@ def _blocks(batch: int, shape: Shape, position_bytes: int, cap: int) -> list:
 def _boxes(shape: Shape, position_bytes: int, budget: int, even: bool = True) -> list:
     """Boxes over the leading dims of ``shape`` under the budget: blocks of the first dim, or where one of its
     slices is over the budget, each slice cut along the next dim (down to single positions of the last) into
-    as few blocks as fit, not an even count: every block is an item, and items are what cost (of_doc 16->33,
-    2 threads, item CPU time: 42 row items 72 ms, 106 boxes 78 ms, 128 with even counts 79-95 ms)."""
+    as few blocks as fit, not an even count: every block is an item, and small items cost (of_doc 16->33 in
+    boxes, 2 threads: 106 items 1.1-1.2x the time of 42 row items, 128 with even counts slower still)."""
     inner = position_bytes * math.prod(shape[1:])
     if inner <= budget or len(shape) == 1:
         return [(block,) for block in _split(shape[0], inner, budget, even)]
@@ -358,16 +359,35 @@ def _phase_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, 
         if tap_list is None:
             items.append(partial(_fill_bias, y_phase, b, xp))
             continue
-        taps = len(tap_list)
-        # (C_in, C_out/g, T) -> (g, C_out/g, C_in/g * T): the left operand of the phase's GEMM; all phases
-        # together hold one copy of the weight
-        wp = xp.reshape(w_flat[:, :, flat], (g, cin_g, cout_g, taps)).astype(acc, copy=False)
-        wp = xp.ascontiguousarray(xp.reshape(xp.transpose(wp, (0, 2, 1, 3)), (g, cout_g, cin_g * taps)))
-        position_bytes = (config.in_channels * taps + config.out_channels) * acc.itemsize
+        chunks = _tap_chunks(len(tap_list), config, math.prod(q_shape[1:]) * acc.itemsize, cap)
+        # (C_in, C_out/g, T) -> (g, C_out/g, C_in/g * T) per chunk of taps: the left operands of the phase's
+        # GEMMs; all phases together hold one copy of the weight
+        wp = xp.reshape(w_flat[:, :, flat], (g, cin_g, cout_g, len(tap_list))).astype(acc, copy=False)
+        parts = tuple((tap_list[t0:t1], xp.ascontiguousarray(
+            xp.reshape(xp.transpose(wp[..., t0:t1], (0, 2, 1, 3)), (g, cout_g, cin_g * (t1 - t0)))))
+            for t0, t1 in chunks)
+        most = max(t1 - t0 for t0, t1 in chunks)
+        position_bytes = (config.in_channels * most + config.out_channels * min(2, len(chunks))) * acc.itemsize
         for batch_range, box in _blocks(n, q_shape, position_bytes, cap):
-            items.append(partial(_phase_item, x, wp, b, y_phase, tap_list, q_shape, batch_range, box,
-                                 config, acc, xp))
+            items.append(partial(_phase_item, x, parts, b, y_phase, q_shape, batch_range, box, config, acc, xp))
     return items
+
+
+def _tap_chunks(taps: int, config: DeconvConfig, row_bytes: int, cap: int) -> tuple:
+    """The phase's taps in one chunk, or where one output row's columns (``row_bytes`` a channel) are over
+    the cap, in the fewest chunks whose columns, GEMM result and partial sum stay under it: an item then
+    makes a row's columns a chunk at a time and adds the chunks' GEMMs (of_doc 16->33: 6.3 MB rows against
+    a 2.6 MB cap, peak 1.43x the tensors with two threads). Rows cut into boxes under the cap instead took
+    1.1-1.2x the time on two threads (2.5x the items, each tap's copy smaller); where even one tap is over,
+    rows are cut into boxes."""
+    if (config.in_channels * taps + config.out_channels) * row_bytes <= cap:
+        return ((0, taps),)
+    per_chunk = (cap // row_bytes - 2 * config.out_channels) // config.in_channels
+    if per_chunk < 1:
+        return ((0, taps),)
+    count = -(-taps // per_chunk)
+    bounds = [taps * i // count for i in range(count + 1)]
+    return tuple(zip(bounds, bounds[1:]))
 
 
 def _fill_bias(y_view, b, xp):
@@ -377,8 +397,9 @@ def _fill_bias(y_view, b, xp):
         y_view[...] = xp.reshape(b, (1, -1) + (1,) * (y_view.ndim - 2))
 
 
-def _phase_item(x, wp, b, y_phase, tap_list, q_shape, batch_range, box, config, acc, xp):
-    """Gather one block's columns, one GEMM per group, one fused bias + cast + strided write."""
+def _phase_item(x, parts, b, y_phase, q_shape, batch_range, box, config, acc, xp):
+    """Gather one block's columns, one GEMM per group, one fused bias + cast + strided write; with several
+    (taps, weight) parts, the columns a part at a time into one buffer and the parts' GEMMs added."""
     g = config.groups
     cin_g = config.in_channels // g
     b0, b1 = batch_range
@@ -386,15 +407,24 @@ def _phase_item(x, wp, b, y_phase, tap_list, q_shape, batch_range, box, config, 
     spatial_in = tuple(x.shape[2:])
     # (nb, C_in, *L) -> (g, C_in/g, nb, *L), a view
     xs = xp.reshape(x[b0:b1], (nb, g, cin_g, *spatial_in)).transpose(1, 2, 0, *range(3, 3 + len(spatial_in)))
-    cols = xp.empty((g, cin_g, len(tap_list), nb, *block), dtype=acc)
-    for dst, src, borders in _gather_plan(tap_list, q_shape, box, spatial_in):
-        if src is None:  # the tap misses this box
-            cols[dst] = 0
-            continue
-        cols[dst] = xs[src]  # the float16 -> float32 conversion happens here, one block at a time
-        for border in borders:  # zero where the tap reads outside the input
-            cols[border] = 0
-    res = xp.matmul(wp, xp.reshape(cols, (g, cin_g * len(tap_list), -1)))  # (g, C_out/g, nb * prod(block))
+    size = g * cin_g * nb * math.prod(block)
+    buffer = xp.empty(size * max(len(tap_list) for tap_list, _ in parts), dtype=acc)
+    res = part_sum = None
+    for tap_list, wp in parts:
+        cols = xp.reshape(buffer[:size * len(tap_list)], (g, cin_g, len(tap_list), nb, *block))
+        for dst, src, borders in _gather_plan(tap_list, q_shape, box, spatial_in):
+            if src is None:  # the tap misses this box
+                cols[dst] = 0
+                continue
+            cols[dst] = xs[src]  # the float16 -> float32 conversion happens here, one block at a time
+            for border in borders:  # zero where the tap reads outside the input
+                cols[border] = 0
+        cols = xp.reshape(cols, (g, cin_g * len(tap_list), -1))
+        if res is None:
+            res = xp.matmul(wp, cols)  # (g, C_out/g, nb * prod(block))
+        else:
+            part_sum = xp.matmul(wp, cols, out=part_sum)
+            res += part_sum
     res = xp.reshape(res, (config.out_channels, nb, *block))
     _write(y_phase[(slice(b0, b1), slice(None), *(slice(lo, hi) for lo, hi in box))], res, b, xp)
 
