@@ -521,6 +521,7 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), g
     accum = target if disjoint or target.dtype == acc else xp.empty(target.shape, dtype=acc)
     if not covered:  # positions no tap reaches keep the bias alone
         accum[...] = 0 if bias is None else bias
+    unfold = (2, 0, 1, *range(3, 3 + rank))  # a folded tap's (g, cb, nb, *L) -> (nb, g, cb, *L)
     step = -(-(c1 - c0) // -(-(c1 - c0) // (gemm_channels or c1 - c0)))  # equal blocks of at most gemm_channels
     buffer = None  # every GEMM writes into one buffer: a fresh result would keep the last block's alive
     for row_range in row_blocks:
@@ -552,7 +553,7 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), g
                     src, dst = _rows_of(src, dst, row_range, config.stride[0])
                 if src is None:
                     continue
-                part = (xp.moveaxis(cols[:, :, j], 2, 0) if folded else cols[:, :, :, j])[(Ellipsis, *src)]  # (nb, g, cb, *L)
+                part = (cols[:, :, j].transpose(unfold) if folded else cols[:, :, :, j])[(Ellipsis, *src)]  # (nb, g, cb, *L)
                 if not disjoint:
                     sub[(Ellipsis, *dst)] += part
                 elif sub_bias is None:
