@@ -352,7 +352,7 @@ def run_job(job: Job, *, shared=None) -> Result:
                       _compare(job, out_ref, expect_ref))
     for role, ref in refs.items():
         if role not in arrays:
-            arrays[role] = _reader(shared, role).load(ref)
+            arrays[role] = _reader(shared, role).load(ref, infos[role])
         if arrays[role].dtype != dtype:  # only with --cast: plan() refused any other mismatch
             arrays[role] = arrays[role].astype(dtype)
     counts = {role: count_non_finite(array) for role, array in arrays.items()}

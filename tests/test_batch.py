@@ -585,3 +585,19 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     progress.advance("ok")
     progress.close()
     assert quiet.text == []
+
+
+def test_the_journal_is_flushed_per_job_and_fsynced_at_most_once_an_interval(tmp_path, monkeypatch):
+    """Every line is in the file as soon as it is written (a killed run loses nothing); fsyncs, which hold up
+    file creation on ext4, come at most once per SYNC_INTERVAL_S and once more on close."""
+    from deconv_cli import batch
+
+    monkeypatch.setattr(batch, "SYNC_INTERVAL_S", 30.0)
+    journal = batch.Journal(str(tmp_path / "j.journal"))
+    for i in range(200):
+        journal.write([{"event": "done", "key": str(i)}])
+        assert len((tmp_path / "j.journal").read_text().splitlines()) == i + 1
+    time.sleep(0.2)
+    assert journal.syncs == 1  # the first, then the interval holds the rest
+    journal.close()
+    assert journal.syncs == 2 and [r["key"] for r in journal.read()] == [str(i) for i in range(200)]

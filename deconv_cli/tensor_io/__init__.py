@@ -48,7 +48,13 @@ __all__ = [
 def format_of(ref: Ref) -> ModuleType:
     """The module that reads and writes this reference (imported on first use)."""
     name = "stdio" if ref.path == "-" else FORMATS[ref.kind]
-    return importlib.import_module(f".{name}", __name__)
+    module = _MODULES.get(name)
+    if module is None:
+        module = _MODULES[name] = importlib.import_module(f".{name}", __name__)
+    return module
+
+
+_MODULES: dict[str, ModuleType] = {}  # a job asks eight times; import_module costs 15 us even when imported
 
 
 # ---------------------------------------------------------------- header-only inspection
@@ -115,14 +121,17 @@ def _native(array):
     return np.asarray(array, dtype=array.dtype.newbyteorder("="), order="C")  # keeps 0-d arrays 0-d
 
 
-def load(ref: Ref):
+def load(ref: Ref, info: ArrayInfo | None = None):
     """The array a reference selects, read (never memory-mapped) in native byte order; nothing is
-    ever unpickled, and nothing is allocated before its size is checked against the file and memory."""
+    ever unpickled, and nothing is allocated before its size is checked against the file and memory.
+    ``info``: what ``peek`` said of it moments ago (saves reading the header twice); the array read must
+    still have that shape."""
     memory = _memory()
     if ref.path == "-":
         info = None
     else:
-        info = peek(ref)  # validates the header, the name and the size against the file first
+        if info is None:
+            info = peek(ref)  # validates the header, the name and the size against the file first
         size = nbytes(info)
         if size is not None and memory is not None and size > memory:
             raise TensorFileError(
@@ -132,6 +141,13 @@ def load(ref: Ref):
     try:
         module = format_of(ref)
         array = module.load(ref, info, memory) if ref.path == "-" else module.load(ref, info)
+    except (ValueError, OSError, EOFError) as exc:
+        raise read_failed(ref, exc) from None
+    if info is not None and tuple(array.shape) != tuple(info.shape):
+        raise TensorFileError(f"{ref} changed while deconv was reading it (shape {tuple(info.shape)}, now "
+                              f"{tuple(array.shape)})",
+                              "run again once nothing writes to it")
+    try:
         return _native(array)
     except (ValueError, OSError, EOFError) as exc:
         raise read_failed(ref, exc) from None
