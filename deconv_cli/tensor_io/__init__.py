@@ -121,11 +121,12 @@ def _native(array):
     return np.asarray(array, dtype=array.dtype.newbyteorder("="), order="C")  # keeps 0-d arrays 0-d
 
 
-def load(ref: Ref, info: ArrayInfo | None = None):
+def load(ref: Ref, info: ArrayInfo | None = None, *, out=None):
     """The array a reference selects, read (never memory-mapped) in native byte order; nothing is
     ever unpickled, and nothing is allocated before its size is checked against the file and memory.
     ``info``: what ``peek`` said of it moments ago (saves reading the header twice); the array read must
-    still have that shape."""
+    still have that shape. ``out``: a buffer to read into where the format can and it fits (a .npy file of that
+    shape and native dtype, C order); what comes back is then ``out`` itself."""
     memory = _memory()
     if ref.path == "-":
         info = None
@@ -140,7 +141,12 @@ def load(ref: Ref, info: ArrayInfo | None = None):
             )
     try:
         module = format_of(ref)
-        array = module.load(ref, info, memory) if ref.path == "-" else module.load(ref, info)
+        if ref.path == "-":
+            array = module.load(ref, info, memory)
+        elif out is not None and getattr(module, "LOADS_INTO", False):
+            array = module.load(ref, info, out)
+        else:
+            array = module.load(ref, info)
     except (ValueError, OSError, EOFError) as exc:
         raise read_failed(ref, exc) from None
     if info is not None and tuple(array.shape) != tuple(info.shape):

@@ -129,10 +129,13 @@ def describe(ref: Ref) -> list[ArrayInfo]:
         return [read_header(f, ref.path)]
 
 
-def load(ref: Ref, info: ArrayInfo):
+LOADS_INTO = True  # load(..., out=) reads straight into a caller's buffer where it fits
+
+
+def load(ref: Ref, info: ArrayInfo, out=None):
     reader = Reader(ref, info)
     try:
-        return reader[()]
+        return reader.read_into(out) if reader.fits(out) else reader[()]
     finally:
         reader.close()
 
@@ -156,14 +159,18 @@ class Reader:
         self.shape, self._fortran, self._offset = header.shape, header.fortran, header.offset
         self.dtype = self._stored.newbyteorder("=")
 
-    def __getitem__(self, index):
+    def fits(self, out) -> bool:
+        """Whether the whole array can be read straight into ``out``: C order, native, same shape and dtype."""
+        return out is not None and out.shape == tuple(self.shape) and out.dtype == self._stored and \
+            self._stored.isnative and not self._fortran and out.flags.c_contiguous and out.flags.writeable
+
+    def read_into(self, out):
+        self._read_runs(out, [(0, n) for n in self.shape], tuple(self.shape))
+        return out
+
+    def _read_runs(self, out, bounds, shape) -> None:
         import numpy as np
 
-        bounds = window(index, self.shape)
-        shape = self.shape
-        if self._fortran:  # the file holds the transpose in C order
-            bounds, shape = bounds[::-1], shape[::-1]
-        out = np.empty(tuple(b - a for a, b in bounds), dtype=self._stored)
         size = self._stored.itemsize
         for first, length, at in runs(shape, bounds):
             self._file.seek(self._offset + first * size)
@@ -176,6 +183,16 @@ class Reader:
                 got += more
             if got != length * size:
                 raise ValueError("the file ends early (truncated while reading?)")
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        bounds = window(index, self.shape)
+        shape = self.shape
+        if self._fortran:  # the file holds the transpose in C order
+            bounds, shape = bounds[::-1], shape[::-1]
+        out = np.empty(tuple(b - a for a, b in bounds), dtype=self._stored)
+        self._read_runs(out, bounds, shape)
         if self._fortran:
             out = out.T
         return np.asarray(out, dtype=self.dtype, order="C")  # ascontiguousarray would make a 0-d array 1-d
