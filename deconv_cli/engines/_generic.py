@@ -133,7 +133,8 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
       0.12-0.17 / 0.11-0.15 / 0.05-0.06 in a tight loop; 8->8 16x16 k3s2 (69 Ki): 0.71 / 0.19 / 0.19;
       2x16->16 16x16 k4s2 (512 Ki): 0.77 / 0.79 / 1.18, so not above);
     - depthwise (one input channel per group) when numba is installed and the work is at least 4 M
-      multiply-adds (dw: 8.4 M, phase 21.7 / depthwise 13.3; fcn_g21: 22 M, 32.3 / 17.4); below that
+      multiply-adds (phase / depthwise / ort, interleaved: dw 8.4 M, 16.3 / 7.1 / 10.3; fcn_g21 22 M, 36.8 / 13.8 /
+      55.5; 3x3 stride 1, 4.7 M: 11.9 / 3.2 / 3.6; 3x3 stride 2, 19 M: 46.6 / 22.5 / 25.5); below that
       numba's import (0.5 s, once per process) would cost more than it saves, so small calls never load it;
     - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
       up-convolutions): one GEMM for all taps and every output element written once (U-Net 64->32:
