@@ -115,6 +115,39 @@ def test_tiny_work_items_and_one_thread_change_nothing(name, fold_below, rng, mo
             _check(config, x, w, b, path)
 
 
+SMALL_IMAGES = {  # batch >= 2 and images under FOLD_BATCH_BELOW positions: the channels-last scatter items
+    "overlapping_k4s2": (_config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 1, 6, 5), 5, (4, 4)),
+    "groups_crops_both_signs": (_config((3, 2), (2, 3), (2, 1), ((2, -1), (-2, 1)), 2, 4, 6), 3, (3, 5)),
+    "1d_disjoint_gaps": (_config((2,), (3,), (1,), ((0, 0),), 1, 3, 4), 4, (7,)),
+    "3d": (_config((2, 3, 2), (2, 1, 2), (1, 2, 1), ((0, 1), (1, -1), (1, 1)), 1, 3, 2), 3, (3, 3, 2)),
+    "channels_last": (_config((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 3, 2, channels_last=True), 4, (4, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_IMAGES))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_small_image_scatter_items_match_the_reference(name, dtype, rng, monkeypatch):
+    """Batch blocks of small images take ``_scatter_small_item`` (GEMM with channels last, adds over channels):
+    a per-item buffer cap of two samples' bytes gives several blocks, run on two threads."""
+    config, batch, spatial = SMALL_IMAGES[name]
+    out = _out_spatial(config, spatial)
+    itemsize = np.dtype(np.float32 if dtype == np.float16 else dtype).itemsize
+    length, taps = int(np.prod(spatial)), int(np.prod(config.kernel))
+    per_sample = itemsize * (config.in_channels * length + config.out_channels * (taps * length + int(np.prod(out))))
+    monkeypatch.setattr(_generic, "_column_cap", lambda tensor_bytes: 2 * per_sample)
+    monkeypatch.setattr(_generic, "MIN_GEMM_COLUMNS", 1)
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    calls = []
+    real = _generic._scatter_small_item
+    monkeypatch.setattr(_generic, "_scatter_small_item", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    x, w, b = _tensors(rng, config, batch, spatial, dtype)
+    _check(config, x, w, b, "scatter", dtype)
+    assert len(calls) >= 2 and sorted(r for block in calls for r in range(*block)) == list(range(batch))
+    calls.clear()
+    _check(config, x, w, None, "scatter", dtype)
+    assert len(calls) >= 2
+
+
 def test_weight_permutation_is_applied_on_every_path(rng):
     config = _config((3, 2), (2, 1), (1, 1), ((1, 0), (0, 0)), 1, 3, 2, weight_perm=(1, 0, 2, 3))
     x, w, b = _tensors(rng, config, 2, (3, 4))
