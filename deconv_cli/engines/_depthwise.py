@@ -3,7 +3,7 @@
 NumPy alone cannot run it fast: every formulation is several passes over the output for a handful of
 multiply-adds per element (dw 64->64 32x32 k4s2: 20 ms phase path against onnxruntime's 10 ms). This kernel
 writes each output row once, from contiguous per-tap multiply-adds (see ``_planes``). It is imported only when ``choose_path``
-picks the path, which it does only where numba is installed (the ``fast`` extra) and the work is large enough
+picks the path, which it does only where numba is installed (a dependency; an install may lack it) and the work is large enough
 to pay numba's import (about 0.5 s once per process, compiled code cached on disk), so ``deconv shape`` and
 small ``deconv run`` calls never load it. Work items are (sample x channel) ranges run by the engine's own
 threads (``nogil``), so the engine's thread budget holds: no numba thread pool.

@@ -98,7 +98,7 @@ ORT_MAX_CHANNEL_PRODUCT = 1024  # (C_in/g) * (C_out/g): above it the phase GEMMs
 
 @functools.lru_cache(maxsize=1)
 def numba_installed() -> bool:
-    """Whether the compiled depthwise kernel can run (numba installed: the ``fast`` extra); not imported here."""
+    """Whether the compiled depthwise kernel can run (numba installed: a dependency, which an install may lack); not imported here."""
     import importlib.util
 
     return importlib.util.find_spec("numba") is not None
@@ -106,7 +106,7 @@ def numba_installed() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def ort_installed() -> bool:
-    """Whether the ``ort`` path can run (onnxruntime installed: the ``fast`` extra); not imported here."""
+    """Whether the ``ort`` path can run (onnxruntime installed: a dependency, which an install may lack); not imported here."""
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
