@@ -288,7 +288,8 @@ def run_job(job: Job, *, shared=None) -> Result:
     """Validate everything from headers, then load, compute and save atomically.
 
     ``shared`` (with ``peek`` and ``load`` like tensor_io's) reads the tensors that many jobs share
-    (weight, bias): batch workers pass a cache.
+    (weight, bias), and with ``load_input`` the input into a buffer reused from job to job: batch workers
+    pass ``batch.SharedTensors``.
     """
     from . import tensor_io, tiles, tiling  # lazily: `deconv shape` needs none of them
     from .engines import get_engine
@@ -352,7 +353,10 @@ def run_job(job: Job, *, shared=None) -> Result:
                       _compare(job, out_ref, expect_ref))
     for role, ref in refs.items():
         if role not in arrays:
-            arrays[role] = _reader(shared, role).load(ref)
+            if role == "input" and shared is not None:
+                arrays[role] = shared.load_input(ref, infos[role])  # a batch worker's reusable buffer
+            else:
+                arrays[role] = _reader(shared, role).load(ref, infos[role])
         if arrays[role].dtype != dtype:  # only with --cast: plan() refused any other mismatch
             arrays[role] = arrays[role].astype(dtype)
     counts = {role: count_non_finite(array) for role, array in arrays.items()}

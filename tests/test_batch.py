@@ -585,3 +585,38 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     progress.advance("ok")
     progress.close()
     assert quiet.text == []
+
+
+def test_the_journal_is_flushed_per_job_and_fsynced_at_most_once_an_interval(tmp_path, monkeypatch):
+    """Every line is in the file as soon as it is written (a killed run loses nothing); fsyncs, which hold up
+    file creation on ext4, come at most once per SYNC_INTERVAL_S and once more on close."""
+    from deconv_cli import batch
+
+    monkeypatch.setattr(batch, "SYNC_INTERVAL_S", 30.0)
+    journal = batch.Journal(str(tmp_path / "j.journal"))
+    for i in range(200):
+        journal.write([{"event": "done", "key": str(i)}])
+        assert len((tmp_path / "j.journal").read_text().splitlines()) == i + 1
+    time.sleep(0.2)
+    assert journal.syncs == 1  # the first, then the interval holds the rest
+    journal.close()
+    assert journal.syncs == 2 and [r["key"] for r in journal.read()] == [str(i) for i in range(200)]
+
+
+def test_a_worker_reads_each_input_into_one_reused_buffer_and_never_a_wrong_value(tmp_path):
+    from deconv_cli import batch, tensor_io
+
+    shared = batch.SharedTensors()
+    arrays = {"a": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "b": -np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+              "big_endian": np.arange(24, dtype=">f4").reshape(2, 3, 4), "fortran": np.asfortranarray(np.ones((2, 3, 4), np.float32)),
+              "other_shape": np.ones((3, 3), np.float32)}
+    loaded = {}
+    for name, array in arrays.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        ref = tensor_io.parse_ref(str(tmp_path / f"{name}.npy"))
+        loaded[name] = shared.load_input(ref, tensor_io.peek(ref))
+        np.testing.assert_array_equal(loaded[name], array)
+        assert loaded[name].dtype.isnative and loaded[name].flags.c_contiguous
+    assert loaded["b"] is loaded["a"]  # the second job of that shape read into the first one's buffer
+    assert loaded["big_endian"] is not loaded["a"] and loaded["fortran"] is not loaded["a"]  # those are converted
+    assert loaded["other_shape"] is not loaded["a"] and loaded["other_shape"].shape == (3, 3)

@@ -115,6 +115,39 @@ def test_tiny_work_items_and_one_thread_change_nothing(name, fold_below, rng, mo
             _check(config, x, w, b, path)
 
 
+SMALL_IMAGES = {  # batch >= 2 and images under FOLD_BATCH_BELOW positions: the channels-last scatter items
+    "overlapping_k4s2": (_config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 1, 6, 5), 5, (4, 4)),
+    "groups_crops_both_signs": (_config((3, 2), (2, 3), (2, 1), ((2, -1), (-2, 1)), 2, 4, 6), 3, (3, 5)),
+    "1d_disjoint_gaps": (_config((2,), (3,), (1,), ((0, 0),), 1, 3, 4), 4, (7,)),
+    "3d": (_config((2, 3, 2), (2, 1, 2), (1, 2, 1), ((0, 1), (1, -1), (1, 1)), 1, 3, 2), 3, (3, 3, 2)),
+    "channels_last": (_config((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 3, 2, channels_last=True), 4, (4, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_IMAGES))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_small_image_scatter_items_match_the_reference(name, dtype, rng, monkeypatch):
+    """Batch blocks of small images take ``_scatter_small_item`` (GEMM with channels last, adds over channels):
+    a per-item buffer cap of two samples' bytes gives several blocks, run on two threads."""
+    config, batch, spatial = SMALL_IMAGES[name]
+    out = _out_spatial(config, spatial)
+    itemsize = np.dtype(np.float32 if dtype == np.float16 else dtype).itemsize
+    length, taps = int(np.prod(spatial)), int(np.prod(config.kernel))
+    per_sample = itemsize * (config.in_channels * length + config.out_channels * (taps * length + int(np.prod(out))))
+    monkeypatch.setattr(_generic, "_column_cap", lambda tensor_bytes: 2 * per_sample)
+    monkeypatch.setattr(_generic, "MIN_GEMM_COLUMNS", 1)
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    calls = []
+    real = _generic._scatter_small_item
+    monkeypatch.setattr(_generic, "_scatter_small_item", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    x, w, b = _tensors(rng, config, batch, spatial, dtype)
+    _check(config, x, w, b, "scatter", dtype)
+    assert len(calls) >= 2 and sorted(r for block in calls for r in range(*block)) == list(range(batch))
+    calls.clear()
+    _check(config, x, w, None, "scatter", dtype)
+    assert len(calls) >= 2
+
+
 def test_weight_permutation_is_applied_on_every_path(rng):
     config = _config((3, 2), (2, 1), (1, 1), ((1, 0), (0, 0)), 1, 3, 2, weight_perm=(1, 0, 2, 3))
     x, w, b = _tensors(rng, config, 2, (3, 4))
@@ -444,24 +477,29 @@ def test_phase_rows_whose_single_tap_is_over_the_cap_are_cut_into_boxes(rng, mon
 def test_scatter_batch_items_over_the_cap_make_columns_a_channel_block_at_a_time(fold_below, dtype, rng, monkeypatch):
     """dcgan-like (4x4 images, batch items of at least MIN_GEMM_COLUMNS input positions, which puts one
     item's columns over the cap): each item keeps all output channels but makes its columns a channel block
-    at a time, the input copy, accumulator and one block's columns under the cap; the oracle's result,
-    the batch folded into the GEMM or not."""
+    at a time, the input copy, accumulator (or channels-last block, for small images) and one block's columns
+    under the cap; the oracle's result, small images channels last or not."""
+    monkeypatch.setattr(_generic, "FOLD_BATCH_BELOW", fold_below)
     config = _config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 1, 8, 6)
     batch, spatial, out = 8, (4, 4), (8, 8)
     acc = np.dtype(np.float32)
-    per_sample = (8 * 16 + 6 * 16 * 16 + (6 * 64 if dtype == np.float16 else 0)) * acc.itemsize
     cap = 24 * 1024
-    assert per_sample <= cap < 8 * per_sample  # 8 samples make the 128 input positions
     x = np.zeros((batch, 8, *spatial), dtype=dtype)
     w = np.zeros(config.weight_shape, dtype=dtype)
     y = np.empty((batch, 6, *out), dtype=dtype)
-    items = _generic._scatter_items(x, w, None, y, config, out, acc, np, cap)
-    assert [item.args[4:6] for item in items] == [((0, 8), (0, 6))]
-    channels = items[0].args[7]
-    col_bytes = 16 * 16 * acc.itemsize  # one output channel of one sample
-    assert 1 <= channels < 6 and per_sample * 8 - (6 - channels) * 8 * col_bytes <= cap
+    (item,) = _generic._scatter_items(x, w, None, y, config, out, acc, np, cap)
+    small = item.func is _generic._scatter_small_item
+    assert small == (fold_below > 16)
+    if small:
+        batch_range, channels = item.args[4:6]
+    else:
+        batch_range, channel_range, channels = item.args[4], item.args[5], item.args[7]
+        assert channel_range == (0, 6)
+    per_sample = (8 * 16 + 6 * 16 * 16 + (6 * 64 if small or dtype == np.float16 else 0)) * acc.itemsize
+    assert per_sample <= cap < 8 * per_sample and batch_range == (0, 8)  # 8 samples make 128 input positions
+    per_channel = (16 * 16 + (64 if small else 0)) * acc.itemsize  # one output channel of one sample: columns
+    assert 1 <= channels < 6 and per_sample * 8 - (6 - channels) * 8 * per_channel <= cap  # (and its block)
     monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
-    monkeypatch.setattr(_generic, "FOLD_BATCH_BELOW", fold_below)
     xf, wf, bf = _tensors(rng, config, batch, spatial, dtype)
     _check(config, xf, wf, bf, "scatter", dtype)
 

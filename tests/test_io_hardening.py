@@ -286,10 +286,15 @@ while len([n for n in os.listdir(".") if n.startswith("ready-")]) < 2 and time.m
 """
 
 
-def test_two_runs_racing_for_one_new_output_cannot_both_win(tensors, tmp_path):
+NO_RENAMEAT2 = "\nfrom deconv_cli.tensor_io import _common\n_common._RENAMEAT2[:] = [None]\n"
+
+
+@pytest.mark.parametrize("claim", ["renameat2", "link"])  # where the system has no RENAME_NOREPLACE: link + unlink
+def test_two_runs_racing_for_one_new_output_cannot_both_win(tensors, tmp_path, claim):
     """Both pass every check and write their data at the same moment: exactly one may create OUT."""
     x, w = tensors
-    procs = [hooked(RACE, "run", "x.npy", "w.npy", "-o", "y.npy", "-q", cwd=tmp_path, target="numpy.save") for _ in range(2)]
+    hook = RACE + (NO_RENAMEAT2 if claim == "link" else "")
+    procs = [hooked(hook, "run", "x.npy", "w.npy", "-o", "y.npy", "-q", cwd=tmp_path, target="numpy.save") for _ in range(2)]
     done = [p.communicate(timeout=60) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 1], done

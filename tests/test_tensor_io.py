@@ -173,3 +173,71 @@ def test_windows_read_and_write_like_numpy_slices(tmp_path, name):
                 sink[n, slice(None), h] = data[n, :, h]
         sink.commit()
     np.testing.assert_array_equal(tensor_io.load(out), data)
+
+
+# ---------------------------------------------------------------- fast paths: one header parse, one rename
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (5,), (1, 8, 16, 16), (3, 0, 2), (10**12, 2)])
+@pytest.mark.parametrize("descr", ["<f4", ">f8", "<f2", "|b1", "<i8"])
+@pytest.mark.parametrize("fortran", [False, True])
+def test_numpys_own_headers_take_the_regular_expression_and_read_as_literal_eval_does(shape, descr, fortran):
+    import ast
+    import io
+
+    from deconv_cli.tensor_io import npy
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": fortran, "shape": shape})
+    text = buf.getvalue()[10:].decode("latin1")
+    assert npy._NUMPY_HEADER.match(text), text
+    assert npy._literal(text) == ast.literal_eval(text)
+
+
+@pytest.mark.parametrize("text", [
+    "{'shape': (2, 3), 'descr': '<f4', 'fortran_order': False}",  # another writer's key order
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (2,3,), }",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (-2, 3), }",
+])
+def test_other_headers_still_read_by_literal_eval(text):
+    import ast
+
+    from deconv_cli.tensor_io import npy
+
+    assert npy._NUMPY_HEADER.match(text) is None and npy._literal(text) == ast.literal_eval(text)
+
+
+def test_load_with_the_peeked_header_refuses_a_file_that_changed_shape_meanwhile(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((2, 3), np.float32))
+    ref = parse_ref(str(path))
+    info = tensor_io.peek(ref)
+    assert tensor_io.load(ref, info).shape == (2, 3)
+    np.save(path, np.zeros((4, 3), np.float32))
+    with pytest.raises(TensorFileError, match=r"changed while deconv was reading it \(shape \(2, 3\), now \(4, 3\)\)"):
+        tensor_io.load(ref, info)
+
+
+def test_a_new_output_is_claimed_by_one_rename_that_never_replaces(tmp_path):
+    from deconv_cli.tensor_io import _common
+
+    (tmp_path / "a").write_bytes(b"a")
+    (tmp_path / "b").write_bytes(b"b")
+    with pytest.raises(FileExistsError):
+        _common._rename_noreplace(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert (tmp_path / "b").read_bytes() == b"b" and (tmp_path / "a").exists()
+    assert _common._rename_noreplace(str(tmp_path / "a"), str(tmp_path / "c")) is True  # Linux, ext4/tmpfs
+    assert sorted(os.listdir(tmp_path)) == ["b", "c"]
+
+
+@pytest.mark.parametrize("claim", ["renameat2", "link"])
+def test_save_leaves_only_the_output_whichever_way_it_claims_the_name(tmp_path, monkeypatch, claim):
+    from deconv_cli.tensor_io import _common
+
+    if claim == "link":
+        monkeypatch.setattr(_common, "_RENAMEAT2", [None])
+    out = parse_ref(str(tmp_path / "y.npy"))
+    tensor_io.save(out, np.arange(6, dtype=np.float32).reshape(2, 3), force=False)
+    with pytest.raises(TensorFileError, match="already exists"):
+        tensor_io.save(out, np.zeros(2, np.float32), force=False)
+    assert os.listdir(tmp_path) == ["y.npy"] and np.load(tmp_path / "y.npy").tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -107,7 +107,7 @@ ORT_MAX_CHANNEL_PRODUCT = 1024  # (C_in/g) * (C_out/g): above it the phase GEMMs
 
 @functools.lru_cache(maxsize=1)
 def numba_installed() -> bool:
-    """Whether the compiled depthwise kernel can run (numba installed: the ``fast`` extra); not imported here."""
+    """Whether the compiled depthwise kernel can run (numba installed: a dependency, which an install may lack); not imported here."""
     import importlib.util
 
     return importlib.util.find_spec("numba") is not None
@@ -115,7 +115,7 @@ def numba_installed() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def ort_installed() -> bool:
-    """Whether the ``ort`` path can run (onnxruntime installed: the ``fast`` extra); not imported here."""
+    """Whether the ``ort`` path can run (onnxruntime installed: a dependency, which an install may lack); not imported here."""
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
@@ -142,7 +142,8 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
       0.12-0.17 / 0.11-0.15 / 0.05-0.06 in a tight loop; 8->8 16x16 k3s2 (69 Ki): 0.71 / 0.19 / 0.19;
       2x16->16 16x16 k4s2 (512 Ki): 0.77 / 0.79 / 1.18, so not above);
     - depthwise (one input channel per group) when numba is installed and the work is at least 4 M
-      multiply-adds (dw: 8.4 M, phase 21.7 / depthwise 13.3; fcn_g21: 22 M, 32.3 / 17.4); below that
+      multiply-adds (phase / depthwise / ort, interleaved: dw 8.4 M, 16.3 / 7.1 / 10.3; fcn_g21 22 M, 36.8 / 13.8 /
+      55.5; 3x3 stride 1, 4.7 M: 11.9 / 3.2 / 3.6; 3x3 stride 2, 19 M: 46.6 / 22.5 / 25.5); below that
       numba's import (0.5 s, once per process) would cost more than it saves, so small calls never load it;
     - scatter when no two taps share an output element (d*(k-1) < s in every dim, e.g. k2s2 U-Net
       up-convolutions): one GEMM for all taps and every output element written once (U-Net 64->32:
@@ -461,21 +462,26 @@ def _scatter_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp
     def item(*blocks):  # (batch range, channel range[, row blocks]) -> one work item
         return partial(_scatter_item, x, wt, b, y, *blocks, config=config, out_spatial=out_spatial, acc=acc, xp=xp)
 
+    small = math.prod(spatial_in) < FOLD_BATCH_BELOW
+    if small:  # the channels-last item below holds its output block in a float32 buffer too
+        per_sample = in_bytes + col_bytes + out_bytes
     if n > 1 and per_sample * n > cap // 2 and per_sample <= cap:  # else one sample's columns are cut
         # at least MIN_GEMM_COLUMNS input positions per item, so that the GEMM does not re-read the weight for
         # a handful of columns (dcgan 512->256, 4x4 images, 8 MB weight: 2-sample items 1.3x slower); where
-        # that puts a block's columns over the cap, the item makes them a channel block at a time into one
-        # buffer, from one input copy (dcgan 512->256: 8-sample items of 2.4 MB against a 1.2 MB cap, peak
-        # 1.34x the tensors; as items of their own the channel blocks copied the input thrice, 5-7% slower)
+        # that puts an item over the cap, it makes its columns (and a small-image item its channels-last
+        # block) an output-channel block at a time, from one input copy (dcgan 512->256: 8-sample items of
+        # 2.9 MB against a 1.2 MB cap, peak 1.46x the tensors; in 3 channel blocks 1.19x, 1.03-1.04x the time
+        # (medians, 2 threads); with the block whole, 5 channel blocks were needed and took 1.04-1.11x; as
+        # items of their own the channel blocks copied the input thrice, 5-7% slower)
         floor = per_sample * -(-MIN_GEMM_COLUMNS // math.prod(spatial_in))
-        batch_ranges = _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap)))
-        # where that floor puts a block over the cap, its items cut the output channels too: the columns
-        # shrink, the input copy does not, and the weight is still read once per batch block (dcgan 512->256:
-        # 8-sample blocks of 2.4 MB against a 1.2 MB cap, peak 1.31x the tensors)
-        nb = max(b1 - b0 for b0, b1 in batch_ranges)
-        fixed = nb * (per_sample - col_bytes)  # the input (folded or cast) and a float32 accumulator
-        channels = max(1, min(cout_g, (cap - fixed) // max(1, nb * col_bytes // cout_g)))
-        return [item(batch_range, (0, cout_g), (None,), channels) for batch_range in batch_ranges]
+        ranges = _split(n, per_sample, max(floor, _budget(per_sample, per_sample * n, cap)))
+        nb = max(b1 - b0 for b0, b1 in ranges)
+        fixed = nb * (in_bytes if small else per_sample - col_bytes)  # the input copy (and an accumulator)
+        channels = max(1, min(cout_g, (cap - fixed) // max(1, nb * (per_sample - fixed // nb) // cout_g)))
+        if small:
+            return [partial(_scatter_small_item, x, wt, b, y, batch_range, channels, config=config,
+                            out_spatial=out_spatial, acc=acc, xp=xp) for batch_range in ranges]
+        return [item(batch_range, (0, cout_g), (None,), channels) for batch_range in ranges]
     per_channel = col_bytes // config.out_channels * g + (out_bytes // config.out_channels * g if y.dtype != acc else 0)
     disjoint = _tap_cover(config, spatial_in, tuple(out_spatial)) == (True, True)
     if y.dtype != acc or (taps > MAX_BLOCKED_TAPS and not disjoint):
@@ -562,6 +568,47 @@ def _scatter_item(x, wt, b, y, batch_range, channel_range, row_blocks=(None,), g
                     xp.add(part, sub_bias, out=sub[(Ellipsis, *dst)])
     if accum is not target:
         target[...] = accum
+
+
+def _scatter_small_item(x, wt, b, y, batch_range, gemm_channels=None, *, config, out_spatial, acc, xp):
+    """Scatter for a block of samples with small images (fewer than ``FOLD_BATCH_BELOW`` positions), channels
+    last: one GEMM per group ``(nb*L, C_in/g) @ (C_in/g, C_out/g*K)`` (the weight as it lies, no copy) gives
+    every tap's slab with the output channels next to last, so each add into a channels-last float32 block
+    runs over C_out/g elements (K apart) instead of a 4x4 image's rows of 4; one transposing copy writes the
+    block.
+    dcgan 512->256 (4x4 images, k4s2), one thread: 123 ms with channels-first adds, of which 66 in the GEMMs.
+    Taps are added in order from the bias, as in ``_scatter_item``. The slabs and the block are made
+    ``gemm_channels`` output channels (``None``: all) at a time, which keeps the item under the cap.
+    """
+    g = config.groups
+    cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    b0, b1 = batch_range
+    nb, spatial_in = b1 - b0, tuple(x.shape[2:])
+    length, taps = math.prod(spatial_in), math.prod(config.kernel)
+    xs = xp.empty((g, nb, length, cin_g), dtype=acc)  # the block's input, channels last per group
+    xs[...] = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, length)), 1, 0).transpose(0, 1, 3, 2)
+    xs = xp.reshape(xs, (g, nb * length, cin_g))
+    rank = len(spatial_in)
+    step = -(-cout_g // -(-cout_g // (gemm_channels or cout_g)))  # equal blocks of at most gemm_channels
+    buffer = xp.empty(g * nb * length * step * taps, dtype=acc)
+    blocks = xp.empty(nb * math.prod(out_spatial) * g * step, dtype=acc)
+    regroup = (1, *range(2, 2 + rank), 0, 2 + rank)  # (g, nb, *L', cb) -> (nb, *L', g, cb)
+    target = xp.reshape(y[b0:b1], (nb, g, cout_g, *out_spatial))
+    bias = None if b is None else xp.reshape(b, (g, cout_g))
+    for c0 in range(0, cout_g, step):
+        c1 = min(cout_g, c0 + step)
+        shape = (g, nb * length, (c1 - c0) * taps)
+        cols = xp.matmul(xs, wt[:, :, c0 * taps:c1 * taps], out=xp.reshape(buffer[:math.prod(shape)], shape))
+        cols = xp.reshape(cols, (g, nb, *spatial_in, c1 - c0, taps))
+        shape = (nb, *out_spatial, g, c1 - c0)
+        block = xp.reshape(blocks[:math.prod(shape)], shape)
+        block[...] = 0 if bias is None else bias[:, c0:c1]
+        for j, (src, dst) in enumerate(_tap_slices(config, spatial_in, out_spatial)):
+            if src is None:
+                continue
+            part = cols[(slice(None), slice(None), *src, slice(None), j)]  # (g, nb, *L', cb)
+            block[(slice(None), *dst)] += part.transpose(regroup)
+        target[:, :, c0:c1] = block.transpose(0, rank + 1, rank + 2, *range(1, rank + 1))
 
 
 def _rows_of(src, dst, row_range, stride):

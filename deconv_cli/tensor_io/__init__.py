@@ -48,7 +48,13 @@ __all__ = [
 def format_of(ref: Ref) -> ModuleType:
     """The module that reads and writes this reference (imported on first use)."""
     name = "stdio" if ref.path == "-" else FORMATS[ref.kind]
-    return importlib.import_module(f".{name}", __name__)
+    module = _MODULES.get(name)
+    if module is None:
+        module = _MODULES[name] = importlib.import_module(f".{name}", __name__)
+    return module
+
+
+_MODULES: dict[str, ModuleType] = {}  # a job asks eight times; import_module costs 15 us even when imported
 
 
 # ---------------------------------------------------------------- header-only inspection
@@ -115,14 +121,18 @@ def _native(array):
     return np.asarray(array, dtype=array.dtype.newbyteorder("="), order="C")  # keeps 0-d arrays 0-d
 
 
-def load(ref: Ref):
+def load(ref: Ref, info: ArrayInfo | None = None, *, out=None):
     """The array a reference selects, read (never memory-mapped) in native byte order; nothing is
-    ever unpickled, and nothing is allocated before its size is checked against the file and memory."""
+    ever unpickled, and nothing is allocated before its size is checked against the file and memory.
+    ``info``: what ``peek`` said of it moments ago (saves reading the header twice); the array read must
+    still have that shape. ``out``: a buffer to read into where the format can and it fits (a .npy file of that
+    shape and native dtype, C order); what comes back is then ``out`` itself."""
     memory = _memory()
     if ref.path == "-":
         info = None
     else:
-        info = peek(ref)  # validates the header, the name and the size against the file first
+        if info is None:
+            info = peek(ref)  # validates the header, the name and the size against the file first
         size = nbytes(info)
         if size is not None and memory is not None and size > memory:
             raise TensorFileError(
@@ -131,7 +141,19 @@ def load(ref: Ref):
             )
     try:
         module = format_of(ref)
-        array = module.load(ref, info, memory) if ref.path == "-" else module.load(ref, info)
+        if ref.path == "-":
+            array = module.load(ref, info, memory)
+        elif out is not None and getattr(module, "LOADS_INTO", False):
+            array = module.load(ref, info, out)
+        else:
+            array = module.load(ref, info)
+    except (ValueError, OSError, EOFError) as exc:
+        raise read_failed(ref, exc) from None
+    if info is not None and tuple(array.shape) != tuple(info.shape):
+        raise TensorFileError(f"{ref} changed while deconv was reading it (shape {tuple(info.shape)}, now "
+                              f"{tuple(array.shape)})",
+                              "run again once nothing writes to it")
+    try:
         return _native(array)
     except (ValueError, OSError, EOFError) as exc:
         raise read_failed(ref, exc) from None

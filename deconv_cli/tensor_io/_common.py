@@ -20,6 +20,7 @@ makes them native C order.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class Ref:
     path: str
     key: str | None = None
 
-    @property
+    @functools.cached_property  # asked a dozen times per job
     def kind(self) -> str:
         if self.path == "-":
             return ".npy"
@@ -179,7 +180,8 @@ class ArrayReader:
 # O_EXCL and mode 0666 (so the umask applies, as for any new file). It is registered while it
 # exists, so a signal handler can remove it; one left by a killed run (its pid dead on this host)
 # is removed by the next run that writes into the same folder. It becomes OUT by ``commit``:
-# os.link when OUT must not exist (an atomic claim: two runs cannot both win), os.replace otherwise.
+# a rename that refuses to replace (renameat2 RENAME_NOREPLACE, else os.link and unlinking the temp) when OUT
+# must not exist (an atomic claim: two runs cannot both win), os.replace otherwise.
 
 TEMP_PREFIX = ".deconv-tmp-"
 _LIVE: set[str] = set()
@@ -270,6 +272,9 @@ def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
         _LIVE.discard(tmp)
         return
     try:
+        if _rename_noreplace(tmp, ref.path):
+            _LIVE.discard(tmp)
+            return
         os.link(tmp, ref.path)
     except FileExistsError:
         raise exists(ref) from None
@@ -280,6 +285,36 @@ def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
             raise exists(ref) from None
         os.replace(tmp, ref.path)
     discard(tmp)
+
+
+_RENAMEAT2 = []  # [the libc function, or None where there is none]
+
+
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError), in one step; False where the system or
+    the file system cannot (then the caller links and unlinks). Unlike a link, it leaves no deleted temp inode
+    behind: ext4 skips recently deleted inodes when it allocates, so a batch that linked and unlinked one temp
+    per output made each new file's creation slower (0.2 -> 1.3 ms over 1,000 outputs)."""
+    if not _RENAMEAT2:
+        import ctypes
+
+        function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+        if function is not None:
+            function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+        _RENAMEAT2.append(function)
+    function = _RENAMEAT2[0]
+    if function is None:
+        return False
+    import ctypes
+    import errno
+
+    at_fdcwd, rename_noreplace = -100, 1
+    if function(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_noreplace) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # old kernel, or this file system
+        return False
+    raise OSError(code, os.strerror(code), dst)
 
 
 def _commit_folder(tmp: str, ref: Ref, *, replace: bool) -> None:
@@ -308,7 +343,7 @@ def exists(ref: Ref) -> TensorFileError:
 
 
 def discard(tmp: str | None) -> None:
-    if tmp is None:
+    if tmp is None or tmp not in _LIVE:  # never made, or already committed or removed
         return
     _LIVE.discard(tmp)
     try:

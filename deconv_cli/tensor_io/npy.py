@@ -21,6 +21,20 @@ MAGIC = b"\x93NUMPY"
 # .npy 'descr' kind -> numpy dtype name, for the dtypes a header may carry
 _KINDS = {"f": "float", "i": "int", "u": "uint", "b": "bool", "c": "complex"}
 _DESCR = re.compile(r"^[<>|=]?([a-zA-Z])(\d+)$")
+# the header numpy.save writes, e.g. "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 8), }" + padding;
+# anything else (other key orders, other writers) goes through ast.literal_eval, 0.1 ms a header
+_NUMPY_HEADER = re.compile(
+    r"\{'descr': '([^'\\]*)', 'fortran_order': (True|False), 'shape': \(((?:\d+, )*\d*|(?:\d+, )*\d+,?)\), \}[ \n]*\Z")
+
+
+def _literal(text: str) -> dict:
+    """The header dictionary: a regular expression for numpy's own layout, ast.literal_eval for any other."""
+    match = _NUMPY_HEADER.match(text)
+    if match is None:
+        return ast.literal_eval(text)
+    descr, fortran, dims = match.groups()
+    return {"descr": descr, "fortran_order": fortran == "True",
+            "shape": tuple(int(d) for d in dims.replace(",", " ").split())}
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,7 @@ def parse_header(f, where: str) -> Header:
         text = f.read(length)
         if len(text) != length:
             raise ValueError
-        header = ast.literal_eval(text.decode("latin1" if major < 3 else "utf8"))
+        header = _literal(text.decode("latin1" if major < 3 else "utf8"))
         descr, shape, fortran = header["descr"], header["shape"], header["fortran_order"]
     except (struct.error, ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError, RecursionError):
         raise bad from None
@@ -115,10 +129,13 @@ def describe(ref: Ref) -> list[ArrayInfo]:
         return [read_header(f, ref.path)]
 
 
-def load(ref: Ref, info: ArrayInfo):
+LOADS_INTO = True  # load(..., out=) reads straight into a caller's buffer where it fits
+
+
+def load(ref: Ref, info: ArrayInfo, out=None):
     reader = Reader(ref, info)
     try:
-        return reader[()]
+        return reader.read_into(out) if reader.fits(out) else reader[()]
     finally:
         reader.close()
 
@@ -142,14 +159,18 @@ class Reader:
         self.shape, self._fortran, self._offset = header.shape, header.fortran, header.offset
         self.dtype = self._stored.newbyteorder("=")
 
-    def __getitem__(self, index):
+    def fits(self, out) -> bool:
+        """Whether the whole array can be read straight into ``out``: C order, native, same shape and dtype."""
+        return out is not None and out.shape == tuple(self.shape) and out.dtype == self._stored and \
+            self._stored.isnative and not self._fortran and out.flags.c_contiguous and out.flags.writeable
+
+    def read_into(self, out):
+        self._read_runs(out, [(0, n) for n in self.shape], tuple(self.shape))
+        return out
+
+    def _read_runs(self, out, bounds, shape) -> None:
         import numpy as np
 
-        bounds = window(index, self.shape)
-        shape = self.shape
-        if self._fortran:  # the file holds the transpose in C order
-            bounds, shape = bounds[::-1], shape[::-1]
-        out = np.empty(tuple(b - a for a, b in bounds), dtype=self._stored)
         size = self._stored.itemsize
         for first, length, at in runs(shape, bounds):
             self._file.seek(self._offset + first * size)
@@ -162,6 +183,16 @@ class Reader:
                 got += more
             if got != length * size:
                 raise ValueError("the file ends early (truncated while reading?)")
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        bounds = window(index, self.shape)
+        shape = self.shape
+        if self._fortran:  # the file holds the transpose in C order
+            bounds, shape = bounds[::-1], shape[::-1]
+        out = np.empty(tuple(b - a for a, b in bounds), dtype=self._stored)
+        self._read_runs(out, bounds, shape)
         if self._fortran:
             out = out.T
         return np.asarray(out, dtype=self.dtype, order="C")  # ascontiguousarray would make a 0-d array 1-d
@@ -222,5 +253,7 @@ def write(ref: Ref, tmp: str, array) -> None:
     import numpy as np
 
     array = np.ascontiguousarray(array, dtype=np.asarray(array).dtype.newbyteorder("="))
-    with open(tmp, "wb") as f:
+    # "r+b", not "wb": the temporary file is new and empty, and truncating it on open makes ext4 (auto_da_alloc)
+    # start writing it back at close, which held up the next file creation: 1.3 ms a job in a batch, 0.2 without
+    with open(tmp, "r+b") as f:
         np.save(f, array, allow_pickle=False)
