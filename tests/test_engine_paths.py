@@ -377,6 +377,16 @@ def test_scatter_with_many_overlapping_taps_cuts_by_channel():
     assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)] and all(len(item.args) == 6 for item in items)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1.0])
+def test_all_finite_finds_any_nan_or_inf_without_a_temporary_the_arrays_size(dtype, value):
+    a = np.ones((5, 7, 3), dtype=dtype)
+    a[3, 6, 1] = value
+    assert _generic.all_finite(a, np) == (value == 1.0)
+    assert _generic.all_finite(a[:, ::3].transpose(2, 0, 1), np) == (value == 1.0)  # strided: column 6 kept
+    assert _generic.all_finite(a[:, :5], np) and _generic.all_finite(a[:0], np)
+
+
 # suite configurations whose peak went over the memory target, scaled down: (config, batch, spatial, path)
 OVER_THE_CAP = {
     "dil2_scatter_row_blocks": (_config((3, 3), (2, 2), (2, 2), ((2, 1), (2, 1)), 1, 64, 32), 8, (32, 32), "scatter"),
