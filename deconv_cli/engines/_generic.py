@@ -33,7 +33,10 @@ Work is cut into items that write disjoint parts of the output (phases x batch x
 output-channel blocks) and whose buffers stay under ``_column_cap`` (``COLUMN_BUDGET_BYTES``, or a twelfth of
 the tensors); a backend may run the items on several threads (``parallel_map``). Where one unit of work is
 over the cap, the item makes its buffers a part at a time into one buffer: a phase row's columns a chunk of
-taps at a time (GEMMs added), a scatter item's a row block or an output-channel block at a time. Crops of either sign only change index ranges: nothing outside the
+taps at a time (GEMMs added), a scatter item's a row block or an output-channel block at a time; two
+threads' items then hold about a sixth of the tensors, within DESIGN.md's 25% (every suite configuration
+1.00-1.23x input + weight + output, ``python -m deconv_cli.bench --memory-probe``, 2 threads).
+Crops of either sign only change index ranges: nothing outside the
 output is computed, and positions no tap reaches get the bias alone.
 """
 
@@ -378,7 +381,8 @@ def _tap_chunks(taps: int, config: DeconvConfig, row_bytes: int, cap: int) -> tu
     """The phase's taps in one chunk, or where one output row's columns (``row_bytes`` a channel) are over
     the cap, in the fewest chunks whose columns, GEMM result and partial sum stay under it: an item then
     makes a row's columns a chunk at a time and adds the chunks' GEMMs (of_doc 16->33: 6.3 MB rows against
-    a 2.6 MB cap, peak 1.43x the tensors with two threads). Rows cut into boxes under the cap instead took
+    a 2.6 MB cap, peak 1.43x the tensors with two threads; in chunks of 4 taps 1.15x, at the same speed:
+    interleaved medians 0.94-1.04x). Rows cut into boxes under the cap instead took
     1.1-1.2x the time on two threads (2.5x the items, each tap's copy smaller); where even one tap is over,
     rows are cut into boxes."""
     if (config.in_channels * taps + config.out_channels) * row_bytes <= cap:
