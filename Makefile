@@ -25,9 +25,10 @@ lint: install
 # The benchmark suite (deconv bench --list) against PyTorch and onnxruntime (2 threads); installs the bench extra first.
 # Run it as a user's machine is: `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench`. Some development and
 # CI machines set both, which force OpenBLAS onto older kernels; the BLAS line of the output says which kernels ran. This target deliberately leaves the environment as it finds it.
+# 15 interleaved rounds per configuration (the command's default is 7): medians on shared cores move less.
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
-	$(BIN)/deconv bench
+	$(BIN)/deconv bench --repeat 15
 
 # deconv batch: 1,000 small jobs against a loop of deconv run, per-job overhead, 64 dcgan jobs locally and on Dask.
 bench-batch: install
