@@ -21,7 +21,7 @@ def test_bench_json_record():
     (row,) = record["rows"]
     assert row["name"] == TINY and row["path"] == "direct"
     ort = {"ort"} if _generic.ort_installed() else set()  # onnxruntime's kernel where it is installed
-    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct"} | ort
+    assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct", "shift"} | ort
     assert row["torch_ms"] is None and record["summary"]["compared"] == 0
     assert record["startup"]["deconv_shape_s"] > record["startup"]["python_pass_s"] > 0
     overhead = record["call_overhead"]  # checks itself that its bare NumPy calls give the engine's bytes

@@ -192,6 +192,18 @@ def test_rule_few_output_channels_pick_scatter():
     assert _choose((4, 4), (2, 2), 128, 3, (32, 32), batch=64, crops=((1, 1),) * 2) == "scatter"
 
 
+def test_rule_many_phases_with_few_channels_pick_shift(monkeypatch):
+    assert _choose((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "shift"  # fcn: 64 phases, 2.25x
+    assert _choose((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2, ort=True) == "shift"
+    assert _choose((64,), (32,), 8, 8, (500,), crops=((16, 16),)) == "shift"  # 1-D k = 2s: 32 x 3 / 64 = 1.5x
+    assert _choose((64, 64), (32, 32), 8, 8, (20, 20), crops=((16, 16),) * 2) == "shift"  # FCN-32s: 1024 phases
+    assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8, crops=((1, 1),) * 2) == "phase"  # g4: 4 phases
+    assert _choose((16, 16), (8, 8), 64, 64, (64, 64), crops=((4, 4),) * 2) == "phase"  # 64 x 64 channels: big GEMMs
+    assert _choose((9, 9), (8, 8), 21, 21, (64, 64)) == "phase"  # 2 shifts a dim for 1.1 taps: 3.2x the work
+    monkeypatch.setattr(_generic, "numba_installed", lambda: False)
+    assert _choose((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2, ort=True) == "shift"  # fcn_g21
+
+
 def test_rule_narrowing_with_small_output_picks_scatter():
     assert _choose((4, 4), (2, 2), 512, 256, (4, 4), batch=64, crops=((1, 1),) * 2) == "scatter"  # dcgan
 
@@ -203,7 +215,6 @@ def test_rule_narrowing_with_large_output_picks_phase():
 
 def test_rule_widening_grouped_and_depthwise_pick_phase():
     assert _choose((3, 3, 3), (2, 2, 2), 3, 64, (32, 32, 32), batch=2, crops=((1, 1),) * 3) == "phase"
-    assert _choose((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "phase"
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8) == "phase"
 
 
@@ -225,9 +236,11 @@ def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypat
     assert ort((4, 6, 2), (1, 1, 1), 16, 3, (10, 32, 32), batch=32) == "ort"  # ms_doc 16->3 (few outputs)
     assert ort((3, 3), (2, 2), 64, 32, (32, 32), dilation=(2, 2), crops=((2, 1),) * 2, batch=8) == "ort"  # dil2
     assert ort((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8, crops=((1, 1),) * 2) == "ort"  # g4
-    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "phase"  # fcn: 88 MB of columns
-    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2, batch=8) == "phase"  # and per sample
-    assert ort((16, 16), (8, 8), 21, 21, (16, 16), crops=((4, 4),) * 2, batch=16) == "ort"  # 5.5 MB, 16 samples
+    # fcn's 64 phases take the shift path first; with 8 phases onnxruntime's columns decide (44 MB here
+    # against 12 MB of tensors: not onnxruntime)
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), crops=((4, 4),) * 2) == "shift"
+    assert ort((8, 4), (4, 2), 21, 21, (128, 128), crops=((2, 2), (1, 1))) == "phase"
+    assert ort((8, 8), (4, 4), 21, 21, (32, 32), crops=((2, 2),) * 2, batch=16) == "shift"
     assert ort((4, 4), (2, 2), 128, 3, (32, 32), batch=64, crops=((1, 1),) * 2) == "ort"  # dcgan 128->3
     # not: 4x4 images (16 columns per GEMM), channels widening or many, disjoint taps, depthwise, small work
     assert ort((4, 4), (2, 2), 512, 256, (4, 4), batch=64, crops=((1, 1),) * 2) == "scatter"  # dcgan 512->256
@@ -240,21 +253,22 @@ def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypat
     assert ort((3, 3), (1, 1), 4, 4, (8, 8)) == "direct"  # tiny
     # without numba the depthwise fcn_g21 goes to onnxruntime; without onnxruntime nothing does
     monkeypatch.setattr(_generic, "numba_installed", lambda: False)
-    assert ort((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "ort"
+    assert ort((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "shift"
+    assert ort((4, 4), (2, 2), 32, 32, (32, 32), groups=32, batch=32, crops=((1, 1),) * 2) == "ort"  # a dw, 4 phases
     monkeypatch.setattr(_generic, "ort_installed", lambda: False)
-    assert ort((16, 16), (8, 8), 21, 21, (16, 16), crops=((4, 4),) * 2, batch=16) == "phase"
+    assert ort((4, 4), (2, 2), 32, 32, (32, 32), groups=32, batch=32, crops=((1, 1),) * 2) == "phase"
 
 
 def test_ort_only_for_float32_on_numpy(rng, monkeypatch):
     """float16 and float64 calls, and forced ``ort`` on them, take the rules without onnxruntime."""
     pytest.importorskip("onnxruntime")
-    config = _config((16, 16), (8, 8), (1, 1), ((4, 4),) * 2, 1, 21, 21)
+    config = _config((4, 4), (2, 2), (1, 1), ((1, 1),) * 2, 2, 32, 32)  # g4-like: 33.5 M multiply-adds
     picked = []
     real = _generic.choose_path
     monkeypatch.setattr(_generic, "choose_path", lambda *a, **k: picked.append(real(*a, **k)) or picked[-1])
     x, w, b = _tensors(rng, config, 16, (16, 16), np.float32)
     for dtype in (np.float32, np.float64, np.float16):
-        numpy_engine.deconvolve(x.astype(dtype), w.astype(dtype), b.astype(dtype), config, (128, 128))
+        numpy_engine.deconvolve(x.astype(dtype), w.astype(dtype), b.astype(dtype), config, (32, 32))
     assert picked == ["ort", "phase", "phase"]
     picked.clear()
     _check(config, x[:, :, :8, :8], w, b, "ort", np.float64)  # forced: falls back to the rule without it

@@ -2,7 +2,7 @@
 
 Canonical tensors: input (N, C_in, *L), weight (C_in, C_out/g, *k), output (N, C_out, *out); the full
 index of output position ``o`` is ``f = o + lo`` and input ``i`` reaches it through tap ``t`` when
-``f = i*s + t*d``. Five paths compute the same sum; ``choose_path`` picks one by measured rules.
+``f = i*s + t*d``. Six paths compute the same sum; ``choose_path`` picks one by measured rules.
 
 ``phase`` (sub-pixel): output positions ``o = p + s*q`` of one phase ``p`` (per dim, ``0 <= p < s``) are
 reached only by the taps with ``(t*d - p - lo) % s == 0``, from input ``i = q - m_t`` where
@@ -19,6 +19,11 @@ position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at 
 ``depthwise`` (one input channel per group): a numba kernel, ``_depthwise``, where numba is installed.
 
 ``ort`` (float32 on the CPU): onnxruntime's ConvTranspose kernel (MLAS), ``_ort``, where onnxruntime is installed.
+
+``shift`` (all phases in one GEMM, large strides with few channels): the phases of a stride ``s`` read the
+input through only a few distinct shifts ``m = (t*d - p - lo) // s`` (k = 2s: three per dim); one weight
+holds, for every phase and every shift, that phase's tap with that shift (zero where it has none), and one GEMM
+over the input gathered at every shift gives every phase, written by one interleaving copy.
 
 ``direct`` (dense im2col, small problems): one gather of every tap at every output position, ``cols[n,
 (ci, t), o] = x[n, ci, i]`` with ``i*s = o + lo - t*d`` (zero where no such input exists), one GEMM and one
@@ -56,7 +61,7 @@ ROW_BLOCK_BYTES = 512 << 10  # scatter row blocks: columns that stay in L2 betwe
 MAX_BLOCKED_TAPS = 16  # overlapping taps: row blocks only up to this many taps (one add per tap per block)
 MIN_ITEM_BYTES = 1 << 20  # smaller work is not worth a thread hand-off
 FOLD_BATCH_BELOW = 256  # scatter: images smaller than this fold the batch into one GEMM (dcgan 4x4)
-PATHS = ("phase", "scatter", "direct", "depthwise", "ort")
+PATHS = ("phase", "scatter", "direct", "depthwise", "ort", "shift")
 
 
 def to_canonical_input(x, config: DeconvConfig, xp):
@@ -112,6 +117,8 @@ SINGLE_THREAD_GEMM_MACS = 1 << 18  # OpenBLAS runs a GEMM this small on one thre
 DEPTHWISE_MIN_MACS = 4 << 20  # the compiled depthwise kernel only where the work pays numba's import
 ORT_MIN_MACS = 16 << 20  # onnxruntime only where the work is worth its import and session (about 55 ms, once)
 ORT_MIN_POSITIONS = 256  # onnxruntime runs one GEMM per sample: at least this many input positions in it
+SHIFT_MIN_PHASES = 16  # the shift path where the phases are many (and so their GEMMs small) ...
+SHIFT_MAX_FACTOR = 2.5  # ... and its extra multiply-adds (every phase times every shift) at most this factor
 ORT_MAX_CHANNEL_PRODUCT = 1024  # (C_in/g) * (C_out/g): above it the phase GEMMs run near the BLAS peak
 
 
@@ -172,6 +179,12 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
       the channels widen (of_doc 16->33: 70.5 / phase 41.1, mge_doc 3->64: 157 / 53) or the taps are
       disjoint (U-Net k2s2: 28.4 / 24.6, 37.7 / 28.7; 128->64: 11.0 / 12.2, a tie). Without numba,
       depthwise work of 16 M multiply-adds or more goes here too (fcn_g21: 25.6 / phase 38.0);
+    - shift when there are at least 16 phases, (C_in/g)(C_out/g) <= 1024 and every phase times every input
+      shift is at most 2.5x the taps (the FCN upsamplers, k = 2s: 2.25x): the phases' GEMMs are many and
+      small (fcn 21->21 k16s8: 64 GEMMs of 21 x 84 x 4096), one GEMM of all phases over the input shifted
+      9 ways runs near the BLAS peak (2 threads, interleaved: fcn phase 49.6-51.3 / ort 37.2-38.4 / shift
+      29.9-30.8; fcn_g21 without numba: 43.3 / 33.0 / 17.4); not for few phases (g4, 4 phases: ort 14.9 /
+      shift 27.8; dcgan 128->3: 21.0 / 77.8);
     - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3: 660 / 132, 1575 / 328;
       dcgan 128->3: 526 / 51, 279 / 28);
     - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256: 202 / 174,
@@ -197,6 +210,9 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
     phases = math.prod(min(s, o) for s, o in zip(config.stride, out_spatial))
     if phases > 64 and phases > math.prod(config.kernel):
         return "scatter"
+    if phases >= SHIFT_MIN_PHASES and cin_g * cout_g <= ORT_MAX_CHANNEL_PRODUCT and \
+            shift_factor(config, tuple(out_spatial)) <= SHIFT_MAX_FACTOR:
+        return "shift"
     few_outputs = 4 * cout_g <= cin_g
     narrowing = 3 * cout_g < 2 * cin_g and config.out_channels * math.prod(out_spatial) * 4 <= SCATTER_OUTPUT_BYTES
     if ort and in_spatial is not None and cout_g <= cin_g and math.prod(in_spatial) >= ORT_MIN_POSITIONS and \
@@ -453,6 +469,116 @@ def _write(target, res, b, xp):
     if target.dtype != res.dtype:
         res = res.astype(target.dtype)
     target[...] = res.swapaxes(0, 1)
+
+
+# --- shift path: every phase of a large stride in one GEMM -------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _shift_plan(config: DeconvConfig, out_spatial: Shape) -> tuple:
+    """Per dim: (phases P = min(s, O), rows R = ceil(O/s) of the longest phase, the distinct input shifts
+    (sorted)); and the (phase combination, shift combination) -> flat tap table (the kernel size K where no
+    tap of that phase has that shift). Phase ``p`` takes the taps with ``(t*d - p - lo) % s == 0``, and output
+    ``p + s*r`` reads input ``r - (t*d - p - lo) // s`` through tap t."""
+    import numpy
+
+    dims, per_dim = [], []
+    for a in range(config.rank):
+        s, d, lo, k = config.stride[a], config.dilation[a], config.crops[a][0], config.kernel[a]
+        phases = min(s, out_spatial[a])
+        taps = [{(t * d - p - lo) // s: t for t in range(k) if (t * d - p - lo) % s == 0} for p in range(phases)]
+        shifts = tuple(sorted({m for by_shift in taps for m in by_shift}))
+        dims.append((phases, -(-out_spatial[a] // s), shifts))
+        per_dim.append(numpy.array([[by_shift.get(m, -1) for m in shifts] for by_shift in taps],
+                                   dtype=numpy.intp).reshape(phases, len(shifts)))
+    table = numpy.zeros([1, 1], dtype=numpy.intp)  # (phase combinations, shift combinations) of flat taps
+    valid = numpy.ones([1, 1], dtype=bool)
+    for a, taps in enumerate(per_dim):
+        size = math.prod(config.kernel[a + 1:])
+        table = (table[:, None, :, None] + numpy.maximum(taps, 0)[None, :, None, :] * size).reshape(
+            table.shape[0] * taps.shape[0], table.shape[1] * taps.shape[1])
+        valid = (valid[:, None, :, None] & (taps >= 0)[None, :, None, :]).reshape(table.shape)
+    return tuple(dims), numpy.where(valid, table, math.prod(config.kernel))
+
+
+def shift_factor(config: DeconvConfig, out_spatial: Shape) -> float:
+    """Multiply-adds of the shift path over the phase path's: every phase times every shift, over the taps."""
+    dims, _ = _shift_plan(config, tuple(out_spatial))
+    return math.prod(p * len(shifts) for p, _, shifts in dims) / math.prod(config.kernel)
+
+
+def _shift_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
+    """One weight for all phases, (g, P * C_out/g, C_in/g * M): row (phase p, co), column (ci, shift m) holds
+    the tap of phase p with shift m (zero where there is none), so one GEMM over columns of the input shifted
+    by every m gives every phase at once. Items are sample blocks or row blocks of the phases' rows."""
+    g = config.groups
+    cin_g, cout_g = config.in_channels // g, config.out_channels // g
+    dims, table = _shift_plan(config, tuple(out_spatial))
+    pc, mc = table.shape
+    wz = xp.reshape(w, (config.in_channels, cout_g, -1)).astype(acc, copy=False)
+    wz = xp.concatenate([wz, xp.zeros((config.in_channels, cout_g, 1), dtype=acc)], axis=2)  # tap K: zero
+    big = xp.reshape(wz[:, :, xp.asarray(table.reshape(-1))], (g, cin_g, cout_g, pc, mc))
+    big = xp.ascontiguousarray(xp.reshape(xp.transpose(big, (0, 3, 2, 1, 4)), (g, pc * cout_g, cin_g * mc)))
+    rows = tuple(r for _, r, _ in dims)
+    position_bytes = (config.in_channels * mc + config.out_channels * pc) * acc.itemsize
+    row_bytes = position_bytes * math.prod(rows[1:])
+    n = x.shape[0]
+    budget = _budget(row_bytes, n * rows[0] * row_bytes, cap)
+    if rows[0] * row_bytes <= budget:
+        blocks = [(bs, (0, rows[0])) for bs in _split(n, rows[0] * row_bytes, budget)]
+    else:
+        blocks = [((i, i + 1), rs) for i in range(n) for rs in _split(rows[0], row_bytes, budget)]
+    return [partial(_shift_item, x, big, b, y, dims, batch_range, row_range, config, acc, xp)
+            for batch_range, row_range in blocks]
+
+
+def _shift_item(x, big, b, y, dims, batch_range, row_range, config, acc, xp):
+    """Columns of the input shifted by every shift combination for rows [r0, r1), one GEMM per group, then
+    each phase's rows written (bias and cast fused) into its strided view of the output."""
+    g = config.groups
+    cin_g = config.in_channels // g
+    (b0, b1), (r0, r1) = batch_range, row_range
+    nb, spatial_in = b1 - b0, tuple(x.shape[2:])
+    block = (r1 - r0, *(r for _, r, _ in dims[1:]))
+    xs = xp.moveaxis(xp.reshape(x[b0:b1], (nb, g, cin_g, *spatial_in)), 0, 2)  # (g, C_in/g, nb, *L), a view
+    cols = xp.zeros((g, cin_g, *(len(shifts) for _, _, shifts in dims), nb, *block), dtype=acc)
+    for combo in itertools.product(*(enumerate(shifts) for _, _, shifts in dims)):
+        dst, src = [], []
+        for a, (_, m) in enumerate(combo):
+            lo, hi = (r0, r1) if a == 0 else (0, block[a])
+            q0, q1 = max(lo, m), min(hi, spatial_in[a] + m)  # rows r whose input r - m exists
+            if q1 <= q0:
+                break
+            dst.append(slice(q0 - lo, q1 - lo))
+            src.append(slice(q0 - m, q1 - m))
+        else:
+            cols[(slice(None), slice(None), *(j for j, _ in combo), slice(None), *dst)] = xs[(Ellipsis, *src)]
+    res = xp.matmul(big, xp.reshape(cols, (g, cin_g * math.prod(len(s) for _, _, s in dims), nb * math.prod(block))))
+    cout_g, phases = config.out_channels // g, tuple(p for p, _, _ in dims)
+    if y.flags.c_contiguous and all(o == r * s == p * r for o, (p, r, _), s in zip(y.shape[2:], dims, config.stride)):
+        # every phase has every row: one interleaving write per group, output position r*s + p, bias added first
+        res = xp.reshape(res, (g, *phases, cout_g, nb, *block))
+        if b is not None:
+            res += xp.reshape(b, (g, *(1,) * len(phases), cout_g, 1, *(1,) * len(block)))
+        split = xp.reshape(y, (y.shape[0], config.out_channels, *(v for p, r, _ in dims for v in (r, p))))
+        if r0 or r1 != dims[0][1]:
+            split = split[:, :, r0:r1]
+        rank = len(phases)
+        order = (rank + 1, rank, *(v for a in range(rank) for v in (rank + 2 + a, a)))  # nb, co, r0, p0, r1, p1, ...
+        for gi in range(g):
+            split[b0:b1, gi * cout_g:(gi + 1) * cout_g] = xp.transpose(res[gi], order)
+        return
+    res = xp.reshape(res, (g, math.prod(phases), cout_g, nb, *block))  # (g, P, C_out/g, nb, *block)
+    for j, phase in enumerate(itertools.product(*(range(p) for p, _, _ in dims))):
+        # phase p holds ceil((O - p) / s) rows; the block's share of them
+        counts = [-(-(o - p) // s) for o, p, s in zip(y.shape[2:], phase, config.stride)]
+        stop = min(r1, counts[0]) - r0
+        if stop <= 0:
+            continue
+        view = (slice(b0, b1), slice(None), *(slice(p, None, s) for p, s in zip(phase, config.stride)))
+        target = y[view][(slice(None), slice(None), slice(r0, r0 + stop), *(slice(0, c) for c in counts[1:]))]
+        part = xp.reshape(res[:, j], (config.out_channels, nb, *block))
+        _write(target, part[(slice(None), slice(None), slice(0, stop), *(slice(0, c) for c in counts[1:]))], b, xp)
 
 
 # --- scatter (GEMM + col2im) path -------------------------------------------------------------------
@@ -751,4 +877,5 @@ def _ort_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, ca
     return [partial(_ort.run, x, w, b, y, config, tuple(out_spatial), numpy_engine.threads())]
 
 
-_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items, "depthwise": _depthwise_items, "ort": _ort_items}
+_ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items, "depthwise": _depthwise_items,
+          "ort": _ort_items, "shift": _shift_items}
