@@ -86,16 +86,17 @@ sys.stderr.write(json.dumps(sorted(m for m in ("onnxruntime", "onnx", "numba") i
 
 @pytest.mark.parametrize(("batch", "spatial", "imported"), [(1, (8, 8), []), (16, (16, 16), ["onnxruntime"])])
 def test_onnxruntime_is_imported_only_for_float32_work_large_enough(tmp_path, batch, spatial, imported):
-    """A small `deconv run` (fcn-like 21->21 k16s8 at 8x8, 7 M multiply-adds, phase) never loads onnxruntime;
-    16 samples at 16x16 (462 M, the rules' `ort`) do, and never the onnx package (the model is encoded in _ort)."""
+    """A small `deconv run` (g4-like 32->32 in 2 groups, k4s2, at 8x8: 0.5 M multiply-adds) never loads
+    onnxruntime; 16 samples at 16x16 (34 M, the rules' `ort`) do, and never the onnx package (the model is
+    encoded in _ort)."""
     pytest.importorskip("onnxruntime")
     import numpy as np
 
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "x.npy", rng.standard_normal((batch, 21, *spatial)).astype(np.float32))
-    np.save(tmp_path / "w.npy", rng.standard_normal((21, 21, 16, 16)).astype(np.float32))
+    np.save(tmp_path / "x.npy", rng.standard_normal((batch, 32, *spatial)).astype(np.float32))
+    np.save(tmp_path / "w.npy", rng.standard_normal((32, 16, 4, 4)).astype(np.float32))
     args = ["run", str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), "-o", str(tmp_path / "y.npy"),
-            "--set", "stride=8", "--set", "padding=4"]
+            "--set", "stride=2", "--set", "padding=1", "--set", "groups=2"]
     done = subprocess.run([sys.executable, "-c", RUN_PROBE.format(args=args)], capture_output=True, text=True, check=False)
     assert json.loads(done.stderr.strip().splitlines()[-1]) == imported, done.stderr
-    assert np.load(tmp_path / "y.npy").shape == (batch, 21, spatial[0] * 8, spatial[1] * 8)
+    assert np.load(tmp_path / "y.npy").shape == (batch, 32, spatial[0] * 2, spatial[1] * 2)
