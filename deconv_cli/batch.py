@@ -128,10 +128,11 @@ class SharedTensors:
         import numpy as np
 
         from . import tensor_io
+        from .config import FLOAT_DTYPES
 
-        dtype = np.dtype(info.dtype) if info.dtype in ("float16", "float32", "float64") else None
-        if dtype is None:
-            return tensor_io.load(ref, info)
+        if info.dtype not in FLOAT_DTYPES or not getattr(tensor_io.format_of(ref), "LOADS_INTO", False):
+            return tensor_io.load(ref, info)  # no buffer made for a format that would not read into it
+        dtype = np.dtype(info.dtype)
         if self._scratch is None or self._scratch.shape != tuple(info.shape) or self._scratch.dtype != dtype:
             self._scratch = None  # the old buffer goes before the new one is made
             self._scratch = np.empty(info.shape, dtype)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -620,3 +621,9 @@ def test_a_worker_reads_each_input_into_one_reused_buffer_and_never_a_wrong_valu
     assert loaded["b"] is loaded["a"]  # the second job of that shape read into the first one's buffer
     assert loaded["big_endian"] is not loaded["a"] and loaded["fortran"] is not loaded["a"]  # those are converted
     assert loaded["other_shape"] is not loaded["a"] and loaded["other_shape"].shape == (3, 3)
+    buffer = shared._scratch
+    with h5py.File(tmp_path / "x.h5", "w") as f:  # a format that does not read into a buffer: none is made
+        f["x"] = np.full((5, 5), 2.0, np.float32)
+    ref = tensor_io.parse_ref(f"{tmp_path / 'x.h5'}:x")
+    np.testing.assert_array_equal(shared.load_input(ref, tensor_io.peek(ref)), np.full((5, 5), 2.0))
+    assert shared._scratch is buffer

@@ -72,18 +72,6 @@ def test_numba_is_imported_only_for_depthwise_work_large_enough(batch, imported)
     assert done.stdout.strip() == str(imported)
 
 
-RUN_PROBE = """
-import json, sys
-from deconv_cli.cli import cli
-try:
-    cli.main(args={args!r}, prog_name="deconv", standalone_mode=False)
-except SystemExit:
-    pass
-sys.stdout.flush()
-sys.stderr.write(json.dumps(sorted(m for m in ("onnxruntime", "onnx", "numba") if m in sys.modules)))
-"""
-
-
 @pytest.mark.parametrize(("batch", "spatial", "imported"), [(1, (8, 8), []), (16, (16, 16), ["onnxruntime"])])
 def test_onnxruntime_is_imported_only_for_float32_work_large_enough(tmp_path, batch, spatial, imported):
     """A small `deconv run` (g4-like 32->32 in 2 groups, k4s2, at 8x8: 0.5 M multiply-adds) never loads
@@ -97,6 +85,7 @@ def test_onnxruntime_is_imported_only_for_float32_work_large_enough(tmp_path, ba
     np.save(tmp_path / "w.npy", rng.standard_normal((32, 16, 4, 4)).astype(np.float32))
     args = ["run", str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), "-o", str(tmp_path / "y.npy"),
             "--set", "stride=2", "--set", "padding=1", "--set", "groups=2"]
-    done = subprocess.run([sys.executable, "-c", RUN_PROBE.format(args=args)], capture_output=True, text=True, check=False)
+    compiled = ("onnxruntime", "onnx", "numba")
+    done = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=compiled)], capture_output=True, text=True, check=False)
     assert json.loads(done.stderr.strip().splitlines()[-1]) == imported, done.stderr
     assert np.load(tmp_path / "y.npy").shape == (batch, 32, spatial[0] * 2, spatial[1] * 2)

@@ -249,7 +249,7 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
     # would turn positions no input reaches into NaN. Scatter multiplies real input only, as the definition.
     if path is None:
         path = "scatter" if not all_finite(w, xp) else \
-            choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]), ort=out_dtype == xp.float32 and xp.__name__ == "numpy")
+            choose_path(config, tuple(out_spatial), n, tuple(x.shape[2:]), ort=_ort_runs(xp, out_dtype))
     if path == "direct":  # one item, no thread hand-off: called as it stands (its problems take microseconds)
         _direct_item(x, w, b, y, config, tuple(out_spatial), acc, xp)
         return y_file
@@ -518,16 +518,10 @@ def _shift_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, 
     big = xp.reshape(wz[:, :, xp.asarray(table.reshape(-1))], (g, cin_g, cout_g, pc, mc))
     big = xp.ascontiguousarray(xp.reshape(xp.transpose(big, (0, 3, 2, 1, 4)), (g, pc * cout_g, cin_g * mc)))
     rows = tuple(r for _, r, _ in dims)
-    position_bytes = (config.in_channels * mc + config.out_channels * pc) * acc.itemsize
-    row_bytes = position_bytes * math.prod(rows[1:])
-    n = x.shape[0]
-    budget = _budget(row_bytes, n * rows[0] * row_bytes, cap)
-    if rows[0] * row_bytes <= budget:
-        blocks = [(bs, (0, rows[0])) for bs in _split(n, rows[0] * row_bytes, budget)]
-    else:
-        blocks = [((i, i + 1), rs) for i in range(n) for rs in _split(rows[0], row_bytes, budget)]
+    row_bytes = (config.in_channels * mc + config.out_channels * pc) * acc.itemsize * math.prod(rows[1:])
+    # the phase path's blocks, cut along the rows only (a one-dim shape: never into boxes)
     return [partial(_shift_item, x, big, b, y, dims, batch_range, row_range, config, acc, xp)
-            for batch_range, row_range in blocks]
+            for batch_range, (row_range,) in _blocks(x.shape[0], rows[:1], row_bytes, cap)]
 
 
 def _shift_item(x, big, b, y, dims, batch_range, row_range, config, acc, xp):
@@ -868,7 +862,7 @@ def _depthwise_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, 
 def _ort_runs(xp, dtype) -> bool:
     """The ``ort`` path runs float32 on NumPy only: onnxruntime's CPU ConvTranspose has no float64 kernel and no
     float16 one on many builds, and the GPU engine keeps its own paths."""
-    return xp.__name__ == "numpy" and xp.dtype(dtype) == xp.float32 and ort_installed()
+    return xp.__name__ == "numpy" and dtype == xp.float32 and ort_installed()  # a dtype or a scalar type
 
 
 def _ort_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:

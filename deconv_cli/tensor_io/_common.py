@@ -292,12 +292,12 @@ _RENAMEAT2 = []  # [the libc function, or None where there is none]
 
 def _rename_noreplace(src: str, dst: str) -> bool:
     """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError), in one step; False where the system or
-    the file system cannot (then the caller links and unlinks). Unlike a link, it leaves no deleted temp inode
-    behind: ext4 skips recently deleted inodes when it allocates, so a batch that linked and unlinked one temp
-    per output made each new file's creation slower (0.2 -> 1.3 ms over 1,000 outputs)."""
-    if not _RENAMEAT2:
-        import ctypes
+    the file system cannot (then the caller links and unlinks). One system call where the claim by link took
+    two, and no temporary name left to unlink."""
+    import ctypes
+    import errno
 
+    if not _RENAMEAT2:
         function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
         if function is not None:
             function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
@@ -305,9 +305,6 @@ def _rename_noreplace(src: str, dst: str) -> bool:
     function = _RENAMEAT2[0]
     if function is None:
         return False
-    import ctypes
-    import errno
-
     at_fdcwd, rename_noreplace = -100, 1
     if function(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_noreplace) == 0:
         return True
