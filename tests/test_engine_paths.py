@@ -204,13 +204,59 @@ def test_rule_many_phases_with_few_channels_pick_shift(monkeypatch):
     assert _choose((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2, ort=True) == "shift"  # fcn_g21
 
 
+def test_rule_deep_1d_phases_pick_the_shift_path_one_gemm_per_phase():
+    """1-D strides of 4 or more whose phases' GEMMs are deep (taps per phase x C_in/g >= 512) and whose taps
+    are windows of the shifts: the shift path, one GEMM per phase (``shift_windowed``)."""
+    def windowed(kernel, stride, cin, cout, spatial, crops=None, dilation=None):
+        config = _config(kernel, stride, dilation or (1,) * len(spatial), crops or ((0, 0),) * len(spatial), 1, cin, cout)
+        return _generic.shift_windowed(config, _out_spatial(config, spatial))
+
+    assert _choose((16,), (8,), 512, 256, (2000,), batch=4, crops=((4, 4),)) == "shift"  # hifigan: 2 x 512
+    assert windowed((16,), (8,), 512, 256, (2000,), crops=((4, 4),))
+    assert _choose((25,), (4,), 256, 128, (1024,), crops=((11, 10),)) == "shift"  # WaveGAN-like: 6.25 x 256
+    assert windowed((25,), (4,), 256, 128, (1024,), crops=((11, 10),))
+    assert not windowed((4,), (2,), 128, 64, (8000,), crops=((1, 1),))  # s = 2: the interleaving runs in pairs
+    assert not windowed((8,), (4,), 16, 8, (20000,), crops=((2, 2),))  # 2 x 16: shallow GEMMs
+    assert not windowed((16,), (8,), 512, 256, (2000,), dilation=(3,))  # phase taps three shifts apart
+    assert not windowed((16, 1), (8, 1), 512, 256, (200, 10))  # 2-D: measured only in 1-D
+    assert _choose((64,), (32,), 8, 8, (500,), crops=((16, 16),)) == "shift"  # few channels: the one big GEMM
+    assert not windowed((64,), (32,), 8, 8, (500,), crops=((16, 16),))
+
+
+WINDOWED = {  # 1-D problems whose phases' taps are windows of the shifts
+    "k2s": (_config((8,), (4,), (1,), ((2, 2),), 1, 3, 2), 2, (9,)),
+    "k_not_multiple": (_config((7,), (4,), (1,), ((3, -2),), 1, 3, 4), 2, (6,)),
+    "k_below_s_bias_only_phases": (_config((3,), (5,), (1,), ((-2, 4),), 1, 2, 3), 3, (4,)),
+    "groups": (_config((6,), (4,), (1,), ((1, 2),), 2, 4, 6), 2, (5,)),
+    "crop_past_input": (_config((8,), (4,), (1,), ((20, -6),), 1, 2, 2), 1, (5,)),
+    "unbatched_channels_last": (_config((8,), (4,), (1,), ((1, 0),), 1, 3, 2, batched=False, channels_last=True), 1, (7,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWED))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("budget", [1, 1 << 30])
+def test_shift_path_gemm_per_phase_matches_the_reference(name, dtype, budget, rng, monkeypatch):
+    """The shift path with one GEMM per phase window, forced by lowering its thresholds; row-block items
+    (a 1-byte budget) and one item per call, two threads."""
+    monkeypatch.setattr(_generic, "SHIFT_WINDOW_MIN_STRIDE", 1)
+    monkeypatch.setattr(_generic, "SHIFT_WINDOW_MIN_DEPTH", 0)
+    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", budget)
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    config, batch, spatial = WINDOWED[name]
+    assert _generic.shift_windowed(config, _out_spatial(config, spatial))
+    x, w, b = _tensors(rng, config, batch, spatial, dtype)
+    _check(config, x, w, b, "shift", dtype)
+    _check(config, x, w, None, "shift", dtype)
+
+
 def test_rule_narrowing_with_small_output_picks_scatter():
     assert _choose((4, 4), (2, 2), 512, 256, (4, 4), batch=64, crops=((1, 1),) * 2) == "scatter"  # dcgan
 
 
 def test_rule_narrowing_with_large_output_picks_phase():
     assert _choose((3, 3, 3), (2, 2, 2), 64, 32, (32, 32, 32), crops=((1, 0),) * 3) == "phase"  # U-Net k3s2
-    assert _choose((16,), (8,), 512, 256, (2000,), batch=4, crops=((4, 4),)) == "phase"  # hifigan
+    assert _choose((16,), (8,), 512, 256, (2000,), batch=4, crops=((4, 4),), dilation=(3,)) == "phase"  # no windows
 
 
 def test_rule_widening_grouped_and_depthwise_pick_phase():
@@ -246,7 +292,7 @@ def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypat
     assert ort((4, 4), (2, 2), 512, 256, (4, 4), batch=64, crops=((1, 1),) * 2) == "scatter"  # dcgan 512->256
     assert ort((3, 3, 3), (2, 2, 2), 3, 64, (32, 32, 32), batch=2, crops=((1, 1),) * 3) == "phase"  # mge_doc
     assert ort((3, 3, 3), (2, 2, 2), 64, 32, (32, 32, 32), crops=((1, 0),) * 3) == "phase"  # U-Net k3s2
-    assert ort((16,), (8,), 512, 256, (2000,), batch=4, crops=((4, 4),)) == "phase"  # hifigan
+    assert ort((16,), (8,), 512, 256, (2000,), batch=4, crops=((4, 4),)) == "shift"  # hifigan: GEMM per phase
     assert ort((2, 2, 2), (2, 2, 2), 64, 32, (32, 32, 32)) == "scatter"  # U-Net k2s2
     assert ort((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "depthwise"  # fcn_g21
     assert ort((3, 3), (2, 2), 16, 8, (32, 32), dilation=(2, 2)) == "scatter"  # 1.2 M multiply-adds
