@@ -23,7 +23,9 @@ position, ``cols[g, t, co, n, i]``; each tap's slab is added into the output at 
 ``shift`` (all phases in one GEMM, large strides with few channels): the phases of a stride ``s`` read the
 input through only a few distinct shifts ``m = (t*d - p - lo) // s`` (k = 2s: three per dim); one weight
 holds, for every phase and every shift, that phase's tap with that shift (zero where it has none), and one GEMM
-over the input gathered at every shift gives every phase, written by one interleaving copy.
+over the input gathered at every shift gives every phase, written by one interleaving copy. Where each phase's
+taps are a window of the shifts and its GEMM is deep (1-D hifigan), one GEMM per phase reads its window of
+the same columns instead: no multiply-add wasted, and still one gather per shift and one interleaving write.
 
 ``direct`` (dense im2col, small problems): one gather of every tap at every output position, ``cols[n,
 (ci, t), o] = x[n, ci, i]`` with ``i*s = o + lo - t*d`` (zero where no such input exists), one GEMM and one
@@ -185,6 +187,9 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
       9 ways runs near the BLAS peak (2 threads, interleaved: fcn phase 49.6-51.3 / ort 37.2-38.4 / shift
       29.9-30.8; fcn_g21 without numba: 43.3 / 33.0 / 17.4); not for few phases (g4, 4 phases: ort 14.9 /
       shift 27.8; dcgan 128->3: 21.0 / 77.8);
+    - shift, one GEMM per phase, for deep 1-D strides (``shift_windowed``: stride >= 4, taps per phase x
+      C_in/g >= 512, each phase's taps a window of the shifts; hifigan 512->256 k16s8: phase 323 / shift 291 /
+      ort 358, interleaved, 2 threads); it precedes onnxruntime (256->128 k16s8 L16000: 156 / ort 177);
     - scatter when C_out/g is at most a quarter of C_in/g (ms_doc 16->3: 660 / 132, 1575 / 328;
       dcgan 128->3: 526 / 51, 279 / 28);
     - scatter when 3*C_out/g < 2*C_in/g and one sample's output stays in cache (dcgan 512->256: 202 / 174,
