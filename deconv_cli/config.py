@@ -16,7 +16,7 @@ plain reshape to the canonical weight ``(C_in, C_out/groups, *kernel)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .errors import ConfigError
 
@@ -39,6 +39,9 @@ class DeconvConfig:
     weight_perm: Shape | None = None  # None: the weight file is already (C_in, C_out/g, *k) in order
 
     def __post_init__(self) -> None:
+        # the hash, worked out once: the engine looks each call up by its config (a dataclass's own __hash__
+        # hashes every field each time); tuples of ints hash alike in every process
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in fields(self))))
         rank = len(self.kernel)
         if rank not in (1, 2, 3):
             raise ConfigError(f"spatial rank {rank} is not supported", "use a 1-D, 2-D or 3-D convolution")
@@ -53,6 +56,9 @@ class DeconvConfig:
                 f"groups={self.groups} must divide input channels {self.in_channels} "
                 f"and output channels {self.out_channels}"
             )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def rank(self) -> int:

@@ -140,3 +140,74 @@ def test_a_bad_deconv_threads_is_an_error_for_the_smallest_problem_too(monkeypat
     with pytest.raises(ConfigError, match="DECONV_THREADS='two'"):
         numpy_engine.deconvolve(np.ones((1, 1, 2, 2), np.float32), np.ones(config.weight_shape, np.float32), None,
                                 config, (4, 4))
+
+
+def _tiny_problem(rng, dtype=np.float32, bias=True):
+    config = _direct_config(4)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(dtype)
+    w = rng.standard_normal(config.weight_shape).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype) if bias else None
+    return config, x, w, b
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_inline_direct_runner_gives_the_general_paths_bytes(dtype, bias, rng, monkeypatch):
+    """The per-problem runner that small direct problems take (``inline_direct``) returns exactly what the
+    general direct path returns, in every dtype, with and without a bias, and with a bias of another dtype."""
+    config, x, w, b = _tiny_problem(rng, dtype, bias)
+    key = (config, (10, 10), x.shape, x.dtype, w.shape, w.dtype, None if b is None else b.dtype)
+    run = _generic.inline_direct(*key)
+    assert run is not None
+    calls = []
+    monkeypatch.setattr(_generic, "inline_direct", lambda *a: calls.append(a) or run)
+    got = numpy_engine.deconvolve(x, w, b, config, (10, 10))
+    assert calls == [key]
+    with np.errstate(all="ignore"):
+        want = _generic.deconvolve(x, w, b, config, (10, 10), xp=np, path="direct")
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    if b is not None:  # a float64 bias on float32 work is cast first, as the general path casts it
+        b64 = b.astype(np.float64)
+        with np.errstate(all="ignore"):
+            want = _generic.deconvolve(x, w, b64, config, (10, 10), xp=np, path="direct")
+        np.testing.assert_array_equal(numpy_engine.deconvolve(x, w, b64, config, (10, 10)), want)
+
+
+def test_the_inline_runner_leaves_a_nan_weight_and_other_layouts_to_the_general_path(rng):
+    """A weight whose sum is not finite makes the runner step aside (None): the general path then checks
+    exactly and takes scatter, which keeps positions no input reaches at the bias. Layouts that need moving
+    and empty problems get no runner."""
+    config, x, w, b = _tiny_problem(rng)
+    run = _generic.inline_direct(config, (10, 10), x.shape, x.dtype, w.shape, w.dtype, b.dtype)
+    w_nan = w.copy()
+    w_nan[0, 0, 2, 2] = np.nan  # the last tap: output (0, 0) is reached by tap (0, 0) only
+    with np.errstate(all="ignore"):  # (the engine calls it quietly)
+        assert run(x, w_nan, b) is None
+    got = numpy_engine.deconvolve(x, w_nan, b, config, (10, 10))
+    np.testing.assert_array_equal(got[:, :, 0, 0], (x[:, :, 0, 0] @ w[:, :, 0, 0]) + b)  # not NaN
+    assert np.isnan(got[:, 0, 9, 9]).all()
+    big = np.full_like(w, np.finfo(np.float32).max)  # a finite weight whose sum overflows: general path, same result
+    with np.errstate(all="ignore"):
+        assert run(x, big, b) is None
+        np.testing.assert_array_equal(numpy_engine.deconvolve(x, big, b, config, (10, 10)),
+                                      _generic.deconvolve(x, big, b, config, (10, 10), xp=np, path="direct"))
+    last = DeconvConfig(kernel=config.kernel, stride=config.stride, dilation=config.dilation, crops=config.crops,
+                        groups=1, in_channels=4, out_channels=4, channels_last=True)
+    assert _generic.inline_direct(last, (10, 10), (2, 8, 8, 4), x.dtype, w.shape, w.dtype, None) is None
+    assert _generic.inline_direct(config, (10, 10), (0, 4, 8, 8), x.dtype, w.shape, w.dtype, None) is None
+    assert _generic.inline_direct(_direct_config(24), (10, 10), (1, 24, 8, 8), x.dtype, (24, 24, 3, 3), w.dtype, None) is None
+
+
+def test_the_inline_runner_is_quiet_on_overflow(rng):
+    """Overflow inside the small GEMM gives Inf without a NumPy RuntimeWarning (the job reports Inf itself)."""
+    import warnings
+
+    config, x, w, b = _tiny_problem(rng)
+    x[...] = 1e30
+    w[...] = 1e30
+    w[0, 0, 0, 0] = -1e30  # the sum stays finite (it is float32: 1e30 * 143 is well inside its range)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = numpy_engine.deconvolve(x, w, b, config, (10, 10))
+    assert np.isinf(y).any()

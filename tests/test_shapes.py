@@ -92,3 +92,18 @@ def test_derive_matches_brute_force_footprint(n, k, s, d, lo, hi):
 def test_input_axes(batched, channels_last, axes):
     cfg = config(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), crops=((0, 0), (0, 0)), batched=batched, channels_last=channels_last)
     assert cfg.input_axes() == axes
+
+
+def test_config_hash_is_worked_out_once_and_survives_copies():
+    """The engine caches per config; equal configs hash alike, also across pickling and dataclasses.replace."""
+    import dataclasses
+    import pickle
+
+    kw = dict(kernel=(3, 3), stride=(2, 2), dilation=(1, 1), crops=((1, 0), (1, 0)), groups=1, in_channels=4,
+              out_channels=6)
+    a, b = DeconvConfig(**kw), DeconvConfig(**{k: (tuple(v) if isinstance(v, tuple) else v) for k, v in kw.items()})
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    c = pickle.loads(pickle.dumps(a))
+    assert c == a and hash(c) == hash(a)
+    d = dataclasses.replace(a, channels_last=True)
+    assert d != a and hash(d) == hash(DeconvConfig(**kw, channels_last=True)) and hash(d) != hash(a)

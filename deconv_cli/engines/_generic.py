@@ -140,6 +140,58 @@ def ort_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+@functools.lru_cache(maxsize=64)
+def inline_direct(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtype, w_shape: Shape, w_dtype, b_dtype):
+    """For a problem that ``runs_inline``, a function ``run(x, w, bias)`` (NumPy arrays of these shapes and
+    dtypes; ``b_dtype`` None for no bias) that makes the direct path's NumPy calls and next to nothing else,
+    every shape and the gather index worked out once per problem. It returns ``None`` where the weight's sum
+    is not finite (NaN or Inf in it, or an overflow): the caller then takes the general path, which checks
+    exactly and picks scatter for NaN or Inf. ``None`` for any other problem, an empty one, or a layout that
+    needs moving (channels last, a weight permutation).
+
+    Its Python is kept to a few lines because a call after an idle pause runs cold, where every distinct line
+    and NumPy entry point costs (tiny 4->4 8x8 k3, each call after 100 ms idle as in the bench, medians in
+    shuffled order, us: through the general path 344, this function 205, onnxruntime's peer 245-257, the
+    NumPy calls alone 106; ``ndarray.sum`` cost 15-20 more than ``np.add.reduce``, and adding the bias in
+    place on the GEMM's result 65-70 more than ``np.add`` into the output)."""
+    import numpy
+
+    batch = x_shape[0] if config.batched else 1
+    if not runs_inline(config, out_spatial, batch) or 0 in x_shape or 0 in out_spatial or \
+            numpy.dtype(dtype).kind != "f" or config.out_channels == 0 or config.channels_last or \
+            config.weight_perm is not None or math.prod(w_shape) != math.prod(config.weight_shape):
+        return None
+    g, c_in, c_out = config.groups, config.in_channels, config.out_channels
+    spatial_in = tuple(x_shape[a] for a in config.input_axes()[2])
+    index = _direct_index(config, spatial_in, out_spatial)
+    acc = compute_dtype(dtype, numpy)
+    length, taps = math.prod(spatial_in), math.prod(config.kernel)
+    x_rows, xe_shape = (batch, c_in, length), (batch, c_in, length + 1)
+    cols_shape = (batch, g, c_in // g * taps, -1)
+    w_split, wk_shape = (g, c_in // g, c_out // g, taps), (g, c_out // g, -1)
+    y_shape, res_shape, bias_shape = config.output_shape(batch if config.batched else None, out_spatial), \
+        (batch, c_out, -1), (-1, 1)
+    w_cast, b_cast = numpy.dtype(w_dtype) != acc, b_dtype is not None and numpy.dtype(b_dtype) != acc
+    isfinite, total, add, matmul, empty = math.isfinite, numpy.add.reduce, numpy.add, numpy.matmul, numpy.empty
+
+    def run(x, w, bias):  # _direct_item's calls, canonical layouts (channels first, the weight in order)
+        if not isfinite(total(w, axis=None)):
+            return None
+        y = empty(y_shape, dtype=dtype)
+        xe = empty(xe_shape, dtype=acc)  # the input with one zero slot after each channel
+        xe[:, :, :length] = x.reshape(x_rows)
+        xe[:, :, length] = 0
+        wk = (w.reshape(w_split).astype(acc) if w_cast else w.reshape(w_split)).transpose(0, 2, 1, 3).reshape(wk_shape)
+        res = matmul(wk, xe.take(index, axis=2).reshape(cols_shape)).reshape(res_shape)
+        if bias is None:
+            y.reshape(res_shape)[...] = res
+        else:
+            add(res, (bias.astype(acc) if b_cast else bias).reshape(bias_shape), out=y.reshape(res_shape))
+        return y
+
+    return run
+
+
 def runs_inline(config: DeconvConfig, out_spatial: Shape, batch: int) -> bool:
     """Whether the problem is one small direct-path GEMM (``choose_path``'s first rule, at most
     ``SINGLE_THREAD_GEMM_MACS`` multiply-adds), which needs neither item threads nor a BLAS thread limit: the

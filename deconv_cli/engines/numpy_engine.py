@@ -21,6 +21,13 @@ from . import _generic, cpus
 
 NAME = "numpy"
 DEVICE = "cpu"
+try:  # NumPy 2 keeps its floating-point error state in a context variable: set directly, it costs two C calls
+    from numpy._core.umath import _extobj_contextvar as _FP_STATE
+    from numpy._core.umath import _make_extobj
+
+    _QUIET = _make_extobj(all="ignore")
+except (ImportError, TypeError):  # NumPy 1.x: np.errstate
+    _FP_STATE = None
 _pool_executor: ThreadPoolExecutor | None = None
 _pool_size = 0
 
@@ -148,13 +155,25 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
     """NaN and Inf propagate as IEEE arithmetic says, and float16 overflows to Inf, without numpy's
     RuntimeWarning text (the job reports NaN/Inf in the tensors in one warning line)."""
     x, w, bias = np.asarray(x), np.asarray(w), None if bias is None else np.asarray(bias)
-    if path in (None, "direct") and _generic.runs_inline(config, out_spatial, x.shape[0] if config.batched else 1):
-        # one small GEMM, which OpenBLAS runs on one thread whatever its setting: no pool, no BLAS hold
-        # (tiny 4->4 8x8 k3: 73 -> 30 us a call, against 12 us for its NumPy calls alone)
-        # (its own call rather than a nullcontext in the one below: that cost 0.4 us of tiny's 18)
-        _wanted_threads(os.environ.get("DECONV_THREADS", ""))  # a bad DECONV_THREADS is an error here too
-        with np.errstate(all="ignore"):
-            return _generic.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path)
+    if path in (None, "direct"):
+        # one small GEMM, which OpenBLAS runs on one thread whatever its setting: no pool, no BLAS hold, and
+        # the problem's shapes and index worked out once (tiny 4->4 8x8 k3 in a loop: 73 -> 30 -> 17.3 us a
+        # call, against 12.3 us for its NumPy calls alone; after an idle pause, as in the bench: 0.39 -> 0.25 ms)
+        run = _generic.inline_direct(config, out_spatial if type(out_spatial) is tuple else tuple(out_spatial),
+                                     x.shape, x.dtype, w.shape, w.dtype, None if bias is None else bias.dtype)
+        if run is not None:
+            _wanted_threads(os.environ.get("DECONV_THREADS", ""))  # a bad DECONV_THREADS is an error here too
+            if _FP_STATE is None:
+                with np.errstate(all="ignore"):
+                    y = run(x, w, bias)
+            else:  # np.errstate(all="ignore") without its Python, which a call after an idle pause runs cold
+                token = _FP_STATE.set(_QUIET)
+                try:
+                    y = run(x, w, bias)
+                finally:
+                    _FP_STATE.reset(token)
+            if y is not None:
+                return y
     with thread_budget() as parallel_map, np.errstate(all="ignore"):
         return _generic.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map)
 
