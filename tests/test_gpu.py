@@ -42,6 +42,24 @@ def test_cupy_matches_numpy(case, path, dtype, tol):
     np.testing.assert_allclose(cupy.asnumpy(got).astype(np.float64), want.astype(np.float64), atol=tol * scale, rtol=tol)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("groups", [1, 2])
+def test_cupy_shift_path_gemm_per_phase_matches_numpy(groups, monkeypatch):
+    """The shift path's GEMM per phase (``shift_windowed``), forced on a small 1-D problem, on both engines."""
+    import cupy
+
+    monkeypatch.setattr(_generic, "SHIFT_WINDOW_MIN_DEPTH", 0)
+    config = DeconvConfig(kernel=(16,), stride=(8,), dilation=(1,), crops=((4, 4),), groups=groups, in_channels=8,
+                          out_channels=4)
+    rng = np.random.default_rng(7)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((3, 8, 9), config.weight_shape, (4,)))
+    out = derive(config, x.shape).output_spatial
+    assert _generic.shift_windowed(config, out)
+    want = numpy_engine.deconvolve(x, w, b, config, out, path="shift")
+    got = cupy_engine.deconvolve(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b), config, out, path="shift")
+    np.testing.assert_allclose(cupy.asnumpy(got), want, atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=1e-4)
+
+
 def test_gpu_request_without_cupy_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(cupy_engine, "unavailable", lambda: "CuPy is not installed")
     with pytest.raises(DeconvError) as err:

@@ -663,8 +663,10 @@ def _shift_item(x, gemms, b, y, dims, batch_range, row_range, config, acc, xp):
     for (p0, p1), window, weight in gemms:
         if weight is None:  # a phase no tap reaches: its rows get the bias alone
             res[:, p0 * cout_g:p1 * cout_g] = 0
-        else:
+        elif xp.__name__ == "numpy":
             xp.matmul(weight, cols[:, window[0]:window[1]], out=res[:, p0 * cout_g:p1 * cout_g])
+        else:  # (CuPy's matmul is not asked to write into a view strided across groups)
+            res[:, p0 * cout_g:p1 * cout_g] = xp.matmul(weight, cols[:, window[0]:window[1]])
     if y.flags.c_contiguous and all(o == r * s == p * r for o, (p, r, _), s in zip(y.shape[2:], dims, config.stride)):
         # every phase has every row: one interleaving write per group, output position r*s + p, bias added first
         res = xp.reshape(res, (g, *phases, cout_g, nb, *block))
