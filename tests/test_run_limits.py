@@ -346,3 +346,48 @@ def test_wild_integers_give_a_result_or_one_line(files, monkeypatch, command, se
         assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
     [leftover] = [n for n in os.listdir(files) if n.startswith(".deconv-")] or [None]
     assert leftover is None
+
+
+NONFINITE_CASES = {  # (config, input spatial): problems whose rules pick each path
+    "ort": (((3, 3), (2, 2), (2, 2), ((2, 1), (2, 1)), 1, 64, 32), (32, 32)),  # dil2
+    "depthwise": (((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 64, 64, 64), (32, 32)),  # dw
+    "scatter": (((2, 2), (2, 2), (1, 1), ((0, 0), (0, 0)), 1, 16, 8), (20, 20)),  # k2s2
+    "phase": (((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 8, 64), (40, 40)),  # widening
+}
+
+
+@pytest.mark.parametrize("chosen", sorted(NONFINITE_CASES))
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_nonfinite_tap_on_the_chosen_path_reaches_what_the_definition_says(chosen, value, rng, monkeypatch):
+    """Scatter, onnxruntime's kernel and the depthwise kernel multiply real input only, so they keep their
+    NaN or Inf weight and skip the check; a path that multiplies the padding (phase here) hands such a weight
+    to scatter. Either way the NaN and Inf positions are the definition's."""
+    from deconv_cli.config import DeconvConfig
+    from deconv_cli.engines import _generic
+
+    args, spatial = NONFINITE_CASES[chosen]
+    config = DeconvConfig(*args)
+    if chosen == "ort" and not _generic.ort_installed() or chosen == "depthwise" and not _generic.numba_installed():
+        pytest.skip(f"{chosen} is not installed")
+    x = rng.standard_normal((8, config.in_channels, *spatial)).astype(np.float32)
+    w = rng.standard_normal(config.weight_shape).astype(np.float32)
+    w[0, 0, 0, 0] = value  # the first tap: with padding, it reaches past the output's first row and column
+    out = tuple((n - 1) * s + d * (k - 1) + 1 - lo - hi for n, k, s, d, (lo, hi)
+                in zip(spatial, config.kernel, config.stride, config.dilation, config.crops))
+    assert _generic.choose_path(config, out, 8, spatial) == chosen
+    if chosen == "scatter":
+        want = reference_deconv(x.astype(np.float64), w.astype(np.float64), None, stride=config.stride,
+                                dilation=config.dilation, crops=config.crops, groups=config.groups)
+    else:  # scatter in float64 as the oracle (checked against the definition above and in the scatter case)
+        want = numpy_engine.deconvolve(x.astype(np.float64), w.astype(np.float64), None, config, out, path="scatter")
+    checked, real = [], _generic.all_finite
+    monkeypatch.setattr(_generic, "all_finite", lambda a, xp: checked.append(a.shape) or real(a, xp))
+    ran, scatter_items = [], _generic._ITEMS["scatter"]
+    monkeypatch.setitem(_generic._ITEMS, "scatter", lambda *a: ran.append("scatter") or scatter_items(*a))
+    got = numpy_engine.deconvolve(x, w, None, config, out)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+    assert (checked == []) == (chosen != "phase")
+    assert ran == (["scatter"] if chosen in ("phase", "scatter") else [])
