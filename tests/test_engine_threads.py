@@ -132,14 +132,26 @@ def test_a_small_direct_problem_runs_as_it_stands_and_a_larger_one_on_the_budget
     assert _blas_threads() == before
 
 
-def test_a_bad_deconv_threads_is_an_error_for_the_smallest_problem_too(monkeypatch):
+@pytest.mark.parametrize("store", ["os.environ's store", "os.environ.get"])
+def test_a_bad_deconv_threads_is_an_error_for_the_smallest_problem_too(store, monkeypatch):
+    """Read from os.environ's own store (CPython, POSIX) or through os.environ.get: either way the value as
+    set now, and a bad one is an error with the value as written."""
     from deconv_cli.errors import ConfigError
 
-    monkeypatch.setenv("DECONV_THREADS", "two")
+    if store == "os.environ.get":
+        monkeypatch.setattr(numpy_engine, "_ENV_DATA", None)
     config = _direct_config(1)
+    x, w = np.ones((1, 1, 2, 2), np.float32), np.ones(config.weight_shape, np.float32)
+    monkeypatch.setenv("DECONV_THREADS", "two")
     with pytest.raises(ConfigError, match="DECONV_THREADS='two'"):
-        numpy_engine.deconvolve(np.ones((1, 1, 2, 2), np.float32), np.ones(config.weight_shape, np.float32), None,
-                                config, (4, 4))
+        numpy_engine.deconvolve(x, w, None, config, (4, 4))
+    monkeypatch.setenv("DECONV_THREADS", "1")
+    assert numpy_engine.deconvolve(x, w, None, config, (4, 4))[0, 0, 2, 2] == 4 and numpy_engine.threads() == 1
+    monkeypatch.setenv("DECONV_THREADS", " 0 ")
+    with pytest.raises(ConfigError, match="DECONV_THREADS=' 0 '|DECONV_THREADS='0'"):
+        numpy_engine.threads()
+    monkeypatch.delenv("DECONV_THREADS")
+    assert numpy_engine.threads() == min(8, len(os.sched_getaffinity(0)))
 
 
 def _tiny_problem(rng, dtype=np.float32, bias=True):
@@ -156,7 +168,7 @@ def test_the_inline_direct_runner_gives_the_general_paths_bytes(dtype, bias, rng
     """The per-problem runner that small direct problems take (``inline_direct``) returns exactly what the
     general direct path returns, in every dtype, with and without a bias, and with a bias of another dtype."""
     config, x, w, b = _tiny_problem(rng, dtype, bias)
-    key = (config, (10, 10), x.shape, x.dtype, w.shape, w.dtype, None if b is None else b.dtype)
+    key = (config, (10, 10), x.shape, x.dtype.char, w.shape, w.dtype.char, None if b is None else b.dtype.char)
     run = _generic.inline_direct(*key)
     assert run is not None
     calls = []

@@ -143,7 +143,8 @@ def ort_installed() -> bool:
 @functools.lru_cache(maxsize=64)
 def inline_direct(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtype, w_shape: Shape, w_dtype, b_dtype):
     """For a problem that ``runs_inline``, a function ``run(x, w, bias)`` (NumPy arrays of these shapes and
-    dtypes; ``b_dtype`` None for no bias) that makes the direct path's NumPy calls and next to nothing else,
+    dtypes, given as anything ``numpy.dtype`` takes: the engine passes type characters, which hash faster than
+    dtype objects; ``b_dtype`` None for no bias) that makes the direct path's NumPy calls and next to nothing else,
     every shape and the gather index worked out once per problem. It returns ``None`` where the weight's sum
     is not finite (NaN or Inf in it, or an overflow): the caller then takes the general path, which checks
     exactly and picks scatter for NaN or Inf. ``None`` for any other problem, an empty one, or a layout that
@@ -156,9 +157,9 @@ def inline_direct(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtyp
     place on the GEMM's result 65-70 more than ``np.add`` into the output)."""
     import numpy
 
-    batch = x_shape[0] if config.batched else 1
+    batch, dtype = x_shape[0] if config.batched else 1, numpy.dtype(dtype)
     if not runs_inline(config, out_spatial, batch) or 0 in x_shape or 0 in out_spatial or \
-            numpy.dtype(dtype).kind != "f" or config.out_channels == 0 or config.channels_last or \
+            dtype.kind != "f" or config.out_channels == 0 or config.channels_last or \
             config.weight_perm is not None or math.prod(w_shape) != math.prod(config.weight_shape):
         return None
     g, c_in, c_out = config.groups, config.in_channels, config.out_channels

@@ -35,14 +35,26 @@ _pool_size = 0
 def threads() -> int:
     """Worker threads for independent work items: DECONV_THREADS, never more than the CPUs (more only
     oversubscribe them, and OpenBLAS crashes with hundreds of concurrent callers); default min(CPUs, 8)."""
-    wanted = _wanted_threads(os.environ.get("DECONV_THREADS", ""))
+    wanted = _wanted_threads(_threads_env())
     return min(wanted, cpus())  # the mask, read each call (about 1 us)
 
 
+# CPython's store behind os.environ (bytes keys on POSIX), which os.environ's own methods keep current
+_ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
+def _threads_env() -> str | bytes:
+    """DECONV_THREADS as set ("" when unset): one lookup in os.environ's store where CPython keeps it, else
+    os.environ.get, whose Python methods a call after an idle pause runs cold (tiny: about 20 us of 240)."""
+    if _ENV_DATA is not None:
+        return _ENV_DATA.get(b"DECONV_THREADS", b"")
+    return os.environ.get("DECONV_THREADS", "")
+
+
 @functools.lru_cache(maxsize=8)
-def _wanted_threads(env: str) -> int:
+def _wanted_threads(env: str | bytes) -> int:
     """DECONV_THREADS as written (8 when unset), parsed once per value; a bad value is a ConfigError."""
-    env = env.strip()
+    env = (os.fsdecode(env) if isinstance(env, bytes) else env).strip()
     if not env:
         return 8
     digits = env.lstrip("0")
@@ -160,9 +172,9 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
         # the problem's shapes and index worked out once (tiny 4->4 8x8 k3 in a loop: 73 -> 30 -> 17.3 us a
         # call, against 12.3 us for its NumPy calls alone; after an idle pause, as in the bench: 0.39 -> 0.25 ms)
         run = _generic.inline_direct(config, out_spatial if type(out_spatial) is tuple else tuple(out_spatial),
-                                     x.shape, x.dtype, w.shape, w.dtype, None if bias is None else bias.dtype)
+                                     x.shape, x.dtype.char, w.shape, w.dtype.char, None if bias is None else bias.dtype.char)
         if run is not None:
-            _wanted_threads(os.environ.get("DECONV_THREADS", ""))  # a bad DECONV_THREADS is an error here too
+            _wanted_threads(_threads_env())  # a bad DECONV_THREADS is an error here too
             if _FP_STATE is None:
                 with np.errstate(all="ignore"):
                     y = run(x, w, bias)
