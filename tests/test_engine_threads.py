@@ -211,10 +211,16 @@ def test_the_inline_runner_leaves_a_nan_weight_and_other_layouts_to_the_general_
     assert _generic.inline_direct(_direct_config(24), (10, 10), (1, 24, 8, 8), x.dtype, (24, 24, 3, 3), w.dtype, None) is None
 
 
-def test_the_inline_runner_is_quiet_on_overflow(rng):
-    """Overflow inside the small GEMM gives Inf without a NumPy RuntimeWarning (the job reports Inf itself)."""
+@pytest.mark.parametrize("state", ["context variable", "np.errstate"])
+def test_the_inline_runner_is_quiet_on_overflow(state, rng, monkeypatch):
+    """Overflow inside the small GEMM gives Inf without a NumPy RuntimeWarning (the job reports Inf itself),
+    whether NumPy's error state is set through its context variable (NumPy 2) or np.errstate (the fallback)."""
     import warnings
 
+    if state == "np.errstate":
+        monkeypatch.setattr(numpy_engine, "_FP_STATE", None)
+    else:
+        assert numpy_engine._FP_STATE is not None  # NumPy 2, as installed here
     config, x, w, b = _tiny_problem(rng)
     x[...] = 1e30
     w[...] = 1e30

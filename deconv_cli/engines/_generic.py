@@ -572,14 +572,15 @@ def shift_factor(config: DeconvConfig, out_spatial: Shape) -> float:
     return math.prod(p * len(shifts) for p, _, shifts in dims) / math.prod(config.kernel)
 
 
+@functools.lru_cache(maxsize=256)
 def _shift_windows(config: DeconvConfig, out_spatial: Shape) -> tuple | None:
     """Per phase combination, the range [lo, hi) of shift combinations (row-major) that holds exactly its
     taps (``None`` for a phase no tap reaches), where every phase's taps form such a range (1-D strides with
     no dilation, or strides in the leading dim only); else ``None``."""
     _, table = _shift_plan(config, tuple(out_spatial))
-    windows = []
+    windows, none = [], math.prod(config.kernel)
     for row in table.tolist():
-        used = [j for j, t in enumerate(row) if t != math.prod(config.kernel)]
+        used = [j for j, t in enumerate(row) if t != none]
         if used and used[-1] - used[0] + 1 != len(used):
             return None
         windows.append((used[0], used[-1] + 1) if used else None)
@@ -623,7 +624,7 @@ def _shift_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, 
     if shift_windowed(config, tuple(out_spatial)):  # (phase range, column range, weight) per GEMM
         gemms = tuple(((j, j + 1), None, None) if window is None else
                       ((j, j + 1), (window[0] * cin_g, window[1] * cin_g), weight(table[j, window[0]:window[1]]))
-                      for j, window in enumerate(_shift_windows(config, tuple(out_spatial))))
+                      for j, window in enumerate(_shift_windows(config, tuple(out_spatial))))  # (cached)
     else:  # every phase's row block over every shift; tap K (no tap) reads an appended zero
         wz = xp.concatenate([wz, xp.zeros((config.in_channels, cout_g, 1), dtype=acc)], axis=2)
         big = xp.reshape(weight(table.reshape(-1)), (g, cout_g, pc, mc * cin_g))
