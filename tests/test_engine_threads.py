@@ -102,6 +102,50 @@ def test_parallel_map_runs_every_item_once_and_raises_an_items_error(monkeypatch
     assert 7 in seen and len(seen) == len(set(seen))
 
 
+@pytest.mark.skipif(CPUS < 2 or numpy_engine._current_cpu() is None, reason="needs two CPUs and sched_getcpu")
+def test_helpers_wake_away_from_the_callers_cpu_and_are_freed_once_running(monkeypatch):
+    """The pool's threads are allowed every CPU but the caller's while they are woken (a KVM guest otherwise
+    queues them behind the caller), and each gives itself the whole mask back as soon as it runs."""
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    mask = os.sched_getaffinity(0)
+    steered, seen = [], []
+    real = numpy_engine._steer_helpers
+
+    def spy():
+        result = real()
+        steered.append((numpy_engine._current_cpu()(), {t: os.sched_getaffinity(t) for t in numpy_engine._helper_ids}))
+        return result
+
+    monkeypatch.setattr(numpy_engine, "_steer_helpers", spy)
+
+    def item(_):
+        time.sleep(0.002)
+        seen.append((threading.current_thread().name, os.sched_getaffinity(0)))
+
+    for _ in range(3):  # the first call may create the pool's thread (not yet registered)
+        with numpy_engine.thread_budget() as parallel_map:
+            parallel_map(item, range(8))
+    cpu, helpers = steered[-1]  # (the caller may have moved on since: then one other CPU is left out)
+    assert helpers and all(len(allowed) == len(mask) - 1 and allowed < mask for allowed in helpers.values())
+    assert any(allowed == mask - {cpu} for _, helpers in steered for allowed in helpers.values())
+    assert any(name.startswith("deconv") for name, _ in seen)
+    assert all(allowed == mask for _, allowed in seen)  # every item ran with the whole mask
+    assert all(os.sched_getaffinity(t) == mask for t in numpy_engine._helper_ids)
+
+
+def test_helpers_are_left_alone_where_affinity_cannot_be_set(monkeypatch):
+    def refuse(*_):
+        raise PermissionError("sandbox")
+
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    with numpy_engine.thread_budget() as parallel_map:
+        assert sorted(parallel_map(lambda i: i + 1, list(range(50)))) == list(range(1, 51))
+    monkeypatch.setattr(numpy_engine, "_current_cpu", lambda: None)  # no sched_getcpu (not Linux, not glibc)
+    with numpy_engine.thread_budget() as parallel_map:
+        assert sorted(parallel_map(lambda i: i + 1, list(range(50)))) == list(range(1, 51))
+
+
 def _direct_config(channels: int) -> DeconvConfig:
     return DeconvConfig(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), crops=((0, 0), (0, 0)), groups=1,
                         in_channels=channels, out_channels=channels)
