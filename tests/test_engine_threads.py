@@ -103,47 +103,70 @@ def test_parallel_map_runs_every_item_once_and_raises_an_items_error(monkeypatch
 
 
 @pytest.mark.skipif(CPUS < 2 or numpy_engine._current_cpu() is None, reason="needs two CPUs and sched_getcpu")
-def test_helpers_wake_away_from_the_callers_cpu_and_are_freed_once_running(monkeypatch):
-    """The pool's threads are allowed every CPU but the caller's while they are woken (a KVM guest otherwise
-    queues them behind the caller), and each gives itself the whole mask back as soon as it runs."""
+def test_a_parallel_call_keeps_the_caller_on_its_cpu_and_the_helpers_off_it(monkeypatch):
+    """During a parallel call the caller stays on the CPU it was on and the pool's threads run on the others
+    (a KVM guest otherwise stacks them on one vCPU); afterwards every thread has its mask back."""
     monkeypatch.setenv("DECONV_THREADS", "2")
     mask = os.sched_getaffinity(0)
-    steered, seen = [], []
-    real = numpy_engine._steer_helpers
-
-    def spy():
-        result = real()
-        steered.append((numpy_engine._current_cpu()(), {t: os.sched_getaffinity(t) for t in numpy_engine._helper_ids}))
-        return result
-
-    monkeypatch.setattr(numpy_engine, "_steer_helpers", spy)
+    seen = []
 
     def item(_):
         time.sleep(0.002)
         seen.append((threading.current_thread().name, os.sched_getaffinity(0)))
 
-    for _ in range(3):  # the first call may create the pool's thread (not yet registered)
+    for _ in range(3):  # the first call may create the pool's thread (not yet known to the placement)
+        seen.clear()
         with numpy_engine.thread_budget() as parallel_map:
             parallel_map(item, range(8))
-    cpu, helpers = steered[-1]  # (the caller may have moved on since: then one other CPU is left out)
-    assert helpers and all(len(allowed) == len(mask) - 1 and allowed < mask for allowed in helpers.values())
-    assert any(allowed == mask - {cpu} for _, helpers in steered for allowed in helpers.values())
-    assert any(name.startswith("deconv") for name, _ in seen)
-    assert all(allowed == mask for _, allowed in seen)  # every item ran with the whole mask
-    assert all(os.sched_getaffinity(t) == mask for t in numpy_engine._helper_ids)
+        assert os.sched_getaffinity(0) == mask
+        assert all(os.sched_getaffinity(t) == mask for t in numpy_engine._helper_ids)
+    mine = {frozenset(a) for name, a in seen if not name.startswith("deconv")}
+    theirs = {frozenset(a) for name, a in seen if name.startswith("deconv")}
+    assert len(mine) == 1 and len(next(iter(mine))) == 1  # one CPU, the same for the whole call
+    assert theirs == {frozenset(mask - next(iter(mine)))}
 
 
-def test_helpers_are_left_alone_where_affinity_cannot_be_set(monkeypatch):
+def test_no_placement_for_concurrent_calls_or_where_affinity_cannot_be_set(monkeypatch):
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    mask = os.sched_getaffinity(0)
+    seen = []
+
+    def item(i):
+        time.sleep(0.001)
+        seen.append(os.sched_getaffinity(0))
+        return i + 1
+
+    with numpy_engine._Placement._lock:  # another call is placed: this one runs free
+        with numpy_engine.thread_budget() as parallel_map:
+            assert sorted(parallel_map(item, list(range(20)))) == list(range(1, 21))
+    assert seen and all(a == mask for a in seen)
+
     def refuse(*_):
         raise PermissionError("sandbox")
 
-    monkeypatch.setenv("DECONV_THREADS", "2")
     monkeypatch.setattr(os, "sched_setaffinity", refuse)
     with numpy_engine.thread_budget() as parallel_map:
-        assert sorted(parallel_map(lambda i: i + 1, list(range(50)))) == list(range(1, 51))
+        assert sorted(parallel_map(item, list(range(50)))) == list(range(1, 51))
+    assert not numpy_engine._Placement._lock.locked()
     monkeypatch.setattr(numpy_engine, "_current_cpu", lambda: None)  # no sched_getcpu (not Linux, not glibc)
     with numpy_engine.thread_budget() as parallel_map:
-        assert sorted(parallel_map(lambda i: i + 1, list(range(50)))) == list(range(1, 51))
+        assert sorted(parallel_map(item, list(range(50)))) == list(range(1, 51))
+
+
+def test_an_items_error_still_gives_every_thread_its_mask_back(monkeypatch):
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    mask = os.sched_getaffinity(0)
+
+    def fails(i):
+        time.sleep(0.001)
+        if i == 5:
+            raise ValueError("item 5")
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match="item 5"), numpy_engine.thread_budget() as parallel_map:
+            parallel_map(fails, list(range(20)))
+    assert os.sched_getaffinity(0) == mask and not numpy_engine._Placement._lock.locked()
+    assert all(os.sched_getaffinity(t) == mask for t in numpy_engine._helper_ids)
 
 
 def _direct_config(channels: int) -> DeconvConfig:

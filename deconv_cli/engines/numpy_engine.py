@@ -141,21 +141,23 @@ class thread_budget(blas_threads):  # noqa: N801
         """
         if len(items) < 2 or self.size < 2:
             return [fn(item) for item in items]
-        pending, caller = iter(items), threading.get_ident()
+        pending = iter(items)
         pool = _pool(self.size - 1)
-        mask = _steer_helpers()
 
         def drain():
-            if mask is not None and threading.get_ident() != caller:
-                _set_affinity(0, mask)  # woken on another CPU: free again for the scheduler to move
             with np.errstate(all="ignore"):  # numpy's error state is per thread: set it in each one
                 return [fn(item) for item in pending]
 
-        helpers = [pool.submit(drain) for _ in range(min(self.size, len(items)) - 1)]
+        placed = _Placement.begin()
         try:
-            results = drain()
+            helpers = [pool.submit(drain) for _ in range(min(self.size, len(items)) - 1)]
+            try:
+                results = drain()
+            finally:
+                done = [future.result() for future in helpers]  # waits for all; re-raises a helper's error
         finally:
-            done = [future.result() for future in helpers]  # waits for all; re-raises a helper's error
+            if placed is not None:
+                placed.end()
         return results + [r for part in done for r in part]
 
 
@@ -170,7 +172,7 @@ def _pool(size: int) -> ThreadPoolExecutor:
     return _pool_executor
 
 
-_helper_ids: list[int] = []  # the pool threads' kernel thread ids (``_steer_helpers``)
+_helper_ids: list[int] = []  # the pool threads' kernel thread ids (``_Placement``)
 
 
 def _register_helper() -> None:
@@ -179,51 +181,73 @@ def _register_helper() -> None:
 
 @functools.lru_cache(maxsize=1)
 def _current_cpu():
-    """libc's ``sched_getcpu`` (Linux: the CPU the calling thread runs on), or None where there is none."""
+    """libc's ``sched_getcpu`` (the CPU the calling thread runs on), or None where there is none or no
+    ``os.sched_setaffinity`` (not Linux)."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     try:
         import ctypes
 
-        getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+        getcpu = ctypes.CDLL(None).sched_getcpu
     except (OSError, AttributeError):
         return None
     getcpu.restype, getcpu.argtypes = ctypes.c_int, []
     return getcpu
 
 
-def _steer_helpers():
-    """Before waking the pool: allow its threads every CPU of this thread's mask but the one this thread
-    runs on, so that a helper wakes on another CPU instead of queueing behind the caller.
+class _Placement:
+    """For one parallel call: the calling thread kept on the CPU it runs on, the pool's threads on the
+    others of its mask; every mask put back at the end.
 
-    Measured on a KVM guest (this machine: 2 vCPUs), where the guest scheduler treats an idle vCPU that the
-    host has descheduled as busy and places a woken thread on the waker's CPU: after a 100 ms pause, as
-    between the bench's calls, the helper shared the caller's CPU, started 0.6-4 ms late, and two threads'
-    work (20 GEMMs each) took 8.6-9.7 ms against 4.8 back to back; steered, it started within 0.25-0.4 ms and
-    took 5.6-5.7 ms. On a machine whose scheduler already picks an idle CPU this changes nothing. Set on
-    every call (the caller may have moved, or the mask changed); a failure (no such call, a sandbox that
-    refuses it) leaves the threads as they are. Each helper gives itself the whole mask back once it runs,
-    so that the scheduler may move it later (kept pinned, fcn took 1.4x the time when the caller was moved
-    onto the helper's CPU). Returns that mask, or None where nothing was steered."""
-    getcpu = _current_cpu()
-    if getcpu is None or not _helper_ids:
-        return None
-    try:
-        mask = os.sched_getaffinity(0)
-        others = mask - {getcpu()}
-        if not others or len(others) == len(mask):
+    Why: on a KVM guest (this machine, 2 vCPUs) the guest scheduler treats an idle vCPU that the host has
+    descheduled as busy, and places a woken thread on its waker's CPU. After an idle pause the helper was
+    woken onto the caller's CPU (starting 0.6-4 ms late), and every GIL hand-off between the two threads
+    is another wake-up that can stack them again, so two threads' work ran as one. Measured after 100 ms
+    pauses, interleaved with the onnxruntime peer, ms, free / helpers placed / helpers and caller placed:
+    U-Net 128->64 k2s2 11.9 / 11.8 / 8.6; fcn 30.4 / 27.5 / 21.5; dcgan 512->256 47.4 / 40.5 / 37.5; U-Net
+    k3s2 61.5 / 62.8 / 58.3; dw 4.0 / 4.0 / 4.1 (20 GEMMs per thread: 8.6-9.7 free, 4.8 back to back). Where
+    the scheduler already spreads the threads this changes nothing. A call runs its items from one shared
+    iterator, so a thread whose CPU is taken by another process delays the call by one item at most.
+
+    Only one call at a time is placed (threads calling the engine concurrently share the pool and run
+    free), and any refusal (a sandbox, a mask of one CPU) leaves every thread as it was."""
+
+    _lock = threading.Lock()
+    __slots__ = ("mask",)
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    @classmethod
+    def begin(cls):
+        getcpu = _current_cpu()
+        if getcpu is None or not _helper_ids or not cls._lock.acquire(blocking=False):
+            return None
+        try:
+            mask = os.sched_getaffinity(0)
+        except OSError:
+            mask = set()
+        cpu = getcpu()
+        if cpu not in mask or len(mask) < 2:
+            cls._lock.release()
             return None
         for tid in _helper_ids:
-            os.sched_setaffinity(tid, others)
-    except OSError:
-        return None
-    return mask
+            _set_affinity(tid, mask - {cpu})
+        _set_affinity(0, {cpu})
+        return cls(mask)
+
+    def end(self) -> None:
+        try:
+            for tid in (0, *_helper_ids):
+                _set_affinity(tid, self.mask)
+        finally:
+            type(self)._lock.release()
 
 
 def _set_affinity(tid: int, mask) -> None:
     try:
         os.sched_setaffinity(tid, mask)
-    except OSError:
+    except OSError:  # a sandbox that refuses it, or a pool thread that has exited
         pass
 
 
