@@ -3,8 +3,9 @@ timed against PyTorch and onnxruntime in the same run.
 
     deconv bench [--device cpu|gpu] [--threads 2] [--repeat 7] [--only NAME] [--paths] [--json] [--list]
 
-Every configuration is timed interleaved (ours, torch, onnxruntime, ours, ...) so that load from other
-processes hits all of them alike; the table shows medians and ratios. Thread counts are pinned for every
+Every configuration is timed interleaved (one call of each per round, the order turning from round to
+round) so that load from other processes, and whatever one library leaves behind for the next, hits all
+of them alike; the table shows medians and ratios. Thread counts are pinned for every
 library: BLAS through threadpoolctl (or OPENBLAS/OMP_NUM_THREADS when numpy is not imported yet),
 ``torch.set_num_threads`` and onnxruntime's ``intra_op_num_threads``. Peak memory is measured per
 configuration in a fresh subprocess (VmHWM minus the resident size after imports and a warm-up call),
@@ -209,23 +210,42 @@ def _onnxruntime(case: Case, device: str, threads: int, x, w, b):
 
 
 def time_interleaved(runners: dict, repeat: int, settle_s: float = 0.1) -> dict:
-    """Median seconds per runner; one warm-up each, then rounds of one call each.
+    """Median seconds per runner; one warm-up each, then ``repeat`` rounds of one call each, the order of
+    each round taken in turn from ``round_orders``, so that every runner follows every other as often.
 
     The pause before every call lets the previous library's spinning worker threads go to sleep, so that no
     runner pays for its predecessor: PyTorch's OpenMP workers spin under 10 ms after a call, onnxruntime's about
     65 ms (measured: a full core of worker CPU time for 60-70 ms after a 5 ms call). With 20 ms pauses our ``ort``
     path, run right after the onnxruntime peer with its own session's workers still spinning, took 2.2x the time.
+    The order turns because a fixed one did not treat the peers alike: with every round ours, PyTorch,
+    onnxruntime, the onnxruntime peer always ran right after PyTorch, which on dil2 took it 11.2 ms against
+    6.5 after ours (15 rounds each, same process), a cause that no pause length removed.
     """
     for run in runners.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeat):
-        for name, run in runners.items():
+    orders = round_orders(list(runners), repeat)
+    for order in orders:
+        for name in order:
+            run = runners[name]
             time.sleep(settle_s)
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def round_orders(names: list, rounds: int) -> list:
+    """The order of each round: every permutation in turn for up to four names (three runners: six orders,
+    each name right after each other in two of them), else seeded shuffles."""
+    import itertools
+    import random
+
+    if len(names) <= 4:
+        cycle = list(itertools.permutations(names))
+        return [cycle[r % len(cycle)] for r in range(rounds)]
+    rng = random.Random(0)
+    return [tuple(rng.sample(names, len(names))) for _ in range(rounds)]
 
 
 def sgemm_peak(repeat: int = 9, size: int = 2048, threads: int | None = None) -> float:

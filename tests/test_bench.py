@@ -93,3 +93,24 @@ def test_memory_probe_within_the_target_where_the_engine_was_over():
     for name in ("of_doc_N2_16to33_k352", "dcgan_512to256_4x4_k4s2p1"):
         probe = bench.memory(name, "cpu", 2)
         assert 0 < probe["peak_above_baseline"] <= 1.25 * probe["tensors"], (name, probe)
+
+
+def test_rounds_turn_the_order_so_every_runner_follows_every_other_alike():
+    orders = bench.round_orders(["ours", "torch", "onnxruntime"], 12)
+    assert all(sorted(o) == ["onnxruntime", "ours", "torch"] for o in orders)
+    pairs = {}
+    for order in orders:
+        for before, after in zip(order, order[1:]):
+            pairs[before, after] = pairs.get((before, after), 0) + 1
+    assert len(pairs) == 6 and set(pairs.values()) == {4}  # each ordered pair, as often as any other
+    many = bench.round_orders([f"r{i}" for i in range(8)], 5)  # --paths: seeded shuffles
+    assert many == bench.round_orders([f"r{i}" for i in range(8)], 5) and len(set(many)) > 1
+
+
+def test_time_interleaved_calls_in_the_turning_orders():
+    calls = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    medians = bench.time_interleaved(runners, 6, settle_s=0)
+    assert calls[:3] == ["a", "b", "c"]  # the warm-up
+    assert [tuple(calls[3 + 3 * r:6 + 3 * r]) for r in range(6)] == bench.round_orders(["a", "b", "c"], 6)
+    assert set(medians) == {"a", "b", "c"} and all(m >= 0 for m in medians.values())
