@@ -5,6 +5,7 @@ A spy on numpy.matmul reads the BLAS thread count (threadpoolctl) at the moment 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ from threadpoolctl import threadpool_info
 
 from deconv_cli.config import DeconvConfig
 from deconv_cli.engines import _generic, numpy_engine
+from deconv_cli.errors import ConfigError
 
 CPUS = len(os.sched_getaffinity(0))
 
@@ -296,3 +298,70 @@ def test_the_inline_runner_is_quiet_on_overflow(state, rng, monkeypatch):
         warnings.simplefilter("error")
         y = numpy_engine.deconvolve(x, w, b, config, (10, 10))
     assert np.isinf(y).any()
+
+
+def _ort_problem(rng, batched=True, crops=((1, 1), (1, 1)), **layout):
+    """A problem the rules give onnxruntime's kernel (dil2-like: 64->32, k3 s2 d2, 16 M multiply-adds)."""
+    config = DeconvConfig(kernel=(3, 3), stride=(2, 2), dilation=(2, 2), crops=crops, groups=1, in_channels=64,
+                          out_channels=32, batched=batched, **layout)
+    x = rng.standard_normal((8, 64, 32, 32) if batched else (64, 32, 32)).astype(np.float32)
+    w = (rng.standard_normal(config.weight_shape) * 0.1).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    out = tuple(31 * 2 + 4 + 1 - lo - hi for lo, hi in crops)
+    return config, x, w, b, out
+
+
+@pytest.mark.skipif(not _generic.ort_installed(), reason="onnxruntime is not installed")
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_inline_ort_runner_gives_the_general_paths_bytes_without_the_thread_budget(batched, bias, rng, monkeypatch):
+    """A problem that takes onnxruntime's kernel runs through a runner built once per problem
+    (``inline_ort``), outside the thread budget, and returns the general ort path's bytes."""
+    config, x, w, b, out = _ort_problem(rng, batched)
+    b = b if bias else None
+    # one sample is below the rules' onnxruntime threshold: the path is asked for by name there
+    assert (_generic.choose_path(config, out, 8, (32, 32)) == "ort") if batched else \
+        (_generic.choose_path(config, out, 1, (32, 32)) != "ort")
+    path = None if batched else "ort"
+    key = (config, out, x.shape, "f", w.shape, "f", "f" if bias else None, not batched)
+    run = _generic.inline_ort(*key)
+    assert run is not None
+    calls, budgets = [], []
+    monkeypatch.setattr(_generic, "inline_ort", lambda *a: calls.append(a) or run)
+    monkeypatch.setattr(numpy_engine.thread_budget, "__enter__", lambda self: budgets.append(self))
+    got = numpy_engine.deconvolve(x, w, b, config, out, path=path)
+    assert calls == [key] and not budgets
+    monkeypatch.undo()
+    with np.errstate(all="ignore"):
+        want = _generic.deconvolve(x, w, b, config, out, xp=np, path="ort")
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    monkeypatch.setenv("DECONV_THREADS", "two")  # still validated on this path
+    with pytest.raises(ConfigError, match="DECONV_THREADS"):
+        numpy_engine.deconvolve(x, w, b, config, out, path=path)
+
+
+@pytest.mark.skipif(not _generic.ort_installed(), reason="onnxruntime is not installed")
+def test_the_inline_ort_runner_is_only_for_what_the_node_can_take_as_it_lies(rng):
+    """Other dtypes, channels last, a weight permutation, a negative crop and problems the rules give another
+    path get no runner (the general path handles them); byte-swapped float32 is converted, not misread."""
+    config, x, w, b, out = _ort_problem(rng)
+
+    def key(cfg=config, x_shape=x.shape, dtype="f", w_dtype="f", b_dtype="f", forced=False, spatial=out):
+        return _generic.inline_ort(cfg, spatial, x_shape, dtype, w.shape, w_dtype, b_dtype, forced)
+
+    assert key() is not None
+    assert key(dtype="d") is None and key(w_dtype="e") is None and key(b_dtype="d") is None
+    replace = dataclasses.replace
+    assert key(cfg=replace(config, channels_last=True), x_shape=(8, 32, 32, 64)) is None
+    assert key(cfg=replace(config, weight_perm=(0, 1, 2, 3))) is None
+    negative = replace(config, crops=((-1, 1), (1, 1)))
+    assert key(cfg=negative, spatial=(67, 65)) is None and key(cfg=negative, spatial=(67, 65), forced=True) is None
+    assert key(x_shape=(0, 64, 32, 32)) is None
+    small = replace(config, in_channels=4, out_channels=4)  # below onnxruntime's work threshold: another path
+    assert _generic.inline_ort(small, out, (8, 4, 32, 32), "f", small.weight_shape, "f", None, False) is None
+    assert _generic.inline_ort(small, out, (8, 4, 32, 32), "f", small.weight_shape, "f", None, True) is not None
+    swapped = x.astype(x.dtype.newbyteorder())  # same values, big-endian bytes: dtype char "f" too
+    assert swapped.dtype.char == "f"
+    np.testing.assert_array_equal(numpy_engine.deconvolve(swapped, w, b, config, out),
+                                  numpy_engine.deconvolve(x, w, b, config, out))

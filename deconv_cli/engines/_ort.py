@@ -91,10 +91,24 @@ def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: 
                                         providers=["CPUExecutionProvider"])
 
 
+def _pads(config: DeconvConfig) -> tuple:
+    """ONNX pads cannot be negative: the node crops max(crop, 0) on each side."""
+    return tuple(max(lo, 0) for lo, _ in config.crops) + tuple(max(hi, 0) for _, hi in config.crops)
+
+
+def _run_into(session, feeds: dict, y) -> None:
+    """Run the node with its output bound to ``y`` (C-contiguous float32): onnxruntime writes into it."""
+    binding = session.io_binding()
+    for name, array in feeds.items():
+        binding.bind_cpu_input(name, array)
+    binding.bind_output("y", "cpu", 0, np.float32, y.shape, y.ctypes.data)
+    session.run_with_iobinding(binding)
+
+
 def run(x, w, b, y, config: DeconvConfig, out_spatial, threads: int) -> None:
     """y (N, C_out, *out), float32, canonical view = the transposed convolution of float32 x, w (+ b)."""
     rank = config.rank
-    pads = tuple(max(lo, 0) for lo, _ in config.crops) + tuple(max(hi, 0) for _, hi in config.crops)
+    pads = _pads(config)
     # the node's output is y's positions [max(-lo, 0), that + its length) per dim; the rest no input reaches
     start = tuple(max(-lo, 0) for lo, _ in config.crops)
     length = tuple(o + min(lo, 0) + min(hi, 0) for o, (lo, hi) in zip(out_spatial, config.crops))
@@ -108,17 +122,32 @@ def run(x, w, b, y, config: DeconvConfig, out_spatial, threads: int) -> None:
         feeds["b"] = np.ascontiguousarray(b, dtype=np.float32)
     session = _session(config, tuple(x.shape), pads, b is not None, threads)
     if tuple(start) == (0,) * rank and tuple(length) == tuple(out_spatial) and y.flags.c_contiguous:
-        # the whole output, C-contiguous: onnxruntime writes into it (no copy)
-        binding = session.io_binding()
-        for name, array in feeds.items():
-            binding.bind_cpu_input(name, array)
-        binding.bind_output("y", "cpu", 0, np.float32, y.shape, y.ctypes.data)
-        session.run_with_iobinding(binding)
+        _run_into(session, feeds, y)  # the whole output, C-contiguous: no copy
         return
     result = session.run(None, feeds)[0]
     if math.prod(length) != math.prod(out_spatial):
         _fill(y, b)
     y[window] = result
+
+
+def runner(config: DeconvConfig, input_shape, y_shape, with_bias: bool):
+    """For a problem whose node output is the whole output (no negative crop), channels first and the weight
+    in order: ``run(x, w, bias, threads)`` -> y (``y_shape``, the file layout), the arrays as read (any
+    shape with the canonical one's size: a missing batch axis, a flat bias). All but the call itself is
+    worked out once per problem: the engine's general path spent about 0.4 ms of Python before the node
+    ran after an idle pause (dil2: 0.46 ms before a 6.7 ms run)."""
+    pads, w_shape = _pads(config), config.weight_shape
+    contiguous, empty, f32 = np.ascontiguousarray, np.empty, np.float32
+
+    def run(x, w, b, threads: int):
+        y = empty(y_shape, dtype=f32)
+        feeds = {"x": contiguous(x, dtype=f32).reshape(input_shape), "w": contiguous(w, dtype=f32).reshape(w_shape)}
+        if with_bias:
+            feeds["b"] = contiguous(b, dtype=f32).reshape(-1)
+        _run_into(_session(config, input_shape, pads, with_bias, threads), feeds, y.reshape(input_shape[:1] + y.shape[-config.rank - 1:]))
+        return y
+
+    return run
 
 
 def _fill(y, b) -> None:
