@@ -130,18 +130,28 @@ def test_a_parallel_call_keeps_the_caller_on_its_cpu_and_the_helpers_off_it(monk
 
 def test_no_placement_for_concurrent_calls_or_where_affinity_cannot_be_set(monkeypatch):
     monkeypatch.setenv("DECONV_THREADS", "2")
-    mask = os.sched_getaffinity(0)
+    affinity = os.sched_getaffinity
+    mask = affinity(0)
     seen = []
 
     def item(i):
         time.sleep(0.001)
-        seen.append(os.sched_getaffinity(0))
+        seen.append(affinity(0))
         return i + 1
 
     with numpy_engine._Placement._lock:  # another call is placed: this one runs free
         with numpy_engine.thread_budget() as parallel_map:
             assert sorted(parallel_map(item, list(range(20)))) == list(range(1, 21))
     assert seen and all(a == mask for a in seen)
+
+    wider = mask | {max(mask) + 1}  # a share of the CPUs (DECONV_THREADS below them): no placement
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(wider) if pid == 0 else set(mask))
+    seen.clear()
+    with numpy_engine.thread_budget() as parallel_map:
+        assert sorted(parallel_map(item, list(range(20)))) == list(range(1, 21))
+    assert seen and all(a == mask for a in seen)
+    monkeypatch.undo()
+    monkeypatch.setenv("DECONV_THREADS", "2")
 
     def refuse(*_):
         raise PermissionError("sandbox")

@@ -148,7 +148,7 @@ class thread_budget(blas_threads):  # noqa: N801
             with np.errstate(all="ignore"):  # numpy's error state is per thread: set it in each one
                 return [fn(item) for item in pending]
 
-        placed = _Placement.begin()
+        placed = _Placement.begin(self.size)
         try:
             helpers = [pool.submit(drain) for _ in range(min(self.size, len(items)) - 1)]
             try:
@@ -209,8 +209,11 @@ class _Placement:
     the scheduler already spreads the threads this changes nothing. A call runs its items from one shared
     iterator, so a thread whose CPU is taken by another process delays the call by one item at most.
 
-    Only one call at a time is placed (threads calling the engine concurrently share the pool and run
-    free), and any refusal (a sandbox, a mask of one CPU) leaves every thread as it was."""
+    Only a call that is to use every CPU of its mask is placed (``deconv run``, the Python API and the bench
+    on up to 8 CPUs): where it has a share of them (batch workers with ``DECONV_THREADS`` below the CPUs),
+    another process's caller may be pinned to the same CPU, so it runs free. Only one call at a time is
+    placed (threads calling the engine concurrently share the pool and run free), and any refusal (a
+    sandbox) leaves every thread as it was."""
 
     _lock = threading.Lock()
     __slots__ = ("mask",)
@@ -219,7 +222,7 @@ class _Placement:
         self.mask = mask
 
     @classmethod
-    def begin(cls):
+    def begin(cls, threads: int):
         getcpu = _current_cpu()
         if getcpu is None or not _helper_ids or not cls._lock.acquire(blocking=False):
             return None
@@ -228,7 +231,7 @@ class _Placement:
         except OSError:
             mask = set()
         cpu = getcpu()
-        if cpu not in mask or len(mask) < 2:
+        if cpu not in mask or len(mask) < 2 or len(mask) != threads:
             cls._lock.release()
             return None
         for tid in _helper_ids:
