@@ -107,19 +107,20 @@ def test_parallel_map_runs_every_item_once_and_raises_an_items_error(monkeypatch
 @pytest.mark.skipif(CPUS < 2 or numpy_engine._current_cpu() is None, reason="needs two CPUs and sched_getcpu")
 def test_a_parallel_call_keeps_the_caller_on_its_cpu_and_the_helpers_off_it(monkeypatch):
     """During a parallel call the caller stays on the CPU it was on and the pool's threads run on the others
-    (a KVM guest otherwise stacks them on one vCPU); afterwards every thread has its mask back."""
-    monkeypatch.setenv("DECONV_THREADS", "2")
+    (a KVM guest otherwise stacks them on one vCPU); afterwards every thread has its mask back. (Placed only
+    where the call is to use every CPU of its mask: DECONV_THREADS is the CPUs.)"""
+    monkeypatch.setenv("DECONV_THREADS", str(CPUS))
     mask = os.sched_getaffinity(0)
     seen = []
 
     def item(_):
-        time.sleep(0.002)
+        time.sleep(0.003)
         seen.append((threading.current_thread().name, os.sched_getaffinity(0)))
 
-    for _ in range(3):  # the first call may create the pool's thread (not yet known to the placement)
+    for _ in range(3):  # the first call may create the pool's threads (not yet known to the placement)
         seen.clear()
         with numpy_engine.thread_budget() as parallel_map:
-            parallel_map(item, range(8))
+            parallel_map(item, range(8 * CPUS))
         assert os.sched_getaffinity(0) == mask
         assert all(os.sched_getaffinity(t) == mask for t in numpy_engine._helper_ids)
     mine = {frozenset(a) for name, a in seen if not name.startswith("deconv")}
@@ -129,7 +130,7 @@ def test_a_parallel_call_keeps_the_caller_on_its_cpu_and_the_helpers_off_it(monk
 
 
 def test_no_placement_for_concurrent_calls_or_where_affinity_cannot_be_set(monkeypatch):
-    monkeypatch.setenv("DECONV_THREADS", "2")
+    monkeypatch.setenv("DECONV_THREADS", str(CPUS))  # else placed
     affinity = os.sched_getaffinity
     mask = affinity(0)
     seen = []
@@ -151,7 +152,7 @@ def test_no_placement_for_concurrent_calls_or_where_affinity_cannot_be_set(monke
         assert sorted(parallel_map(item, list(range(20)))) == list(range(1, 21))
     assert seen and all(a == mask for a in seen)
     monkeypatch.undo()
-    monkeypatch.setenv("DECONV_THREADS", "2")
+    monkeypatch.setenv("DECONV_THREADS", str(CPUS))
 
     def refuse(*_):
         raise PermissionError("sandbox")
@@ -166,7 +167,7 @@ def test_no_placement_for_concurrent_calls_or_where_affinity_cannot_be_set(monke
 
 
 def test_an_items_error_still_gives_every_thread_its_mask_back(monkeypatch):
-    monkeypatch.setenv("DECONV_THREADS", "2")
+    monkeypatch.setenv("DECONV_THREADS", str(CPUS))  # a placed call (every CPU of the mask)
     mask = os.sched_getaffinity(0)
 
     def fails(i):
