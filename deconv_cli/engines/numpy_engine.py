@@ -260,12 +260,14 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
     """NaN and Inf propagate as IEEE arithmetic says, and float16 overflows to Inf, without numpy's
     RuntimeWarning text (the job reports NaN/Inf in the tensors in one warning line)."""
     x, w, bias = np.asarray(x), np.asarray(w), None if bias is None else np.asarray(bias)
+    if path in (None, "direct", "ort"):  # the problem's key for the runners made once per problem
+        key = (config, out_spatial if type(out_spatial) is tuple else tuple(out_spatial), x.shape, x.dtype.char,
+               w.shape, w.dtype.char, None if bias is None else bias.dtype.char)
     if path in (None, "direct"):
         # one small GEMM, which OpenBLAS runs on one thread whatever its setting: no pool, no BLAS hold, and
         # the problem's shapes and index worked out once (tiny 4->4 8x8 k3 in a loop: 73 -> 30 -> 17.3 us a
         # call, against 12.3 us for its NumPy calls alone; after an idle pause, as in the bench: 0.39 -> 0.25 ms)
-        run = _generic.inline_direct(config, out_spatial if type(out_spatial) is tuple else tuple(out_spatial),
-                                     x.shape, x.dtype.char, w.shape, w.dtype.char, None if bias is None else bias.dtype.char)
+        run = _generic.inline_direct(*key)
         if run is not None:
             _wanted_threads(_threads_env())  # a bad DECONV_THREADS is an error here too
             if _FP_STATE is None:
@@ -283,9 +285,7 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
         # onnxruntime's node on threads() of its own threads (no BLAS in it, so no budget to hold), the
         # problem's feeds and session worked out once (dil2 after an idle pause: 0.62 ms of Python around the
         # node through the general path, 0.15 through this runner, against the peer's identical node)
-        run = _generic.inline_ort(config, out_spatial if type(out_spatial) is tuple else tuple(out_spatial), x.shape,
-                                  x.dtype.char, w.shape, w.dtype.char, None if bias is None else bias.dtype.char,
-                                  path == "ort")
+        run = _generic.inline_ort(*key, path == "ort")
         if run is not None:
             return run(x, w, bias, threads())
     with thread_budget() as parallel_map, np.errstate(all="ignore"):
