@@ -32,7 +32,7 @@ bench: install
 
 # deconv batch: 1,000 small jobs against a loop of deconv run, per-job overhead, 64 dcgan jobs locally and on Dask.
 bench-batch: install
-	$(BIN)/python -m deconv_cli.bench_batch
+	$(BIN)/python -m deconv_cli.bench.batch
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

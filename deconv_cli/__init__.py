@@ -10,7 +10,7 @@ Nothing heavy is imported here: numpy, h5py, rich and cupy load only when needed
 
 from __future__ import annotations
 
-from .errors import ConfigError, DeconvError, TensorFileError
+from .core.errors import ConfigError, DeconvError, TensorFileError
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "DeconvError", "TensorFileError", "deconvolve", "derive", "__version__"]
@@ -18,7 +18,7 @@ __all__ = ["ConfigError", "DeconvError", "TensorFileError", "deconvolve", "deriv
 
 def derive(input_shape, weight_shape, *, style: str = "torch", bias_shape=None, quirks: bool = False, **options):
     """The shape derivation record (a ``shapes.Derivation``) for a style's options; reads no data."""
-    from .job import plan
+    from .conventions.plan import plan
 
     return plan(style, options, input_shape, weight_shape, bias_shape, quirks=quirks)
 
@@ -30,8 +30,8 @@ def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str
     The tensors are positional, so a style's own ``bias=True`` keyword (torch's module check) reaches
     the style; ``bias=<array>`` is taken as the bias tensor.
     """
+    from .conventions.plan import plan
     from .engines import get_engine
-    from .job import plan
 
     if bias is None and hasattr(options.get("bias"), "shape"):
         bias = options.pop("bias")
@@ -44,7 +44,7 @@ def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str
     record = plan(
         style, options, input.shape, weight.shape, None if bias is None else bias.shape, quirks=quirks, dtypes=dtypes
     )
-    from . import tiling
+    from .execution import tiling
 
     plan = tiling.plan_for(record, dtypes["input"])  # the tiles every run of this problem computes
     if lazy:

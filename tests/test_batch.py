@@ -480,7 +480,7 @@ def _slow_then_mark(folder, n):
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_executors_return_every_task_once_with_its_error(jobs):
-    from deconv_cli.executors import open_executor
+    from deconv_cli.execution.executors import open_executor
 
     with open_executor(jobs=jobs) as executor:
         tasks = [executor.submit(_square, n) for n in range(7)] + [executor.submit(_fail, 7)]
@@ -491,7 +491,7 @@ def test_executors_return_every_task_once_with_its_error(jobs):
 
 
 def test_cancel_keeps_running_tasks_and_terminate_unwinds_them(tmp_path):
-    from deconv_cli.executors import ProcessExecutor
+    from deconv_cli.execution.executors import ProcessExecutor
 
     executor = ProcessExecutor(2)
     for n in range(2):
@@ -515,7 +515,7 @@ def test_cancel_keeps_running_tasks_and_terminate_unwinds_them(tmp_path):
 
 
 def test_threads_are_split_between_jobs(monkeypatch):
-    from deconv_cli import executors
+    from deconv_cli.execution import executors
 
     monkeypatch.delenv("DECONV_THREADS", raising=False)
     monkeypatch.setattr(executors, "cpus", lambda: 8)
@@ -528,7 +528,8 @@ def test_threads_are_split_between_jobs(monkeypatch):
 
 
 def test_shared_weights_are_read_once_per_file_version(tmp_path, rng):
-    from deconv_cli import batch, tensor_io
+    from deconv_cli import tensor_io
+    from deconv_cli.execution import batch
 
     np.save(tmp_path / "w.npy", rng.standard_normal((4, 2, 3, 3)).astype(np.float32))
     ref = tensor_io.parse_ref(str(tmp_path / "w.npy"))
@@ -543,7 +544,7 @@ def test_shared_weights_are_read_once_per_file_version(tmp_path, rng):
 
 
 def test_plans_are_cached_across_jobs():
-    from deconv_cli.job import plan
+    from deconv_cli.execution.job import plan
 
     one = plan("torch", {"stride": 2, "padding": [1, 1]}, (1, 8, 6, 6), (8, 4, 3, 3))
     assert plan("torch", {"stride": 2, "padding": [1, 1]}, (1, 8, 6, 6), (8, 4, 3, 3)) is one
@@ -567,7 +568,7 @@ class _Terminal:
 
 
 def test_progress_bar_on_a_terminal_only(monkeypatch):
-    from deconv_cli.report import BatchProgress
+    from deconv_cli.render.report import BatchProgress
 
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
@@ -591,7 +592,7 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
 def test_the_journal_is_flushed_per_job_and_fsynced_at_most_once_an_interval(tmp_path, monkeypatch):
     """Every line is in the file as soon as it is written (a killed run loses nothing); fsyncs, which hold up
     file creation on ext4, come at most once per SYNC_INTERVAL_S and once more on close."""
-    from deconv_cli import batch
+    from deconv_cli.execution import batch
 
     monkeypatch.setattr(batch, "SYNC_INTERVAL_S", 30.0)
     journal = batch.Journal(str(tmp_path / "j.journal"))
@@ -605,7 +606,8 @@ def test_the_journal_is_flushed_per_job_and_fsynced_at_most_once_an_interval(tmp
 
 
 def test_a_worker_reads_each_input_into_one_reused_buffer_and_never_a_wrong_value(tmp_path):
-    from deconv_cli import batch, tensor_io
+    from deconv_cli import tensor_io
+    from deconv_cli.execution import batch
 
     shared = batch.SharedTensors()
     arrays = {"a": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "b": -np.arange(24, dtype=np.float32).reshape(2, 3, 4),

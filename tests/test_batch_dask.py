@@ -89,7 +89,7 @@ def test_a_dask_run_equals_a_local_run(cluster, two_folders):
         np.testing.assert_allclose(np.load(remote / "out" / name), np.load(local / "out" / name), rtol=1e-6, atol=1e-6)
     assert leftovers(remote) == []
     # two single-thread workers on this machine share its CPUs: jobs x threads <= CPUs
-    from deconv_cli.executors import _set_threads, cpus
+    from deconv_cli.execution.executors import _set_threads, cpus
 
     with distributed.Client(cluster, timeout=30) as client:
         assert set(client.run(_set_threads, 99).values()) == {max(1, cpus() // 2)}  # set by the run; 99 is ignored

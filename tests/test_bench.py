@@ -7,7 +7,7 @@ import json
 
 from click.testing import CliRunner
 
-from deconv_cli import bench
+from deconv_cli.bench import suite as bench
 from deconv_cli.cli import cli
 from deconv_cli.engines import _generic
 
@@ -54,7 +54,7 @@ def test_list_prints_every_configuration_with_options_that_plan_to_its_shapes():
     import shlex
 
     from deconv_cli.cli import parse_set
-    from deconv_cli.job import plan
+    from deconv_cli.execution.job import plan
 
     result = CliRunner().invoke(cli, ["bench", "--list"])
     assert result.exit_code == 0, result.output

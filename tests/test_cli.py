@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from reference import reference_deconv
 
 from deconv_cli.cli import cli, parse_set
-from deconv_cli.errors import ConfigError
+from deconv_cli.core.errors import ConfigError
 
 
 @pytest.fixture
@@ -259,7 +259,7 @@ def test_batches_over_the_memory_budget_stream_through_disk(tensors, tmp_path, m
     """With a tiny budget the job reads and writes one batch slice at a time; the result is the same."""
     import h5py
 
-    from deconv_cli import tiles
+    from deconv_cli.execution import tiles
 
     monkeypatch.setattr(tiles, "TILE_BYTES", 2200)  # tiles of one sample (2196 bytes), the grid of every run
     x, w, b = tensors
@@ -278,8 +278,8 @@ def test_batches_over_the_memory_budget_stream_through_disk(tensors, tmp_path, m
 
 
 def test_a_failing_stream_leaves_no_file(tensors, tmp_path, monkeypatch):
-    from deconv_cli import tiles
     from deconv_cli.engines import numpy_engine
+    from deconv_cli.execution import tiles
 
     def broken(*args, **kwargs):
         raise MemoryError

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from test_goldens import GOLDEN, _cases, _options
 
 import deconv_cli
+from deconv_cli.checks.compare import Stats, blocks, compare_arrays, compare_refs, default_tolerances
 from deconv_cli.cli import cli
-from deconv_cli.compare import Stats, blocks, compare_arrays, compare_refs, default_tolerances
-from deconv_cli.errors import ConfigError
+from deconv_cli.core.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
 
@@ -189,7 +189,7 @@ def test_compare_streams_files_ten_times_the_budget(tmp_path):
     child = textwrap.dedent(f"""
         import json, sys
         import numpy as np
-        from deconv_cli.compare import compare_refs
+        from deconv_cli.checks.compare import compare_refs
         def hwm():
             for line in open('/proc/self/status'):
                 if line.startswith('VmHWM:'):

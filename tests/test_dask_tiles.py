@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from deconv_cli import tensor_io, tiles, tiling
+from deconv_cli import tensor_io
 from deconv_cli.cli import cli
+from deconv_cli.execution import tiles, tiling
 
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
@@ -82,7 +83,7 @@ def test_run_on_the_cluster_gives_the_local_bits(cluster, tensors, tmp_path, tar
 
 def test_a_worker_that_cannot_read_the_input_fails_the_run_and_leaves_nothing(cluster, tensors, tmp_path):
     """The input is read by the workers: one removed after planning fails the run with one line."""
-    from deconv_cli import tiling as tiling_module
+    from deconv_cli.execution import tiling as tiling_module
 
     real = tiling_module.run_on_cluster
 

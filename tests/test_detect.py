@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from test_goldens import GOLDEN, _cases, _options
 
 import deconv_cli
+from deconv_cli.checks.detect import MAX_DILATION, MAX_STRIDE, READINGS, detect
 from deconv_cli.cli import cli, parse_set
 from deconv_cli.conventions import STYLES
-from deconv_cli.detect import MAX_DILATION, MAX_STRIDE, READINGS, detect
 
 PER_STYLE = 3
 # Candidates per reading: tiny 3-D goldens (3x3x3 inputs) allow ~500k configs per reading; the true one comes

@@ -174,8 +174,8 @@ def test_demo_runs_and_every_line_it_prints_pastes(sandbox):
 
 def test_readme_shows_what_run_prints(sandbox):
     """The README's two renderings of the first usage example are what `run` prints, piped and on an 80-column terminal."""
-    from deconv_cli import report
-    from deconv_cli.job import Job, nbytes, run_job
+    from deconv_cli.execution.job import Job, nbytes, run_job
+    from deconv_cli.render import report
 
     texts = [body for kind, body in readme_blocks(README) if kind == "text"]
     piped = run_in_bash("deconv run samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy "

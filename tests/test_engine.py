@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_conv, reference_deconv
 
-from deconv_cli.config import DeconvConfig
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.shapes import derive
 from deconv_cli.engines import numpy_engine
-from deconv_cli.shapes import derive
 
 
 @st.composite

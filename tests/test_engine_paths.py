@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_deconv
 
-from deconv_cli.config import DeconvConfig
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.shapes import full_length
 from deconv_cli.engines import _generic, numpy_engine
-from deconv_cli.shapes import full_length
 
 PATHS = _generic.PATHS
 

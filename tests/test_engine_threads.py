@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from deconv_cli.config import DeconvConfig
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.errors import ConfigError
 from deconv_cli.engines import _generic, numpy_engine
-from deconv_cli.errors import ConfigError
 
 CPUS = len(os.sched_getaffinity(0))
 
@@ -216,7 +216,7 @@ def test_a_small_direct_problem_runs_as_it_stands_and_a_larger_one_on_the_budget
 def test_a_bad_deconv_threads_is_an_error_for_the_smallest_problem_too(store, monkeypatch):
     """Read from os.environ's own store (CPython, POSIX) or through os.environ.get: either way the value as
     set now, and a bad one is an error with the value as written."""
-    from deconv_cli.errors import ConfigError
+    from deconv_cli.core.errors import ConfigError
 
     if store == "os.environ.get":
         monkeypatch.setattr(numpy_engine, "_ENV_DATA", None)

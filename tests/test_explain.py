@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from deconv_cli import conventions, derive
 from deconv_cli.cli import cli, parse_set
-from deconv_cli.errors import ConfigError
-from deconv_cli.explain import explain
-from deconv_cli.job import plan
-from deconv_cli.solve import reachable, solve
+from deconv_cli.conventions.plan import reachable, solve
+from deconv_cli.core.errors import ConfigError
+from deconv_cli.execution.job import plan
+from deconv_cli.render.explain import explain
 
 STYLES = sorted(conventions.STYLES)
 

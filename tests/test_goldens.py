@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import deconv_cli
-from deconv_cli.errors import ConfigError
+from deconv_cli.core.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from deconv_cli.cli import cli
-from deconv_cli.config import DeconvConfig
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.errors import DeconvError
+from deconv_cli.core.shapes import derive
 from deconv_cli.engines import _generic, cupy_engine, get_engine, numpy_engine
-from deconv_cli.errors import DeconvError
-from deconv_cli.shapes import derive
 
 CASES = [
     dict(kernel=(4, 4), stride=(2, 2), dilation=(1, 1), crops=((1, 1), (1, 1)), groups=1, in_channels=8, out_channels=4),

@@ -54,7 +54,7 @@ def test_npy_headers_are_read_without_numpy(tmp_path):
 ENGINE_PROBE = """
 import sys
 import numpy as np
-from deconv_cli.config import DeconvConfig
+from deconv_cli.core.config import DeconvConfig
 from deconv_cli.engines import numpy_engine
 config = DeconvConfig(kernel=(4, 4), stride=(2, 2), dilation=(1, 1), crops=((1, 1), (1, 1)), groups=64,
                       in_channels=64, out_channels=64)

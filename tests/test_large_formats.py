@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from deconv_cli import tensor_io, tiles
+from deconv_cli import tensor_io
 from deconv_cli.cli import cli
+from deconv_cli.execution import tiles
 
 
 def invoke(*argv):

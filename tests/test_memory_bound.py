@@ -42,7 +42,7 @@ def volume(tmp_path_factory):
     zarr.create_array(store=str(folder / "x.zarr"), shape=x.shape, dtype=x.dtype, chunks=(1, 8, 16, 64, 64),
                       zarr_format=3)[...] = x
     import deconv_cli
-    from deconv_cli import tiles
+    from deconv_cli.execution import tiles
 
     default = deconv_cli.deconvolve(x, w, stride=2)  # in memory, on the default grid
     saved, tiles.TILE_BYTES = tiles.TILE_BYTES, BUDGET

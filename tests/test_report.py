@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from deconv_cli import derive, report
+from deconv_cli import derive
+from deconv_cli.render import report
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_deconv
 
-from deconv_cli import derive, solve, tensor_io
+from deconv_cli import derive, tensor_io
 from deconv_cli.cli import cli
+from deconv_cli.conventions import plan as solve
+from deconv_cli.core.errors import ConfigError
 from deconv_cli.engines import numpy_engine
-from deconv_cli.errors import ConfigError
-from deconv_cli.job import memory_budget
+from deconv_cli.execution.job import memory_budget
 
 
 def invoke(*args, input=None):
@@ -59,7 +60,7 @@ def test_a_nan_tap_reaches_only_what_real_input_reaches(files, rng, stride, padd
 
 
 def test_an_inf_tap_on_every_path_agrees_with_the_definition(rng):
-    from deconv_cli.config import DeconvConfig
+    from deconv_cli.core.config import DeconvConfig
 
     x = rng.standard_normal((1, 2, 4, 5))
     w = rng.standard_normal((2, 2, 3, 2))
@@ -362,7 +363,7 @@ def test_a_nonfinite_tap_on_the_chosen_path_reaches_what_the_definition_says(cho
     """Scatter, onnxruntime's kernel and the depthwise kernel multiply real input only, so they keep their
     NaN or Inf weight and skip the check; a path that multiplies the padding (phase here) hands such a weight
     to scatter. Either way the NaN and Inf positions are the definition's."""
-    from deconv_cli.config import DeconvConfig
+    from deconv_cli.core.config import DeconvConfig
     from deconv_cli.engines import _generic
 
     args, spatial = NONFINITE_CASES[chosen]

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deconv_cli.config import DeconvConfig
-from deconv_cli.errors import ConfigError
-from deconv_cli.shapes import derive, full_length, split_total
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.errors import ConfigError
+from deconv_cli.core.shapes import derive, full_length, split_total
 
 
 def config(**overrides) -> DeconvConfig:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deconv_cli import tensor_io
-from deconv_cli.errors import TensorFileError
+from deconv_cli.core.errors import TensorFileError
 from deconv_cli.tensor_io import Ref, parse_ref
 
 

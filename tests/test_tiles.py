@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from deconv_cli import tensor_io, tiles, tiling
-from deconv_cli.config import DeconvConfig
+from deconv_cli import tensor_io
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.shapes import derive, full_length
 from deconv_cli.engines import numpy_engine
-from deconv_cli.job import Job, run_job
-from deconv_cli.shapes import derive, full_length
+from deconv_cli.execution import tiles, tiling
+from deconv_cli.execution.job import Job, run_job
 
 _SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -113,7 +114,7 @@ def test_tiled_result_is_the_deconvolution(problem, tile_bytes):
 def test_streamed_tiles_give_the_in_memory_bits(problem, tile_bytes, tmp_path_factory):
     """The same plan run in memory and streamed from .npy to .npy/.h5/.zarr: the same bits, the sign of
     zero included (each tile is the same engine call on the same window)."""
-    from deconv_cli.job import _stream
+    from deconv_cli.execution.job import _stream
 
     config, shape, dtype, with_bias, seed = problem
     x, w, b = _tensors(config, shape, dtype, with_bias, seed)
@@ -241,7 +242,7 @@ def test_random_budgets_give_the_untiled_bits(job, fractions, target, seed, tmp_
     monkeypatch.chdir(folder)
     monkeypatch.setattr(tiles, "TILE_BYTES", 700)
     monkeypatch.delenv("DECONV_MEMORY_BUDGET", raising=False)
-    from deconv_cli.errors import ConfigError
+    from deconv_cli.core.errors import ConfigError
 
     try:
         whole = run_job(Job("x.npy", "w.npy", "whole.npy", options=options))

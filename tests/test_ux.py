@@ -18,7 +18,7 @@ import deconv_cli
 from deconv_cli import derive
 from deconv_cli.cli import cli, parse_set
 from deconv_cli.conventions import STYLES
-from deconv_cli.solve import reachable
+from deconv_cli.conventions.plan import reachable
 
 ROOT = Path(__file__).parent.parent
 SAMPLES = ROOT / "samples"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ._common import Expression, Parsed
 
 __all__ = ["Expression", "Parsed", "STYLES", "get"]

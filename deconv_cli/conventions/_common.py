@@ -6,8 +6,8 @@ import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..config import DeconvConfig, Shape
-from ..errors import ConfigError
+from ..core.config import DeconvConfig, Shape
+from ..core.errors import ConfigError
 
 
 @dataclass(frozen=True)

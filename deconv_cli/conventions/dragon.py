@@ -36,9 +36,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ..config import DeconvConfig, Shape
-from ..errors import ConfigError
-from ..shapes import full_length, split_total
+from ..core.config import DeconvConfig, Shape
+from ..core.errors import ConfigError
+from ..core.shapes import full_length, split_total
 from ._common import Expression, Parsed, as_int, as_ints, check_keywords, fmt
 
 NAME = "dragon"

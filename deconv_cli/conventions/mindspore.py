@@ -32,9 +32,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ..config import DeconvConfig, Shape
-from ..errors import ConfigError
-from ..shapes import dilated_kernel, full_length
+from ..core.config import DeconvConfig, Shape
+from ..core.errors import ConfigError
+from ..core.shapes import dilated_kernel, full_length
 from ._common import Expression, Parsed, as_int, as_ints, check_bias, check_keywords, compact, express_first, fmt
 
 NAME = "mindspore"

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..config import DeconvConfig, Shape
-from ..errors import ConfigError
-from ..shapes import axis_names, full_length, split_total
+from ..core.config import DeconvConfig, Shape
+from ..core.errors import ConfigError
+from ..core.shapes import axis_names, full_length, split_total
 from ._common import (
     Expression,
     Parsed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DeconvError
+from ..core.errors import DeconvError
 
 
 def cpus() -> int:

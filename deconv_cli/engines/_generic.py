@@ -42,7 +42,7 @@ the tensors); a backend may run the items on several threads (``parallel_map``).
 over the cap, the item makes its buffers a part at a time into one buffer: a phase row's columns a chunk of
 taps at a time (GEMMs added), a scatter item's a row block or an output-channel block at a time; two
 threads' items then hold about a sixth of the tensors, within DESIGN.md's 25% (every suite configuration
-1.00-1.23x input + weight + output, ``python -m deconv_cli.bench --memory-probe``, 2 threads).
+1.00-1.23x input + weight + output, ``python -m deconv_cli.bench.suite --memory-probe``, 2 threads).
 Crops of either sign only change index ranges: nothing outside the
 output is computed, and positions no tap reaches get the bias alone.
 """
@@ -54,7 +54,7 @@ import itertools
 import math
 from functools import partial
 
-from ..config import DeconvConfig, Shape
+from ..core.config import DeconvConfig, Shape
 
 COLUMN_BUDGET_BYTES = 4 << 20
 MIN_COLUMN_BYTES = 256 << 10  # the memory cap never cuts items below this

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import onnxruntime
 
-from ..config import DeconvConfig
+from ..core.config import DeconvConfig
 
 _FLOAT = 1  # onnx TensorProto.FLOAT
 _OPSET = 17

@@ -7,7 +7,7 @@ yet (STYLE rule 6), and this engine has not been run on a GPU since the fast-eng
 
 from __future__ import annotations
 
-from ..config import DeconvConfig, Shape
+from ..core.config import DeconvConfig, Shape
 from . import _generic
 
 NAME = "cupy"

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..config import DeconvConfig, Shape
-from ..errors import ConfigError
+from ..core.config import DeconvConfig, Shape
+from ..core.errors import ConfigError
 from . import _generic, cpus
 
 NAME = "numpy"

@@ -19,7 +19,7 @@ import os
 import stat
 from types import ModuleType
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 from ._common import (
     EXTENSIONS,
     FORMATS,

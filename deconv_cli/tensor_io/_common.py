@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 
 # extension -> format module (``.hdf5`` is read and written as ``.h5``)
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 from ._common import ArrayInfo, BadReference, Ref, missing, oneline
 
 STREAMS = True

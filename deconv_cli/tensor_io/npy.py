@@ -12,7 +12,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 from ._common import ArrayInfo, BadReference, Ref, human, runs, window
 
 STREAMS = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 from . import npy
 from ._common import ArrayInfo, ArrayReader, BadReference, Ref, missing, read_failed
 

@@ -13,7 +13,7 @@ import math
 import os
 import struct
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 from ._common import ArrayInfo, Ref, missing, runs, window
 
 STREAMS = False  # read only

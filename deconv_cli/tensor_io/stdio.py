@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 from . import npy
 from ._common import ArrayInfo, ArrayReader, BadReference, Ref, human, oneline
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import TensorFileError
+from ..core.errors import TensorFileError
 from ._common import ArrayInfo, Ref, missing
 
 STREAMS = True

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import deconv_cli
-from deconv_cli.config import DeconvConfig
 from deconv_cli.conventions import dragon
-from deconv_cli.errors import ConfigError
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.errors import ConfigError
 
 
 def parse(input_shape, weight_shape, bias_shape=None, quirks=False, **options):

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import deconv_cli
-from deconv_cli.config import DeconvConfig
 from deconv_cli.conventions import megengine as mge
-from deconv_cli.errors import ConfigError
-from deconv_cli.job import plan
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.errors import ConfigError
+from deconv_cli.execution.job import plan
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "megengine.json"
 T2 = {"padding": (0, 0), "dilation": (1, 1)}

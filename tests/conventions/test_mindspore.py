@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deconv_cli.config import DeconvConfig
 from deconv_cli.conventions import mindspore as ms
-from deconv_cli.errors import ConfigError
-from deconv_cli.job import plan
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.errors import ConfigError
+from deconv_cli.execution.job import plan
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "mindspore.json"
 

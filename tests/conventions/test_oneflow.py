@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import deconv_cli
-from deconv_cli.config import DeconvConfig
 from deconv_cli.conventions import oneflow
-from deconv_cli.errors import ConfigError
+from deconv_cli.core.config import DeconvConfig
+from deconv_cli.core.errors import ConfigError
 
 
 def parse(input_shape, weight_shape, bias_shape=None, **options):
@@ -77,9 +77,9 @@ def test_unbatched_rejected():
 def test_dtypes():
     assert oneflow.DTYPES == ("float32", "float64")
     with pytest.raises(ConfigError, match="OneFlow 0.9.0 does not compute in float16"):
-        deconv_cli.job.plan("oneflow", {}, (1, 2, 4), (2, 3, 3), dtypes={"input": "float16", "weight": "float16"})
+        deconv_cli.conventions.plan.plan("oneflow", {}, (1, 2, 4), (2, 3, 3), dtypes={"input": "float16", "weight": "float16"})
     with pytest.raises(ConfigError, match="mixed dtypes"):
-        deconv_cli.job.plan("oneflow", {}, (1, 2, 4), (2, 3, 3), dtypes={"input": "float32", "weight": "float64"})
+        deconv_cli.conventions.plan.plan("oneflow", {}, (1, 2, 4), (2, 3, 3), dtypes={"input": "float32", "weight": "float64"})
 
 
 def test_module_keywords_checked():

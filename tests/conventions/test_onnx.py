@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deconv_cli import derive
-from deconv_cli.errors import ConfigError
+from deconv_cli.core.errors import ConfigError
 
 X1, W1 = (1, 1, 5), (1, 1, 3)  # full = (5-1)*2 + 3 = 11 with strides 2
 

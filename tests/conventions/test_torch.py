@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deconv_cli import derive
-from deconv_cli.errors import ConfigError
+from deconv_cli.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

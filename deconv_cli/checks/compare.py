@@ -21,7 +21,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, DeconvError
+from ..core.errors import ConfigError, DeconvError
 
 # Default tolerances per dtype, (atol, rtol): the looser of the two sides' dtypes applies.
 # Reasoning (README "Checking results against a framework", with the golden measurements): a correct deconvolution differs from a framework's only by
@@ -319,7 +319,7 @@ def compare_refs(actual_ref, expected_ref, *, atol: float | None = None, rtol: f
 
 def _block_elements(budget: int | None) -> int:
     if budget is None:
-        from .job import memory_budget
+        from ..core.budget import memory_budget
 
         budget = memory_budget()
     return max(1, min(_MAX_BLOCK, int(budget) // _BYTES_PER_ELEMENT))
@@ -364,7 +364,7 @@ class _Source:
     """
 
     def __init__(self, array=None, ref=None):
-        from . import tensor_io
+        from .. import tensor_io
 
         self._array, self._slices, self.ref = array, None, ref
         if array is not None:
@@ -394,7 +394,7 @@ def _is_stdin(side) -> bool:
 
 
 def _source(side) -> _Source:
-    from . import tensor_io
+    from .. import tensor_io
 
     if isinstance(side, str):
         return _Source(ref=tensor_io.parse_ref(side))

@@ -10,11 +10,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from . import conventions
-from .config import Shape
-from .conventions import Expression
-from .errors import DeconvError
-from .shapes import Derivation
+from .. import conventions
+from ..conventions import Expression
+from ..core.config import Shape
+from ..core.errors import DeconvError
+from ..core.shapes import Derivation
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _weight_recipe(record: Derivation, expression: Expression) -> str:
 
 
 def _output_shape(expression: Expression) -> Shape | None:
-    from .job import plan
+    from ..conventions.plan import plan
 
     try:
         return plan(expression.style, expression.options, expression.input_shape, expression.weight_shape).output_shape

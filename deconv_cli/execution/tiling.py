@@ -13,11 +13,10 @@ between 1 and 2 OpenBLAS threads); the CPU engine holds BLAS to one thread per c
 
 from __future__ import annotations
 
-from .errors import DeconvError
-from .shapes import Derivation
+from ..core.budget import ITEMSIZE
+from ..core.errors import DeconvError
+from ..core.shapes import Derivation
 from .tiles import Tile, TilePlan, chunk_shape, plan_tiles
-
-_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 
 
 def plan_for(derivation: Derivation, dtype: str, budget: int | None = None) -> TilePlan:
@@ -25,9 +24,9 @@ def plan_for(derivation: Derivation, dtype: str, budget: int | None = None) -> T
     a finer grid (whose results may then differ from the in-memory run's in the last bit)."""
     from . import tiles
 
-    plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, _ITEMSIZE[str(dtype)])
+    plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, ITEMSIZE[str(dtype)])
     if budget is not None and plan.tile_bytes > budget and budget < tiles.TILE_BYTES:
-        plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, _ITEMSIZE[str(dtype)],
+        plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, ITEMSIZE[str(dtype)],
                           budget)
     return plan
 
@@ -36,7 +35,7 @@ def path_for(plan: TilePlan) -> str:
     """The engine path for every tile: the one the rules pick for the whole problem. A tile's own extent
     would pick differently (the scatter rule looks at the output's size), and a thin tile is not the
     problem the rules were measured on (3-D U-Net k3s2 1x32x64^3: scatter on 2-row tiles 2.2x slower)."""
-    from .engines._generic import choose_path
+    from ..engines._generic import choose_path
 
     batch_axis, _, spatial_axes = plan.config.input_axes()
     batch = 1 if batch_axis is None else plan.input_shape[batch_axis]
@@ -49,7 +48,7 @@ def _with_weight(path: str, w) -> str:
     only (the phase path would multiply the zero padding by it, turning unreached positions into NaN)."""
     import numpy as np
 
-    from .engines._generic import all_finite
+    from ..engines._generic import all_finite
 
     with np.errstate(all="ignore"):  # a float16 weight's sum may overflow: all_finite then looks closer
         return "scatter" if not all_finite(np.asarray(w), np) else path
@@ -139,7 +138,7 @@ _SHARED: dict = {}  # in a worker process: (reference, mtime, size) -> weight or
 def _shared(ref_text: str):
     import os
 
-    from . import tensor_io
+    from .. import tensor_io
 
     ref = tensor_io.parse_ref(ref_text)
     stat = os.stat(ref.path)
@@ -157,8 +156,8 @@ def tile_task(input_ref: str, weight_ref: str, bias_ref: str | None, tile: Tile,
               store: str | None = None, key: str | None = None, dtype: str | None = None):
     """One tile on a worker: read its own input window, compute it; write it into the Zarr store at
     ``store`` (its chunks, no other tile's) and return the tile's index, or return the block itself."""
-    from . import tensor_io
-    from .engines import get_engine
+    from .. import tensor_io
+    from ..engines import get_engine
 
     engine = get_engine(device)
     reader = tensor_io.open_slices(tensor_io.parse_ref(input_ref))
@@ -186,14 +185,14 @@ def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: s
     import os
     import time
 
-    from . import tensor_io
+    from .. import tensor_io
     from .executors import open_executor
 
     t0 = time.perf_counter()
     paths = {role: _absolute(ref) for role, ref in refs.items()}  # workers may run elsewhere
     chunked = out_ref.path != "-" and out_ref.kind == ".zarr"
     streams = tensor_io.can_stream(out_ref)
-    chunks = chunk_shape(plan, _ITEMSIZE[str(dtype)])
+    chunks = chunk_shape(plan, ITEMSIZE[str(dtype)])
     sink = tensor_io.StreamWriter(out_ref, plan.output_shape, dtype, force=force, chunks=chunks) if streams else None
     gathered = None
     try:
@@ -274,6 +273,6 @@ def to_dask(x, w, b, plan: TilePlan, device: str = "cpu"):
 
 
 def _block(device: str, x_window, w, b, tile: Tile, path: str):
-    from .engines import get_engine
+    from ..engines import get_engine
 
     return compute_tile(get_engine(device), x_window, w, b, tile, path)

@@ -9,12 +9,14 @@ strides or dilations) the ends of the valid interval are found by bisection inst
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
-from . import conventions
-from .config import Shape
-from .errors import ConfigError, DeconvError
-from .shapes import Derivation, axis_names
+from .. import conventions
+from ..core.config import FLOAT_DTYPES, Shape
+from ..core.errors import ConfigError, DeconvError
+from ..core.shapes import Derivation, axis_names, derive
 
 # Up to this many candidate values per keyword and dimension are each parsed (about 30 us apiece); beyond
 # that (a stride or dilation in the hundreds and up) the reachable values are found by bisection, so that
@@ -92,8 +94,6 @@ def _bisect(count: int, value: Callable[[int], tuple], start: int, size_of, posi
 
 
 def _probe(style: str, options: Mapping, input_shape: Shape, weight_shape: Shape, bias_shape, quirks) -> Derivation | None:
-    from .job import plan
-
     try:
         return plan(style, options, input_shape, weight_shape, bias_shape, quirks=quirks)
     except DeconvError:
@@ -204,3 +204,108 @@ def reachable_json(found: Reachable) -> list[dict[str, dict[str, int | str]]]:
         return {str(k): v for k, v in sizes.items()}
 
     return [{kw: one(sizes) for kw, sizes in dim.items()} for dim in found]
+
+
+# ---------------------------------------------------------------- planning: style keywords + shapes -> Derivation
+
+
+def plan(
+    style: str,
+    options: Mapping[str, object],
+    input_shape: Shape,
+    weight_shape: Shape,
+    bias_shape: Shape | None = None,
+    *,
+    quirks: bool = False,
+    dtypes: Mapping[str, str] | None = None,
+    cast: str | None = None,
+) -> Derivation:
+    """Parse a style's options against the shapes and derive the output. Reads no data.
+
+    ``cast``: every tensor is cast to this dtype before anything else (``--cast``); the derivation says so.
+    Cached: a batch repeats the same options and shapes over many jobs. The key is the options' repr,
+    so ``[2, 2]`` and ``(2, 2)`` stay distinct spellings (the record shows the user's own).
+    """
+    key = (
+        style, repr(tuple(options.items())), tuple(input_shape), tuple(weight_shape),
+        None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()), cast,
+    )
+    derivation = _PLANS.get(key)
+    if derivation is None:
+        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks, dtypes, cast)
+        if len(_PLANS) >= 512:
+            _PLANS.clear()
+        _PLANS[key] = derivation
+    return derivation
+
+
+_PLANS: dict[tuple, Derivation] = {}  # plan() results by canonical key; Derivations are frozen
+
+
+def _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks, dtypes, cast) -> Derivation:
+    """``plan`` without the cache (the same arguments, all given)."""
+    convention = conventions.get(style)
+    input_shape, weight_shape = check_shape("input", input_shape), check_shape("weight", weight_shape)
+    bias_shape = None if bias_shape is None else check_shape("bias", bias_shape)
+    if 0 in weight_shape:
+        raise ConfigError(f"the weight has shape {_shape(weight_shape)}, with a zero-size axis",
+                          "every weight axis (channels, kernel) needs at least one element")
+    notes: tuple[str, ...] = ()
+    if cast is not None:
+        if cast not in FLOAT_DTYPES:
+            raise ConfigError(f"--cast {cast}: deconv computes in {', '.join(FLOAT_DTYPES)}", "pass --cast float32")
+        changes = ", ".join(f"{role} {dtype} -> {cast}" if dtype != cast else f"{role} {dtype}" for role, dtype in (dtypes or {}).items())
+        notes = (f"--cast {cast}: all tensors are cast to {cast} before planning" + (f" ({changes})" if changes else ""),)
+        dtypes = dict.fromkeys(dtypes or ("input",), cast)
+    dtype_warnings: tuple[str, ...] = ()
+    if dtypes:
+        check_dtypes(dtypes, convention)
+        warning = getattr(convention, "DTYPE_WARNINGS", {}).get(next(iter(dtypes.values())))
+        dtype_warnings = (warning,) if warning else ()
+    parsed = convention.parse(
+        options, input_shape=input_shape, weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks
+    )
+    derivation = derive(
+        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes + notes,
+        warnings=parsed.warnings + dtype_warnings, style=style, options=tuple(options.items()),
+        weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks,
+    )
+    return replace(derivation, reachable_json=_reachable_json)
+
+
+def _reachable_json(record: Derivation) -> list:
+    return reachable_json(reachable(record))
+
+
+def check_shape(role: str, shape) -> Shape:
+    """A tensor shape as a tuple of whole numbers >= 0 (bools, floats and negative sizes refused)."""
+    shape = tuple(shape)
+    for size in shape:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise ConfigError(f"the {role} shape {shape!r} holds {size!r}, not a whole number")
+        if size < 0:
+            raise ConfigError(f"the {role} shape {_shape(shape)} has a negative size", "sizes are counts: 0 or more")
+    return tuple(int(size) for size in shape)
+
+
+def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
+    """All tensors share one floating dtype that the style's framework computes in."""
+    for role, dtype in dtypes.items():
+        if dtype not in FLOAT_DTYPES:
+            raise ConfigError(f"{role} has dtype {dtype}; deconv computes in float16, float32 or float64", f"cast the {role} to float32")
+    if len(set(dtypes.values())) > 1:
+        found = ", ".join(f"{role} {dtype}" for role, dtype in dtypes.items())
+        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype (deconv run --cast float32)")
+    dtype = next(iter(dtypes.values()))
+    if dtype not in convention.DTYPES:
+        # DTYPE_NOTES: what the framework really does with that dtype (an abort, a silent downcast)
+        what = getattr(convention, "DTYPE_NOTES", {}).get(dtype, "")
+        raise ConfigError(
+            f"{convention.FRAMEWORK} does not compute in {dtype} (it takes {', '.join(convention.DTYPES)})"
+            + (f": {what}" if what else ""),
+            f"cast the tensors to {convention.DTYPES[-1] if dtype == 'float64' else 'float32'}",
+        )
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(v) for v in shape) + ")"

@@ -7,7 +7,8 @@ can show exactly how every output size came about.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 from .config import DeconvConfig, Shape
 from .errors import ConfigError
@@ -108,6 +109,9 @@ class Derivation:
     weight_shape: Shape = ()
     bias_shape: Shape | None = None
     quirks: bool = False
+    # The output sizes the style's size keywords reach, as JSON (conventions.plan sets it: probing a style's
+    # parser belongs to the layer above this one); without it as_dict has no "reachable".
+    reachable_json: Callable[[Derivation], list] | None = field(default=None, compare=False, repr=False)
 
     @property
     def output_spatial(self) -> Shape:
@@ -115,11 +119,9 @@ class Derivation:
 
     def as_dict(self, *, with_reachable: bool = True) -> dict:
         """The JSON record: shapes, style and options, canonical config, per-dimension derivation, and
-        ``reachable``: per spatial axis, {size keyword: {output size: that keyword's value}} (solve.reachable;
+        ``reachable``: per spatial axis, {size keyword: {output size: that keyword's value}} (conventions.plan.reachable;
         a long run of sizes is written {"first..last": "value..value"}). ``run`` records leave it out
         (``with_reachable=False``): it probes the style's parser many times."""
-        from .solve import reachable, reachable_json
-
         config = asdict(self.config)
         config["crops"] = [list(c) for c in self.config.crops]
         return {
@@ -132,7 +134,7 @@ class Derivation:
             "dims": [d.as_dict() for d in self.dims],
             "notes": list(self.notes),
             "warnings": list(self.warnings),
-        } | ({"reachable": reachable_json(reachable(self))} if with_reachable else {})
+        } | ({"reachable": self.reachable_json(self)} if with_reachable and self.reachable_json else {})
 
 
 def _jsonable(value: object) -> object:

@@ -26,10 +26,10 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from . import conventions, tensor_io
-from .config import DeconvConfig
-from .conventions import STYLES
-from .errors import ConfigError, DeconvError
+from .. import conventions, tensor_io
+from ..conventions import STYLES
+from ..core.config import DeconvConfig
+from ..core.errors import ConfigError, DeconvError
 
 READINGS = ("as saved", "swap in/out", "flip", "swap in/out + flip")
 MAX_STRIDE = 16
@@ -292,8 +292,8 @@ class _Search:
             self.exhausted = True
             return None
         self.full += 1
+        from ..engines import get_engine
         from .compare import compare_refs
-        from .engines import get_engine
 
         engine = get_engine("cpu")
         out = engine.to_host(engine.deconvolve(self.x, wc, self.b, config, tuple(self.yshape[2:])))
@@ -343,7 +343,7 @@ def _dim_gather(s, d, lo, k, o, n):
 
 
 def _spellings(config, reading, wc, refs, infos, input_shape, styles, error) -> list[Match]:
-    from .job import plan
+    from ..conventions.plan import plan
 
     canonical_input = (input_shape[0], *input_shape[1:]) if len(input_shape) == config.rank + 2 else (1, *input_shape)
     weight_shape = infos["weight"].shape if reading == "as saved" else tuple(wc.shape)

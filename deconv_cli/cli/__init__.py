@@ -11,11 +11,11 @@ import sys
 
 import click
 
-from . import __version__
-from .config import FLOAT_DTYPES
-from .conventions import STYLES
-from .errors import ConfigError, DeconvError
-from .options import parse_set
+from .. import __version__
+from ..conventions import STYLES
+from ..core.config import FLOAT_DTYPES
+from ..core.errors import ConfigError, DeconvError
+from ..core.options import parse_set
 
 STYLE_NAMES = tuple(STYLES)
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -33,7 +33,7 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 def _verdict(result, as_json: bool, print_text, ok: bool) -> None:
     """Print a check's result (JSON or text to stdout) and exit 0 when it passed, 1 when not."""
-    from .report import print_json
+    from ..render.report import print_json
 
     if as_json:
         print_json(result.as_dict())
@@ -125,9 +125,9 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
           --set output_padding=1 --expect y.npy
     """
-    from .job import Job, nbytes, run_job
-    from .report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
-    from .tensor_io import removing_temps_on_signals
+    from ..execution.job import Job, nbytes, run_job
+    from ..render.report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
+    from ..tensor_io import removing_temps_on_signals
 
     try:
         if expect is None and (atol is not None or rtol is not None):
@@ -190,9 +190,10 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     """
     from dataclasses import replace
 
-    from .explain import set_item
-    from .job import nbytes, plan, size_warnings
-    from .report import (
+    from ..conventions.plan import plan, reachable, solve
+    from ..execution.job import nbytes, size_warnings
+    from ..render.explain import set_item
+    from ..render.report import (
         emit,
         print_all_styles,
         print_derivation,
@@ -202,7 +203,6 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
         print_warnings,
         sizes_line,
     )
-    from .solve import reachable, solve
 
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
@@ -237,7 +237,7 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
 
 
 def _all_styles(record):
-    from .explain import explain
+    from ..render.explain import explain
 
     return [explain(record, name) for name in STYLE_NAMES]
 
@@ -265,16 +265,16 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
           --to onnx --code > snippet.py
     """
-    from .explain import explain
-    from .job import plan
-    from .report import print_explanation, print_json, print_warnings
+    from ..conventions.plan import plan
+    from ..render.explain import explain
+    from ..render.report import print_explanation, print_json, print_warnings
 
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         record = plan(style, parse_set(sets), *shapes, quirks=quirks)
         explanation = explain(record, target)
         if code:
-            from .snippets import snippet
+            from ..render.snippets import snippet
 
             text = snippet(record, explanation, {"input": input, "weight": weight, "bias": bias})
     except DeconvError as error:
@@ -290,7 +290,7 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
 
 
 def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape):
-    from . import tensor_io
+    from .. import tensor_io
 
     def pick(role, path, text):
         if (path is None) == (text is None):
@@ -305,7 +305,7 @@ def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape
 
 def _dtypes_from_args(input, weight, bias) -> dict[str, str]:
     """The dtype of each tensor given as a file (headers only)."""
-    from . import tensor_io
+    from .. import tensor_io
 
     files = {"input": input, "weight": weight, "bias": bias}
     return {role: tensor_io.peek(tensor_io.parse_ref(path)).dtype for role, path in files.items() if path is not None}
@@ -321,8 +321,8 @@ def info(files, as_json):
     Example:
       deconv info samples/onnx.npz samples/torch_x.npy
     """
-    from . import tensor_io
-    from .report import print_info, print_json
+    from .. import tensor_io
+    from ..render.report import print_info, print_json
 
     try:
         found = {path: tensor_io.describe(tensor_io.parse_ref(path)) for path in files}
@@ -344,7 +344,7 @@ def styles(names):
     Example:
       deconv styles onnx dragon
     """
-    from . import conventions
+    from .. import conventions
 
     for name in names or STYLE_NAMES:
         module = conventions.get(name)
@@ -382,9 +382,9 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
       deconv batch samples/jobs.jsonl --jobs 2 --json
       deconv batch samples/jobs.csv --set groups=1 --shard 1/2 --resume
     """
-    from . import batch as batch_module
-    from . import manifest
-    from .report import BatchProgress, print_json
+    from ..execution import batch as batch_module
+    from ..execution import manifest
+    from ..render.report import BatchProgress, print_json
 
     progress = BatchProgress(sys.stderr, show=not quiet)
     emit = print_json if as_json else (lambda record: _print_planned(record) if dry_run else None)
@@ -434,8 +434,8 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
           --set "output_padding=(1,0)" -o y.npy
       deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
     """
-    from .compare import compare_refs
-    from .report import print_comparison
+    from ..checks.compare import compare_refs
+    from ..render.report import print_comparison
 
     try:
         result = compare_refs(actual, expected, atol=atol, rtol=rtol, top=top)
@@ -470,8 +470,8 @@ def detect_command(input, weight, expected, bias, style, top, limit, as_json):
           samples/torch_ported.npz:y --bias samples/torch_ported.npz:b \\
           --style torch
     """
-    from .detect import detect
-    from .report import print_detection
+    from ..checks.detect import detect
+    from ..render.report import print_detection
 
     try:
         found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit)
@@ -503,7 +503,7 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
       deconv bench --list
       deconv bench --only tiny_4to4_8x8_k3 --repeat 3 --no-peers
     """
-    from .bench import list_suite, report
+    from ..bench.suite import list_suite, report
 
     if list_only:
         list_suite(as_json, echo=click.echo)

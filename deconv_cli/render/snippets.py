@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 
-from . import tensor_io
-from .errors import ConfigError
+from .. import tensor_io
+from ..core.errors import ConfigError
+from ..core.shapes import Derivation
 from .explain import Explanation, canonical_input_shape
-from .shapes import Derivation
 
 # target style -> (import lines, how its tensors are made from NumPy, how its result becomes NumPy)
 FRAMEWORKS = {

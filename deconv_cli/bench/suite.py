@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ def make_inputs(case: Case, dtype: str = "float32", seed: int = 0):
 
 
 def _ours(case: Case, device: str, x, w, b, path: str | None = None):
-    from .engines import get_engine
-    from .job import plan
+    from ..conventions.plan import plan
+    from ..engines import get_engine
 
     record = plan("torch", case.options(), x.shape, w.shape, b.shape)
     engine = get_engine(device)
@@ -285,8 +285,8 @@ def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
     """
     import numpy as np
 
-    from .engines import _generic, get_engine
-    from .job import plan
+    from ..conventions.plan import plan
+    from ..engines import _generic, get_engine
 
     case = _by_name("tiny_4to4_8x8_k3")
     x, w, b = make_inputs(case)
@@ -382,8 +382,8 @@ def _reset_peak() -> None:
 
 
 def _chosen(case: Case) -> str:
-    from .engines import _generic
-    from .job import plan
+    from ..conventions.plan import plan
+    from ..engines import _generic
 
     record = plan("torch", case.options(), case.input_shape, case.weight_shape, (case.out_channels,))
     return _generic.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
@@ -392,7 +392,7 @@ def _chosen(case: Case) -> str:
 def memory(name: str, device: str, threads: int) -> dict:
     env = dict(os.environ, **{var: str(threads) for var in _THREAD_VARS})
     out = subprocess.run(
-        [sys.executable, "-m", "deconv_cli.bench", "--memory-probe", name, "--device", device],
+        [sys.executable, "-m", "deconv_cli.bench.suite", "--memory-probe", name, "--device", device],
         check=True, capture_output=True, text=True, env=env,
     )
     return json.loads(out.stdout)
@@ -402,7 +402,7 @@ def describe_case(case: Case) -> list[str]:
     """Two lines: batch, channels, input size and kernel; the torch options (as --set) that differ from the defaults."""
     import shlex
 
-    from .report import set_words
+    from ..render.report import set_words
 
     lines = [f"N={case.batch}, C {case.in_channels}->{case.out_channels}, input " + "x".join(map(str, case.spatial))
              + ", kernel " + "x".join(map(str, case.kernel))]
@@ -468,8 +468,8 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
     pin_threads(threads)
     import numpy as np  # noqa: F401  (after pinning)
 
-    from .engines import _generic
-    from .job import plan
+    from ..conventions.plan import plan
+    from ..engines import _generic
 
     cases = [_by_name(n) for n in only] if only else list(SUITE)
     blas = blas_info()  # before sgemm_peak, which holds BLAS to one thread for a while
@@ -573,7 +573,7 @@ def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), path
 
 
 if __name__ == "__main__":  # the per-configuration memory probe, run in a fresh process by memory()
-    probe = argparse.ArgumentParser(prog="python -m deconv_cli.bench")
+    probe = argparse.ArgumentParser(prog="python -m deconv_cli.bench.suite")
     probe.add_argument("--memory-probe", metavar="NAME", required=True)
     probe.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     args = probe.parse_args()

@@ -1,6 +1,6 @@
 """Batch benchmark (``make bench-batch``): deconv batch against a shell loop, per-job overhead, I/O hiding, Dask.
 
-    python -m deconv_cli.bench_batch [--small 1000] [--loop-sample 50] [--medium 64] [--no-dask] [--folder DIR]
+    python -m deconv_cli.bench.batch [--small 1000] [--loop-sample 50] [--medium 64] [--no-dask] [--folder DIR]
 
 1. ``--small`` jobs of a 1x8x16x16 input (stride 2, one shared weight): the wall time of one
    ``deconv batch`` process against a bash loop of ``deconv run`` over a sample of the same jobs (the loop's
@@ -91,8 +91,8 @@ def small(folder: Path, jobs: int, sample: int) -> dict:
 
 
 def medium(folder: Path, jobs: int, dask: bool) -> dict:
-    from .engines import numpy_engine
-    from .job import plan
+    from ..conventions.plan import plan
+    from ..engines import numpy_engine
 
     rng = np.random.default_rng(1)
     weight = rng.standard_normal((128, 3, 4, 4)).astype(np.float32)

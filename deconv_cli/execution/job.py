@@ -7,41 +7,15 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from . import conventions
-from .config import FLOAT_DTYPES, Shape
-from .errors import ConfigError, DeconvError
-from .shapes import Derivation, derive
-
-_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
-# Above this many bytes of input + output, a job streams tiles (batch slices, spatial blocks) from and to disk.
-DEFAULT_MEMORY_BUDGET = 2 << 30
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:E[+-]?[0-9]+)?)\s*([KMGT]?)(?:I?B)?")
-# numpy cannot index more bytes than this in one array
-_MAX_ARRAY_BYTES = (1 << 63) - 1
-
-
-def memory_budget() -> int:
-    """Bytes of input + output a job may hold in memory (DECONV_MEMORY_BUDGET overrides, e.g. 512M, 1.5G)."""
-    text = os.environ.get("DECONV_MEMORY_BUDGET", "").strip()
-    if not text:
-        return DEFAULT_MEMORY_BUDGET
-    match = _SIZE.fullmatch(text.upper())
-    if match is None:
-        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G")
-    number = float(match[1])
-    if not math.isfinite(number):
-        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a size", "write e.g. 512M or 4G")
-    if number * _UNITS[match[2]] < 1:
-        raise ConfigError(f"DECONV_MEMORY_BUDGET={text!r} is not a positive size", "write e.g. 512M or 4G")
-    return int(number * _UNITS[match[2]])
+from ..conventions.plan import plan
+from ..core.budget import ITEMSIZE, MAX_ARRAY_BYTES, human_bytes, memory_budget, suggest_budget
+from ..core.errors import ConfigError, DeconvError
+from ..core.shapes import Derivation
 
 
 @dataclass(frozen=True)
@@ -62,20 +36,20 @@ def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, 
     written in parts (.npz, stdout, none), an input that cannot be read in parts (.npz, stdin) and does not
     fit, a budget smaller than one tile, or sizes no machine holds.
     """
-    from . import tensor_io  # lazily: `deconv shape` needs none of them
+    from .. import tensor_io  # lazily: `deconv shape` needs none of them
 
     budget = memory_budget() if budget is None else budget
-    itemsize = _ITEMSIZE.get(dtype, 8)
+    itemsize = ITEMSIZE.get(dtype, 8)
     in_bytes = math.prod(derivation.input_shape) * itemsize
     needed = in_bytes + math.prod(derivation.output_shape) * itemsize
     if needed <= budget:
         return MemoryPlan(False, len(tile_plan), needed, budget)
     over = f"more than the memory budget {human_bytes(budget)} (DECONV_MEMORY_BUDGET)"
     output = f"output {_shape(derivation.output_shape)} {dtype}"
-    if needed > _MAX_ARRAY_BYTES:
+    if needed > MAX_ARRAY_BYTES:
         raise DeconvError(f"input + output need {human_bytes(needed)} ({output}), {over}",
                           "make the output smaller (stride, dilation, padding, output size): no machine holds that")
-    suggest = f"raise DECONV_MEMORY_BUDGET to {_suggest(needed)} if the machine has that memory"
+    suggest = f"raise DECONV_MEMORY_BUDGET to {suggest_budget(needed)} if the machine has that memory"
     if out_ref is None or not tensor_io.can_stream(out_ref):
         where = "no output (--expect alone)" if out_ref is None else "stdout" if out_ref.path == "-" else out_ref.kind
         raise DeconvError(
@@ -92,101 +66,18 @@ def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, 
         raise DeconvError(
             f"the memory budget {human_bytes(budget)} (DECONV_MEMORY_BUDGET) cannot hold one tile of this job "
             f"({human_bytes(tile_plan.tile_bytes)} of input window and output)",
-            f"raise DECONV_MEMORY_BUDGET to at least {_suggest(tile_plan.tile_bytes)}",
+            f"raise DECONV_MEMORY_BUDGET to at least {suggest_budget(tile_plan.tile_bytes)}",
         )
     return MemoryPlan(True, len(tile_plan), needed, budget)
-
-
-def _suggest(n: int) -> str:
-    """A DECONV_MEMORY_BUDGET value of at least n bytes, in the largest unit that keeps it whole."""
-    for unit in ("T", "G", "M", "K"):
-        scale = _UNITS[unit]
-        if n >= 10 * scale or unit == "K":
-            return f"{-(-n // scale)}{unit}"
-    return str(n)
 
 
 def _shape(shape) -> str:
     return "(" + ", ".join(str(v) for v in shape) + ")"
 
 
-def plan(
-    style: str,
-    options: Mapping[str, object],
-    input_shape: Shape,
-    weight_shape: Shape,
-    bias_shape: Shape | None = None,
-    *,
-    quirks: bool = False,
-    dtypes: Mapping[str, str] | None = None,
-    cast: str | None = None,
-) -> Derivation:
-    """Parse a style's options against the shapes and derive the output. Reads no data.
-
-    ``cast``: every tensor is cast to this dtype before anything else (``--cast``); the derivation says so.
-    Cached: a batch repeats the same options and shapes over many jobs. The key is the options' repr,
-    so ``[2, 2]`` and ``(2, 2)`` stay distinct spellings (the record shows the user's own).
-    """
-    key = (
-        style, repr(tuple(options.items())), tuple(input_shape), tuple(weight_shape),
-        None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()), cast,
-    )
-    derivation = _PLANS.get(key)
-    if derivation is None:
-        derivation = _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks, dtypes, cast)
-        if len(_PLANS) >= 512:
-            _PLANS.clear()
-        _PLANS[key] = derivation
-    return derivation
-
-
-_PLANS: dict[tuple, Derivation] = {}  # plan() results by canonical key; Derivations are frozen
-
-
-def _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks, dtypes, cast) -> Derivation:
-    """``plan`` without the cache (the same arguments, all given)."""
-    convention = conventions.get(style)
-    input_shape, weight_shape = check_shape("input", input_shape), check_shape("weight", weight_shape)
-    bias_shape = None if bias_shape is None else check_shape("bias", bias_shape)
-    if 0 in weight_shape:
-        raise ConfigError(f"the weight has shape {_shape(weight_shape)}, with a zero-size axis",
-                          "every weight axis (channels, kernel) needs at least one element")
-    notes: tuple[str, ...] = ()
-    if cast is not None:
-        if cast not in FLOAT_DTYPES:
-            raise ConfigError(f"--cast {cast}: deconv computes in {', '.join(FLOAT_DTYPES)}", "pass --cast float32")
-        changes = ", ".join(f"{role} {dtype} -> {cast}" if dtype != cast else f"{role} {dtype}" for role, dtype in (dtypes or {}).items())
-        notes = (f"--cast {cast}: all tensors are cast to {cast} before planning" + (f" ({changes})" if changes else ""),)
-        dtypes = dict.fromkeys(dtypes or ("input",), cast)
-    dtype_warnings: tuple[str, ...] = ()
-    if dtypes:
-        check_dtypes(dtypes, convention)
-        warning = getattr(convention, "DTYPE_WARNINGS", {}).get(next(iter(dtypes.values())))
-        dtype_warnings = (warning,) if warning else ()
-    parsed = convention.parse(
-        options, input_shape=input_shape, weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks
-    )
-    return derive(
-        parsed.config, input_shape, dim_notes=parsed.dim_notes, notes=parsed.notes + notes,
-        warnings=parsed.warnings + dtype_warnings, style=style, options=tuple(options.items()),
-        weight_shape=weight_shape, bias_shape=bias_shape, quirks=quirks,
-    )
-
-
-def check_shape(role: str, shape) -> Shape:
-    """A tensor shape as a tuple of whole numbers >= 0 (bools, floats and negative sizes refused)."""
-    shape = tuple(shape)
-    for size in shape:
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-            raise ConfigError(f"the {role} shape {shape!r} holds {size!r}, not a whole number")
-        if size < 0:
-            raise ConfigError(f"the {role} shape {_shape(shape)} has a negative size", "sizes are counts: 0 or more")
-    return tuple(int(size) for size in shape)
-
-
 def nbytes(derivation: Derivation, dtype: str) -> dict:
     """Bytes of each tensor of a job in ``dtype``: input, weight, bias (None without one), output."""
-    size = _ITEMSIZE[dtype]
+    size = ITEMSIZE[dtype]
     bias = derivation.bias_shape
     return {
         "input": math.prod(derivation.input_shape) * size,
@@ -196,21 +87,10 @@ def nbytes(derivation: Derivation, dtype: str) -> dict:
     }
 
 
-def human_bytes(n: int) -> str:
-    """1536 -> '1.5 KiB' (binary units, as DECONV_MEMORY_BUDGET's K/M/G)."""
-    if n < 1024:
-        return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        n /= 1024
-        if n < 1024 or unit == "EiB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError  # unreachable
-
-
 def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tuple[str, ...]:
     """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``
     (None: no disk check; ``run`` refuses an output the disk has no room for, tensor_io.check_space)."""
-    from . import tensor_io  # lazily: `deconv shape` needs none of them
+    from .. import tensor_io  # lazily: `deconv shape` needs none of them
 
     sizes = nbytes(derivation, dtype)
     out, needed = sizes["output"], sizes["input"] + sizes["output"]
@@ -225,25 +105,6 @@ def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tup
         warnings.append(f"the output is {human_bytes(out)}, more than the {human_bytes(free)} free on the disk of "
                         f"{os.path.abspath(folder or '.')}")
     return tuple(warnings)
-
-
-def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
-    """All tensors share one floating dtype that the style's framework computes in."""
-    for role, dtype in dtypes.items():
-        if dtype not in FLOAT_DTYPES:
-            raise ConfigError(f"{role} has dtype {dtype}; deconv computes in float16, float32 or float64", f"cast the {role} to float32")
-    if len(set(dtypes.values())) > 1:
-        found = ", ".join(f"{role} {dtype}" for role, dtype in dtypes.items())
-        raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype (deconv run --cast float32)")
-    dtype = next(iter(dtypes.values()))
-    if dtype not in convention.DTYPES:
-        # DTYPE_NOTES: what the framework really does with that dtype (an abort, a silent downcast)
-        what = getattr(convention, "DTYPE_NOTES", {}).get(dtype, "")
-        raise ConfigError(
-            f"{convention.FRAMEWORK} does not compute in {dtype} (it takes {', '.join(convention.DTYPES)})"
-            + (f": {what}" if what else ""),
-            f"cast the tensors to {convention.DTYPES[-1] if dtype == 'float64' else 'float32'}",
-        )
 
 
 @dataclass(frozen=True)
@@ -291,8 +152,9 @@ def run_job(job: Job, *, shared=None) -> Result:
     (weight, bias), and with ``load_input`` the input into a buffer reused from job to job: batch workers
     pass ``batch.SharedTensors``.
     """
-    from . import tensor_io, tiles, tiling  # lazily: `deconv shape` needs none of them
-    from .engines import get_engine
+    from .. import tensor_io  # lazily: `deconv shape` needs none of them
+    from ..engines import get_engine
+    from . import tiles, tiling  # lazily: `deconv shape` needs none of them
 
     refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
     if job.bias is not None:
@@ -302,7 +164,7 @@ def run_job(job: Job, *, shared=None) -> Result:
     out_ref = None if job.output is None else tensor_io.parse_ref(job.output)
     expect_ref = None if job.expect is None else tensor_io.parse_ref(job.expect)
     if expect_ref is not None:
-        from .compare import check_tolerances
+        from ..checks.compare import check_tolerances
 
         check_tolerances(job.atol, job.rtol)
         refs_stdin = [r for r in (*refs.values(), expect_ref) if r.path == "-"]
@@ -330,9 +192,9 @@ def run_job(job: Job, *, shared=None) -> Result:
     dtype = job.cast or infos["input"].dtype
     derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, None))
     budget = memory_budget()
-    needed = (math.prod(derivation.input_shape) + math.prod(derivation.output_shape)) * _ITEMSIZE[dtype]
-    if out_ref is not None and out_ref.path != "-" and needed <= _MAX_ARRAY_BYTES:  # up front, before any work
-        tensor_io.check_space(out_ref, math.prod(derivation.output_shape) * _ITEMSIZE[dtype])
+    needed = (math.prod(derivation.input_shape) + math.prod(derivation.output_shape)) * ITEMSIZE[dtype]
+    if out_ref is not None and out_ref.path != "-" and needed <= MAX_ARRAY_BYTES:  # up front, before any work
+        tensor_io.check_space(out_ref, math.prod(derivation.output_shape) * ITEMSIZE[dtype])
     tile_plan = tiling.plan_for(derivation, dtype, budget if needed > budget else None)
     if job.scheduler is not None:
         if "input" in arrays or out_ref is None:
@@ -381,14 +243,14 @@ def run_job(job: Job, *, shared=None) -> Result:
 
 def _reader(shared, role: str):
     """tensor_io itself, or for a tensor that jobs share (weight, bias) the caller's cache of it."""
-    from . import tensor_io  # lazily: `deconv shape` needs none of them
+    from .. import tensor_io  # lazily: `deconv shape` needs none of them
 
     return tensor_io if shared is None or role == "input" else shared
 
 
 def _check_expected_shape(derivation: Derivation, expected) -> None:
     """Before computing: a reference of another shape cannot match."""
-    from .compare import ShapeMismatch
+    from ..checks.compare import ShapeMismatch
 
     if tuple(expected.shape) != tuple(derivation.output_shape):
         raise ShapeMismatch(
@@ -401,7 +263,7 @@ def _compare(job: Job, actual, expect_ref):
     """The output (an array, or the written file's reference) compared with ``expect`` (streamed)."""
     if expect_ref is None:
         return None
-    from .compare import compare_refs
+    from ..checks.compare import compare_refs
 
     return compare_refs(actual, expect_ref, atol=job.atol, rtol=job.rtol)
 
@@ -433,7 +295,8 @@ def non_finite_warnings(counts: Mapping[str, tuple[int, int]], dtype: str = "flo
 
 def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[dict, dict]:
     """Tiles from disk through the engine to disk: input and output are never whole in memory."""
-    from . import tensor_io, tiles, tiling  # lazily: `deconv shape` needs none of them
+    from .. import tensor_io  # lazily: `deconv shape` needs none of them
+    from . import tiles, tiling  # lazily: `deconv shape` needs none of them
 
     t0 = time.perf_counter()
     weight = tensor_io.load(refs["weight"]).astype(dtype, copy=False)
@@ -452,7 +315,7 @@ def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[
         return x
 
     try:
-        chunks = tiles.chunk_shape(tile_plan, _ITEMSIZE[dtype])
+        chunks = tiles.chunk_shape(tile_plan, ITEMSIZE[dtype])
         with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, dtype, force=force, chunks=chunks) as sink:
             opened = time.perf_counter() - t0
             times = tiling.stream(engine, source, _Counting(sink, counts) if dtype == "float16" else sink, weight,

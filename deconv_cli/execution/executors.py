@@ -32,8 +32,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .engines import cpus
-from .errors import ConfigError, DeconvError
+from ..core.errors import ConfigError, DeconvError
+from ..engines import cpus
 
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
@@ -170,7 +170,7 @@ def _init_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole process group: the parent decides
     signal.signal(signal.SIGTERM, _on_sigterm)
     _limit_blas(threads)
-    from .engines import numpy_engine  # noqa: F401  (imported once, kept for every task)
+    from ..engines import numpy_engine  # noqa: F401  (imported once, kept for every task)
 
 
 def _limit_blas(threads: int) -> None:

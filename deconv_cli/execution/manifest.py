@@ -25,8 +25,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
-from .options import parse_set
+from ..core.errors import ConfigError
+from ..core.options import parse_set
 
 FIELDS = ("input", "weight", "output", "bias", "style", "set", "quirks", "expect", "atol", "rtol", "id")
 TENSOR_FIELDS = ("input", "weight", "bias", "expect")  # read by a job
@@ -231,7 +231,7 @@ def _tuples(value):
 def _check_compare_available(where: str) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("deconv_cli.compare") is None:
+    if importlib.util.find_spec("deconv_cli.checks.compare") is None:
         raise ConfigError(f"{where}: 'expect', 'atol' and 'rtol' need deconv compare, which this version lacks", "drop those fields")
 
 

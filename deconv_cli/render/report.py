@@ -16,10 +16,10 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from .shapes import Derivation
+from ..core.shapes import Derivation
 
 if TYPE_CHECKING:
-    from .tensor_io import ArrayInfo
+    from ..tensor_io import ArrayInfo
 
 
 def _fancy(stream: TextIO) -> bool:
@@ -150,7 +150,7 @@ def print_derivation(d: Derivation, stream: TextIO, console=None) -> None:
 
 def sizes_line(nbytes: dict, dtype: str, assumed: bool = False) -> str:
     """'  bytes (float32): input 1.0 MiB (1048576), weight ...': each tensor's size, exact in parentheses."""
-    from .job import human_bytes
+    from ..core.budget import human_bytes
 
     parts = [f"{role} {human_bytes(n)}" + (f" ({n:,})" if n >= 1024 else "") for role, n in nbytes.items() if n is not None]
     return f"  bytes ({dtype}{', assumed: pass --cast to change' if assumed else ''}): {', '.join(parts)}"
@@ -158,8 +158,8 @@ def sizes_line(nbytes: dict, dtype: str, assumed: bool = False) -> str:
 
 def print_reachable(reachable, stream: TextIO, console=None) -> None:
     """One line per spatial axis: which sizes each size option reaches."""
-    from .shapes import axis_names
-    from .solve import ranges
+    from ..conventions.plan import ranges
+    from ..core.shapes import axis_names
 
     names = axis_names(len(reachable))
     lines = []

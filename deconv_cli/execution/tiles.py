@@ -39,8 +39,8 @@ import itertools
 import math
 from dataclasses import dataclass, replace
 
-from .config import DeconvConfig, Shape
-from .shapes import full_length
+from ..core.config import DeconvConfig, Shape
+from ..core.shapes import full_length
 
 # Input window + output block of one tile. Large enough that the engine runs every problem of the benchmark
 # suite (at most 123 MiB of tensors) as one call, as fast as the benchmark measures it: with 16 MiB tiles an

@@ -1,4 +1,4 @@
-"""Tiling benchmarks (not tests): ``python -m deconv_cli.bench_tiles [--overhead] [--big N] [--folder DIR]``.
+"""Tiling benchmarks (not tests): ``python -m deconv_cli.bench.tiles [--overhead] [--big N] [--folder DIR]``.
 
 ``--overhead``: one problem that fits in memory (3-D U-Net up-convolution, 1x32x64^3 -> k3 s2 16 channels),
 computed as one engine call on the whole tensors and as the tile plan that ``run`` uses, interleaved; prints
@@ -30,8 +30,8 @@ def overhead(repeat: int = 5) -> dict:
     import numpy as np
 
     import deconv_cli
-    from deconv_cli import tiling
     from deconv_cli.engines import numpy_engine
+    from deconv_cli.execution import tiling
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 32, 64, 64, 64)).astype(np.float32)
@@ -86,7 +86,7 @@ def big(n: int, folder: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m deconv_cli.bench_tiles", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deconv_cli.bench.tiles", description=__doc__.split("\n\n")[0])
     parser.add_argument("--overhead", action="store_true", help="tiled vs untiled on a problem that fits")
     parser.add_argument("--big", type=int, metavar="N", help="a 1x16xN^3 volume into .zarr under a 1 GB budget")
     parser.add_argument("--folder", default="bench-tiles", help="where --big writes (default: ./bench-tiles)")

@@ -32,8 +32,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..core.errors import DeconvError
 from . import manifest
-from .errors import DeconvError
 from .job import Job, run_job
 from .manifest import Entry
 
@@ -112,12 +112,12 @@ class SharedTensors:
         return value
 
     def peek(self, ref):
-        from . import tensor_io
+        from .. import tensor_io
 
         return self._get("peek", ref, tensor_io.peek)
 
     def load(self, ref, info=None):
-        from . import tensor_io
+        from .. import tensor_io
 
         return self._get("load", ref, lambda ref: tensor_io.load(ref, info))
 
@@ -127,8 +127,8 @@ class SharedTensors:
         valid until the next job's input is read; a job keeps nothing of its input."""
         import numpy as np
 
-        from . import tensor_io
-        from .config import FLOAT_DTYPES
+        from .. import tensor_io
+        from ..core.config import FLOAT_DTYPES
 
         if info.dtype not in FLOAT_DTYPES or not getattr(tensor_io.format_of(ref), "LOADS_INTO", False):
             return tensor_io.load(ref, info)  # no buffer made for a format that would not read into it
@@ -296,8 +296,8 @@ def _task(entry: Entry, settings: Settings, force: bool) -> Task:
 
 def dry_run(entries: list[Entry], emit: Callable[[dict], None], log: Callable[[str], None]) -> Summary:
     """Plan every job from headers (shapes, options, dtypes), computing nothing."""
-    from . import tensor_io
-    from .job import plan
+    from .. import tensor_io
+    from ..conventions.plan import plan
 
     summary, start = Summary(), time.perf_counter()
     for entry in entries:
