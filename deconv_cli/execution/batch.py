@@ -247,15 +247,30 @@ class Journal:
 
 
 def _stats(entry: Entry) -> dict[str, list]:
-    """[size, mtime_ns] of every file a job reads (None for a missing one)."""
+    """[path, size, mtime_ns] of every file a job reads (None for a missing one)."""
     found = {}
     for role, path in entry.tensors().items():
         try:
-            stat = os.stat(path)
-            found[role] = [path, stat.st_size, stat.st_mtime_ns]
+            found[role] = [path, *_size_and_mtime(path)]
         except OSError:
             found[role] = [path, None, None]
     return found
+
+
+def _size_and_mtime(path: str) -> tuple[int, int]:
+    """A file's size and modification time; for a folder (a Zarr store), the total size of its files and
+    the latest time of anything in it: rewriting one chunk in place changes neither the folder's own
+    size nor its time."""
+    stat = os.stat(path)
+    if not os.path.isdir(path):
+        return stat.st_size, stat.st_mtime_ns
+    size, latest = 0, stat.st_mtime_ns
+    for folder, _, names in os.walk(path):
+        latest = max(latest, os.stat(folder).st_mtime_ns)
+        for name in names:
+            inner = os.stat(os.path.join(folder, name))
+            size, latest = size + inner.st_size, max(latest, inner.st_mtime_ns)
+    return size, latest
 
 
 def _resume_plan(entries: list[Entry], records: list[dict]) -> tuple[dict, set]:

@@ -25,12 +25,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .. import tensor_io
 from ..core.errors import ConfigError
 from ..core.options import parse_set
 
 FIELDS = ("input", "weight", "output", "bias", "style", "set", "quirks", "expect", "atol", "rtol", "id")
 TENSOR_FIELDS = ("input", "weight", "bias", "expect")  # read by a job
-_EXTENSIONS = (".npy", ".npz", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,12 @@ class Entry:
 
 
 def file_of(reference: str) -> str:
-    """The file part of a tensor reference (``x.npz:name`` -> ``x.npz``)."""
-    lower = reference.lower()
-    best = max((lower.rfind(ext + ":") + len(ext) for ext in _EXTENSIONS if lower.rfind(ext + ":") >= 0), default=-1)
-    return reference if best < 0 else reference[:best]
+    """The file (or Zarr folder) part of a tensor reference (``x.npz:name`` -> ``x.npz``), as
+    ``tensor_io.parse_ref`` splits it. A reference it rejects is kept whole: that job fails when it runs."""
+    try:
+        return tensor_io.parse_ref(reference).path
+    except tensor_io.BadReference:
+        return reference
 
 
 def _resolve(reference: str, folder: str) -> str:
