@@ -335,7 +335,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run_and_reruns_no_finished_
     wait_for_done_lines(killed / "jobs.jsonl.journal", 6, process)
     process.send_signal(signal.SIGKILL)
     process.wait(30)
-    time.sleep(0.5)  # the workers follow their parent (PR_SET_PDEATHSIG)
+    time.sleep(0.5)  # the workers follow their parent (exit_with_parent)
     finished = done_ids(killed / "jobs.jsonl.journal")
     assert 6 <= len(finished) < 40
     finished_mtimes = {i: (killed / f"out/m{i - 1}.npy").stat().st_mtime_ns for i in finished}

@@ -19,7 +19,9 @@ engine's ``DECONV_THREADS`` (unless the user set it) and holds BLAS to the same 
 installed, else the BLAS libraries' own environment variables, set before numpy is imported), then imports
 numpy and the engine once and keeps them. Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole
 process group; the parent decides); ``terminate()`` sends SIGTERM, which a busy worker turns into
-KeyboardInterrupt inside the task, so its ``finally`` blocks (temporary files) run before it exits. The
+KeyboardInterrupt inside the task, so its ``finally`` blocks (temporary files) run before it exits. A
+worker gets the same SIGTERM when its parent dies, however it dies (``exit_with_parent``), so a killed batch
+leaves no worker behind. The
 in-process executor defers a first SIGINT until the running task is done. ``dask``/``distributed`` are
 imported only by :class:`DaskExecutor`.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -161,7 +164,7 @@ def _on_sigterm(signum, frame) -> None:
     os._exit(128 + signum)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     """Runs once in each worker: thread limits, signals, and the imports every task needs."""
     if not os.environ.get("DECONV_THREADS", "").strip():
         os.environ["DECONV_THREADS"] = str(threads)
@@ -169,8 +172,45 @@ def _init_worker(threads: int) -> None:
         os.environ[name] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole process group: the parent decides
     signal.signal(signal.SIGTERM, _on_sigterm)
+    exit_with_parent(parent)
     _limit_blas(threads)
     from ..engines import numpy_engine  # noqa: F401  (imported once, kept for every task)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Get SIGTERM when process ``parent`` dies, whatever kills it (SIGKILL and the out-of-memory killer
+    included): a worker's pipes to a dead parent never close while its sibling workers hold their ends, so
+    it would otherwise sleep forever. The SIGTERM handler set before this call decides how to exit (a
+    worker unwinds its task, removing its temporary files). Linux: the kernel's parent-death signal, then a
+    check for a parent that died before it was set; elsewhere, a thread that watches the parent's pid."""
+    if _parent_death_signal(signal.SIGTERM):
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+    threading.Thread(target=_watch_parent, args=(parent, interval), name="deconv-parent-watch", daemon=True).start()
+
+
+def _parent_death_signal(signum: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+
+
+def _watch_parent(parent: int, interval: float) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _limit_blas(threads: int) -> None:
@@ -200,7 +240,8 @@ class ProcessExecutor(Executor):
     """A pool of ``jobs`` local worker processes, each with ``threads`` engine threads.
 
     Tasks wait here and go to the pool a few at a time (twice the workers), so cancelling is dropping
-    the ones still here: the pool never holds a cancelled future.
+    the ones still here: the pool never holds a cancelled future. The workers exit when the thread that
+    made this executor ends (Linux's parent-death signal follows the thread): use it from one thread.
     """
 
     kind = "processes"
@@ -215,7 +256,8 @@ class ProcessExecutor(Executor):
         # fork is the quickest start; it is only safe while this process runs a single thread
         method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker, initargs=(self.threads,)
+            self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker,
+            initargs=(self.threads, os.getpid()),
         )
         self._pool.submit(int)  # starts every worker now, while this process may still fork safely
         self._waiting: deque = deque()
