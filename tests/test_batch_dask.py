@@ -43,13 +43,22 @@ def cluster(tmp_path_factory):
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes[1:])  # the workers first: a worker closing while its scheduler is gone waits for it
+        stop(processes[:1])
+
+
+def stop(processes: list[subprocess.Popen], grace: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL for whatever still runs after ``grace`` seconds (a Dask process may sit out
+    its connect timeouts while closing)."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture
@@ -99,7 +108,10 @@ def test_a_dask_run_equals_a_local_run(cluster, two_folders):
     assert summary(again.stderr) == (0, 1, 0, 5)
 
 
-def test_an_unreachable_scheduler_is_one_line(tmp_path):
+def test_an_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
+    from deconv_cli.execution import executors
+
+    monkeypatch.setattr(executors, "CONNECT_TIMEOUT_S", 0.5)  # a refused connection is retried until then
     write_jsonl(tmp_path / "jobs.jsonl", [{"input": "x.npy", "weight": "w.npy", "output": "y.npy"}])
     result = invoke(str(tmp_path / "jobs.jsonl"), "--scheduler", "tcp://127.0.0.1:9")
     assert result.exit_code == 1
@@ -107,3 +119,13 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
         "Error: cannot reach the Dask scheduler at tcp://127.0.0.1:9 (OSError). "
         "Start one with `dask scheduler` and `dask worker ADDRESS`, or check the address.\n"
     )
+
+
+def test_the_stop_helper_kills_a_process_that_ignores_sigterm():
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print(flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    stubborn.stdout.readline()  # SIGTERM is ignored from here on
+    start = time.monotonic()
+    stop([stubborn], grace=0.5)
+    assert time.monotonic() - start < 5
+    assert stubborn.returncode == -9

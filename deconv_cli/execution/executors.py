@@ -338,12 +338,15 @@ def _dask_call(fn: Callable, args: tuple):
     return fn(*args)
 
 
+CONNECT_TIMEOUT_S = 10.0  # how long a Dask scheduler may take to answer before the run fails
+
+
 class DaskExecutor(Executor):
     """Tasks on a Dask distributed cluster at ``address`` (``tcp://host:port``). Workers must see the same paths."""
 
     kind = "dask"
 
-    def __init__(self, address: str, *, timeout: float = 10.0):
+    def __init__(self, address: str, *, timeout: float | None = None):
         try:
             import distributed
         except ImportError:
@@ -352,7 +355,8 @@ class DaskExecutor(Executor):
             ) from None
         self._distributed = distributed
         try:
-            self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
+            self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S if timeout is None else timeout,
+                                              set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise DeconvError(
                 f"cannot reach the Dask scheduler at {address} ({exc.__class__.__name__})",
