@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from test_goldens import GOLDEN, _cases, _options
 
 import deconv_cli
-from deconv_cli.checks.compare import Stats, blocks, compare_arrays, compare_refs, default_tolerances
+from deconv_cli.checks.compare import Stats, blocks, compare_refs, default_tolerances
 from deconv_cli.cli import cli
 from deconv_cli.core.errors import ConfigError
 
@@ -34,7 +34,7 @@ def invoke(*args):
 def test_rule_nan_inf_and_counts():
     a = np.array([1.0, 2.0, np.nan, np.nan, np.inf, np.inf, -np.inf, 5.0, 0.0], dtype=np.float32)
     e = np.array([1.0, 2.5, np.nan, 3.0, np.inf, -np.inf, 7.0, 5.0004, 1e-5], dtype=np.float32)
-    c = compare_arrays(a, e, atol=1e-4, rtol=1e-4, top=10)
+    c = compare_refs(a, e, atol=1e-4, rtol=1e-4, top=10)
     # mismatches: 2.0 vs 2.5; nan vs 3; inf vs -inf; -inf vs 7. Not: nan==nan, inf==inf, 5 vs 5.0004 (4e-4 <=
     # 1e-4 + 1e-4*5.0004), 0 vs 1e-5
     assert c.mismatches == 4 and c.total == 9 and not c.match
@@ -53,7 +53,7 @@ def test_rule_nan_inf_and_counts():
 
 
 def test_design_json_fields():
-    c = compare_arrays(np.zeros((2, 3)), np.ones((2, 3)), top=2)
+    c = compare_refs(np.zeros((2, 3)), np.ones((2, 3)), top=2)
     record = c.as_dict()
     for key in ("match", "shape", "max_abs", "max_rel", "mean_abs", "mismatches", "total", "nan", "inf", "atol",
                 "rtol", "worst"):
@@ -69,11 +69,11 @@ def test_blocks_give_the_same_answer_as_one_pass(rng, tmp_path, budget):
     e = a + rng.standard_normal(a.shape) * 1e-3
     e[2, 3, 4, 5] += 10
     e[0, 1, 2, 3] = np.nan
-    whole = compare_arrays(a, e, top=4, budget=10**9, atol=1e-2).as_dict()
+    whole = compare_refs(a, e, top=4, budget=10**9, atol=1e-2).as_dict()
     means = whole.pop("mean_abs"), whole.pop("mean_rel")
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "e.npy", e)
-    for got in (compare_arrays(a, e, top=4, budget=budget, atol=1e-2), compare_refs(str(tmp_path / "a.npy"),
+    for got in (compare_refs(a, e, top=4, budget=budget, atol=1e-2), compare_refs(str(tmp_path / "a.npy"),
                                                                          str(tmp_path / "e.npy"), top=4, budget=budget, atol=1e-2)):
         record = got.as_dict()
         got = record.pop("mean_abs"), record.pop("mean_rel")
@@ -96,7 +96,7 @@ def test_blocks_cover_every_element_once():
 def test_median_is_within_the_histogram_resolution(rng):
     a = rng.standard_normal(10001)
     e = a + rng.lognormal(-8, 2, a.size)
-    got = compare_arrays(a, e, budget=96 * 1000).median_abs
+    got = compare_refs(a, e, budget=96 * 1000).median_abs
     exact = float(np.median(np.abs(a - e)))
     assert abs(math.log10(got) - math.log10(exact)) <= 1 / 64
 
@@ -116,9 +116,9 @@ def test_default_tolerances_take_the_looser_dtype():
 
 def test_complex_and_negative_tolerances_are_usage_errors():
     with pytest.raises(ConfigError):
-        compare_arrays(np.zeros(2, np.complex64), np.zeros(2, np.complex64))
+        compare_refs(np.zeros(2, np.complex64), np.zeros(2, np.complex64))
     with pytest.raises(ConfigError):
-        compare_arrays(np.zeros(2), np.zeros(2), rtol=-1)
+        compare_refs(np.zeros(2), np.zeros(2), rtol=-1)
 
 
 # ---------------------------------------------------------------- default tolerances against the goldens
@@ -146,7 +146,7 @@ def _golden(framework, case):
 @pytest.mark.parametrize("framework, case", list(_golden_ok_cases()))
 def test_defaults_pass_every_golden_and_fail_each_mistake(framework, case):
     config, w, y, run = _golden(framework, case)
-    assert compare_arrays(run(w), y).match, "a correct result must pass the default tolerances"
+    assert compare_refs(run(w), y).match, "a correct result must pass the default tolerances"
     mistakes = {}
     spatial = [a for a in config.input_axes()[2]]
     if y.shape[spatial[-1]] > 1:
@@ -160,7 +160,7 @@ def test_defaults_pass_every_golden_and_fail_each_mistake(framework, case):
     for name, wrong in mistakes.items():
         if np.array_equal(wrong, run(w)):
             continue  # the mistake changes nothing here (a symmetric kernel, a constant row)
-        assert not compare_arrays(wrong, y).match, f"a {name} must fail the default tolerances"
+        assert not compare_refs(wrong, y).match, f"a {name} must fail the default tolerances"
 
 
 def test_each_mistake_is_exercised_on_many_goldens():
@@ -231,7 +231,7 @@ def test_zero_d_and_empty_tensors(tmp_path):
     np.save(tmp_path / "t.npy", np.float32(1.5001))
     got = compare_refs(str(tmp_path / "s.npy"), str(tmp_path / "t.npy"))
     assert (got.shape, got.total, got.match) == ((), 1, True)
-    got = compare_arrays(np.zeros((0, 3)), np.zeros((0, 3)))
+    got = compare_refs(np.zeros((0, 3)), np.zeros((0, 3)))
     assert (got.total, got.match, got.max_abs, got.median_abs) == (0, True, 0.0, None)
 
 

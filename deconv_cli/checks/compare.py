@@ -285,12 +285,6 @@ def _check_shapes(actual_shape, expected_shape) -> None:
         )
 
 
-def compare_arrays(actual, expected, *, atol: float | None = None, rtol: float | None = None, top: int = 5,
-                   budget: int | None = None) -> Comparison:
-    """Compare two in-memory arrays (blocks of at most ``budget`` bytes of temporaries)."""
-    return compare_refs(actual, expected, atol=atol, rtol=rtol, top=top, budget=budget)
-
-
 def compare_refs(actual_ref, expected_ref, *, atol: float | None = None, rtol: float | None = None, top: int = 5,
                  budget: int | None = None) -> Comparison:
     """Compare two tensors block by block. Each side is a tensor reference (``str`` or ``tensor_io.Ref``) read

@@ -94,12 +94,6 @@ def positive(name: str, values: Shape, rule: str) -> Shape:
     return values
 
 
-def non_negative(name: str, values: Shape, rule: str) -> Shape:
-    if min(values) < 0:
-        raise ConfigError(f"{name}={fmt(values)} must not be negative ({rule})")
-    return values
-
-
 def check_kernel(name: str, value: object, kernel: Shape, framework: str) -> None:
     """An optional kernel keyword must agree with the weight tensor's spatial dims."""
     given = as_ints(name, value, len(kernel))
