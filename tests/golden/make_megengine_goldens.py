@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).parent
-T2, T3 = ((1, 1), (0, 0)), ((1, 1, 1), (0, 0, 0))
 
 
 def case(name, x, w, *, b=None, dtype="float32", quirks=False, module=None, **options):
