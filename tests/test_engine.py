@@ -110,7 +110,7 @@ def test_weight_permutation_is_applied_before_the_reshape(rng):
 
 
 def test_bias_reaches_positions_outside_the_full_result(rng):
-    """Negative crops add positions that hold only the bias (CONVENTIONS 0)."""
+    """Negative crops add positions that hold only the bias (docs/CONVENTIONS.md section 0)."""
     config = DeconvConfig(kernel=(1,), stride=(4,), dilation=(1,), crops=((-2, -1),), groups=1, in_channels=1, out_channels=1)
     x = np.array([[[1.0, 2.0]]], dtype=np.float32)
     w = np.ones((1, 1, 1), dtype=np.float32)

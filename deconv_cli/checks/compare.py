@@ -26,8 +26,8 @@ from ..core.errors import ConfigError, DeconvError
 # Default tolerances per dtype, (atol, rtol): the looser of the two sides' dtypes applies.
 # Reasoning (README "Checking results against a framework", with the golden measurements): a correct deconvolution differs from a framework's only by
 # summation order, i.e. by a few units in the last place of the *output's scale* times sqrt(terms);
-# an element near 0 (cancellation) needs atol, a large one rtol. float32: 1e-4 is DESIGN's correctness
-# target (max error <= 1e-4 of the output scale); float16 keeps ~3 decimal digits (eps 9.8e-4), so a
+# an element near 0 (cancellation) needs atol, a large one rtol. float32: 1e-4 is the correctness target
+# of docs/DESIGN.md section 3 (max error <= 1e-4 of the output scale); float16 keeps ~3 decimal digits (eps 9.8e-4), so a
 # few ulps at |e| ~ 1-10 is 1e-2; float64 is 1e-9 relative. A one-position shift, a flipped kernel or
 # swapped channel axes change values by O(output scale) and fail all of them by orders of magnitude.
 DEFAULT_TOLERANCES = {
@@ -207,7 +207,7 @@ class Stats:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The result of comparing ACTUAL with EXPECTED (DESIGN.md 5.1)."""
+    """The result of comparing ACTUAL with EXPECTED (docs/DESIGN.md section 5.1)."""
 
     shape: tuple[int, ...]
     dtypes: tuple[str, str]
@@ -233,7 +233,8 @@ class Comparison:
         return self.mismatches / self.total if self.total else 0.0
 
     def as_dict(self) -> dict:
-        """DESIGN.md's JSON fields, plus ``fraction``, ``median_abs`` (approximate), ``mean_rel`` and ``dtype``."""
+        """The JSON fields of docs/DESIGN.md section 5.1, plus ``fraction``, ``median_abs`` (approximate),
+        ``mean_rel`` and ``dtype``."""
         return {
             "match": self.match,
             "shape": list(self.shape),

@@ -1,6 +1,6 @@
 """Dragon (seeta-dragon): ``dragon.nn.conv{1,2,3}d_transpose`` with its ONNX-like keywords.
 
-Rules (verified on Dragon 0.3.0, CPU; CONVENTIONS.md section 4 and tests/golden/dragon.json), per dim
+Rules (verified on Dragon 0.3.0, CPU; docs/CONVENTIONS.md section 4 and tests/golden/dragon.json), per dim
 with full = (n-1)*s + d*(k-1) + 1 and op = output_padding:
 
     padding VALID (default), pads [b.., e..]   crop (b, e - op)          op and pads may be any integer

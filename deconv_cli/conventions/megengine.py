@@ -1,6 +1,6 @@
 """MegEngine: ``functional.nn.conv_transpose{2,3}d`` and ``module.ConvTranspose{2,3}d``.
 
-Rules, verified on MegEngine 1.13 CPU (CONVENTIONS.md section 2, re-checked by make_megengine_goldens.py):
+Rules, verified on MegEngine 1.13 CPU (docs/CONVENTIONS.md section 2, re-checked by make_megengine_goldens.py):
 - crop pair per dim (padding, padding - output_padding), output_padding < stride (dilation does not relax it);
 - weight (C_in, C_out, k...) for groups=1 and, mandatory for groups>1, (groups, C_in/g, C_out/g, k...): the same
   memory order as the canonical (C_in, C_out/g, k...), so a plain reshape converts it;

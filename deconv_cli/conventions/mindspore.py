@@ -1,6 +1,6 @@
 """MindSpore: ``ops.Conv3DTranspose`` (3-D input) and ``ops.Conv2DTranspose`` (2-D input, with ``input_size``).
 
-Rules, verified on MindSpore 2.10 CPU (CONVENTIONS.md section 1, re-checked by make_mindspore_goldens.py).
+Rules, verified on MindSpore 2.10 CPU (docs/CONVENTIONS.md section 1, re-checked by make_mindspore_goldens.py).
 Per dimension, full = (n-1)*s + dk with dk = d*(k-1) + 1:
 
     Conv3DTranspose 'pad', pad (h, t), op   crop (h, t - op)
@@ -22,7 +22,7 @@ Decisions where MindSpore is odd:
 - Lists are taken where MindSpore insists on tuples (``pad=[1, 1, 0, 0, 1, 1]``).
 - The ops take no bias: a (C_out,) bias is added after, as ``nn.Conv*dTranspose(has_bias=True)`` does.
 - Conv3DTranspose's stride-product checks read the padded (1, 1, sd, sh, sw) at the wrong indices, so what they
-  really enforce is depth stride <= 256 (257 is rejected; CONVENTIONS.md says they never fire).
+  really enforce is depth stride <= 256 (257 is rejected; docs/CONVENTIONS.md section 1 says they never fire).
 - Output size 0 is allowed (MindSpore returns an empty tensor); negative sizes are rejected.
 - 1-D (``nn.Conv1dTranspose``) is out of scope; float64 is rejected (TypeError in MindSpore).
 """

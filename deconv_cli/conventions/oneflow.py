@@ -1,6 +1,6 @@
 """OneFlow: ``oneflow.nn.functional.conv_transpose{1,2,3}d`` and ``nn.ConvTranspose{1,2,3}d``.
 
-Rules (verified on OneFlow 0.9.0, CPU; CONVENTIONS.md section 3 and tests/golden/oneflow.json):
+Rules (verified on OneFlow 0.9.0, CPU; docs/CONVENTIONS.md section 3 and tests/golden/oneflow.json):
 - PyTorch's rule: crop pair per dim is (padding, padding - output_padding), out = full - 2p + op;
 - but nothing bounds output_padding or padding: op >= stride, negative op and negative padding are
   all valid OneFlow results (positions past the full result hold only the bias), and we reproduce them;

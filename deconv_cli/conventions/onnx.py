@@ -1,6 +1,6 @@
 """ONNX ``ConvTranspose`` (opset 17), as the spec defines it and onnxruntime (1.31, 1.32) runs it.
 
-Per dimension, with full = (n-1)*s + d*(k-1) + 1 and op = output_padding (CONVENTIONS.md section 6):
+Per dimension, with full = (n-1)*s + d*(k-1) + 1 and op = output_padding (docs/CONVENTIONS.md section 6):
 
     auto_pad NOTSET, pads [b.., e..]   crop (b, e - op)
     auto_pad VALID                     crop (0, -op)

@@ -1,6 +1,6 @@
 """PyTorch: ``torch.nn.functional.conv_transpose{1,2,3}d`` and ``nn.ConvTranspose{1,2,3}d``.
 
-Rules (verified on PyTorch 2.13, CONVENTIONS.md section 5):
+Rules (verified on PyTorch 2.13, docs/CONVENTIONS.md section 5):
 - crop pair per dim is (padding, padding - output_padding): out = full - 2p + op;
 - output_padding must be smaller than either stride or dilation, per dimension;
 - ``output_size`` (the module's forward argument) picks op = size - (full - 2p), allowed in

@@ -1,6 +1,6 @@
 """The one exception type of deconv_cli.
 
-Any module may raise it; only ``cli.py`` turns it into output: one line on stderr,
+Any module may raise it; only the command line (``deconv_cli/cli/``) turns it into output: one line on stderr,
 ``Error: <what is wrong>. <how to fix it>``, and the exit code below. No traceback.
 """
 

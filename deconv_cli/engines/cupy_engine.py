@@ -1,8 +1,9 @@
 """The GPU engine: the generic algorithm bound to CuPy (cuBLAS GEMMs, strided copies/adds on the device).
 
 It takes the same paths and dispatch rules as the CPU engine (those rules were measured on the CPU) and runs
-the work items one after another on the current stream. No RawKernel: none has a GPU benchmark behind it
-yet (STYLE rule 6), and this engine has not been run on a GPU since the fast-engines rewrite.
+the work items one after another on the current stream. No RawKernel: a backend's own kernel comes only
+with a benchmark that justifies it, none has a GPU benchmark behind it yet, and this engine has not been
+run on a GPU since the fast-engines rewrite.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ X1, W1 = (1, 1, 5), (1, 1, 3)  # full = (5-1)*2 + 3 = 11 with strides 2
         (dict(strides=2, pads=[1, 2]), (1, 2), 8),
         (dict(strides=2, pads=[1, 1], output_padding=1), (1, 0), 10),
         (dict(strides=2, auto_pad="VALID", output_padding=1), (0, -1), 12),
-        (dict(strides=2, auto_pad="SAME_UPPER"), (0, 1), 10),  # CONVENTIONS E2
+        (dict(strides=2, auto_pad="SAME_UPPER"), (0, 1), 10),  # docs/CONVENTIONS.md section 8, E2
         (dict(strides=2, auto_pad="SAME_LOWER"), (1, 0), 10),
         (dict(strides=2, auto_pad="SAME_UPPER", output_padding=1), (1, 0), 10),  # T = 11 + 1 - 10 = 2
         (dict(strides=2, output_shape=[10]), (1, 0), 10),  # NOTSET + output_shape: ceil
@@ -37,7 +37,7 @@ def test_one_axis(options, crop, out):
 @pytest.mark.parametrize(
     "options, spec_crop, ort_crop, says",
     [
-        # n=2, k=1, s=4: full 5 < n*s = 8 (CONVENTIONS 6.3)
+        # n=2, k=1, s=4: full 5 < n*s = 8 (docs/CONVENTIONS.md section 6.3)
         (dict(strides=4, auto_pad="SAME_UPPER"), (-2, -1), (0, 0),
          "auto_pad=SAME_UPPER: target n*s = 8 is longer than full + output_padding = 5: the ONNX spec pads 2 bias-only "
          "position(s) at the start and 1 at the end (length 8), onnxruntime (1.31 and 1.32) does not pad (length 5)"),

@@ -14,13 +14,13 @@ from deconv_cli.core.errors import ConfigError
         ((1, 4, 5, 5), (4, 2, 3, 3), {}, ((0, 0), (0, 0)), (1, 2, 7, 7)),
         ((1, 4, 5, 5), (4, 2, 3, 3), dict(stride=2, padding=1, output_padding=1), ((1, 0), (1, 0)), (1, 2, 10, 10)),
         ((1, 4, 5, 5), (4, 2, 3, 3), dict(stride=(2, 1), padding=(0, 1), output_padding=(1, 0)), ((0, -1), (1, 1)), (1, 2, 12, 5)),
-        # output_padding may reach the dilation when the stride is smaller (CONVENTIONS E5)
+        # output_padding may reach the dilation when the stride is smaller (docs/CONVENTIONS.md section 8, E5)
         ((1, 4, 5), (4, 2, 3), dict(dilation=3, output_padding=2), ((0, -2),), (1, 2, 13)),
         ((4, 5, 5), (4, 2, 3, 3), dict(stride=2), ((0, 0), (0, 0)), (2, 11, 11)),  # unbatched
         ((1, 4, 5, 5), (4, 1, 3, 3), dict(groups=4, stride=2), ((0, 0), (0, 0)), (1, 4, 11, 11)),  # depthwise
         ((1, 4, 5, 5), (4, 2, 3, 3), dict(stride=2, padding=1, output_size=(10, 10)), ((1, 0), (1, 0)), (1, 2, 10, 10)),
         ((1, 4, 5, 5), (4, 2, 3, 3), dict(stride=2, padding=1, output_size=(1, 2, 9, 10)), ((1, 1), (1, 0)), (1, 2, 9, 10)),
-        # OneFlow's seed example, torch rules (CONVENTIONS 3)
+        # OneFlow's seed example, torch rules (docs/CONVENTIONS.md section 3)
         ((20, 16, 10, 50, 100), (16, 33, 3, 5, 2), dict(stride=(2, 1, 1), padding=(0, 4, 2)), ((0, 0), (4, 4), (2, 2)), (20, 33, 21, 46, 97)),
         ((1, 3, 32, 32, 32), (3, 64, 3, 3, 3), dict(stride=2, padding=1, in_channels=3, out_channels=64, kernel_size=3, bias=False),
          ((1, 1),) * 3, (1, 64, 63, 63, 63)),
