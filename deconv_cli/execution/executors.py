@@ -236,6 +236,22 @@ def _call(fn: Callable, args: tuple):
         _busy = False
 
 
+class _RecordingContext:
+    """A multiprocessing context that keeps the processes it makes: the pool's own list is private."""
+
+    def __init__(self, context):
+        self._context = context
+        self.processes: list = []
+
+    def Process(self, *args, **kwargs):  # noqa: N802  (the context's own name)
+        process = self._context.Process(*args, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+
 class ProcessExecutor(Executor):
     """A pool of ``jobs`` local worker processes, each with ``threads`` engine threads.
 
@@ -255,9 +271,9 @@ class ProcessExecutor(Executor):
         self.workers, self.threads = split_threads(jobs)
         # fork is the quickest start; it is only safe while this process runs a single thread
         method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._context = _RecordingContext(multiprocessing.get_context(method))
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker,
-            initargs=(self.threads, os.getpid()),
+            self.workers, mp_context=self._context, initializer=_init_worker, initargs=(self.threads, os.getpid()),
         )
         self._pool.submit(int)  # starts every worker now, while this process may still fork safely
         self._waiting: deque = deque()
@@ -298,7 +314,7 @@ class ProcessExecutor(Executor):
         self._waiting.clear()
 
     def terminate(self) -> None:
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        processes = list(self._context.processes)
         self.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
