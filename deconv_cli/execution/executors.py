@@ -21,9 +21,8 @@ numpy and the engine once and keeps them. Workers ignore SIGINT (a terminal's Ct
 process group; the parent decides); ``terminate()`` sends SIGTERM, which a busy worker turns into
 KeyboardInterrupt inside the task, so its ``finally`` blocks (temporary files) run before it exits. A
 worker gets the same SIGTERM when its parent dies, however it dies (``exit_with_parent``), so a killed batch
-leaves no worker behind. The
-in-process executor defers a first SIGINT until the running task is done. ``dask``/``distributed`` are
-imported only by :class:`DaskExecutor`.
+leaves no worker behind. The in-process executor defers a first SIGINT until the running task is done.
+``dask``/``distributed`` are imported only by :class:`DaskExecutor`.
 """
 
 from __future__ import annotations
