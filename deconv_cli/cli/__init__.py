@@ -1,4 +1,4 @@
-"""The ``deconv`` command line: argv -> Job -> run_job -> report. No shape math, no numpy here.
+"""The ``deconv`` command line: argv -> Job -> run_job -> report, no shape math, no numpy. May import every layer.
 
 Errors: a DeconvError becomes one line on stderr (``Error: <problem>. <fix>``) and its exit code
 (2: the configuration would be rejected, 1: a runtime failure such as a bad file). Click's own usage
