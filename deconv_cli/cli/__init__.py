@@ -126,7 +126,15 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
           --set output_padding=1 --expect y.npy
     """
     from ..execution.job import Job, nbytes, run_job
-    from ..render.report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
+    from ..render.report import (
+        TileProgress,
+        emit,
+        print_comparison,
+        print_derivation,
+        print_json,
+        print_warnings,
+        sizes_line,
+    )
     from ..tensor_io import removing_temps_on_signals
 
     try:
@@ -138,8 +146,8 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
                   device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol,
                   scheduler=scheduler)
-        with removing_temps_on_signals():
-            result = run_job(job)
+        with removing_temps_on_signals(), TileProgress(sys.stderr, show=not quiet) as progress:
+            result = run_job(job, progress=progress)
     except DeconvError as error:
         _fail(error)
     print_warnings(result.derivation.warnings + result.warnings, sys.stderr)
