@@ -388,7 +388,8 @@ def _stream_compared(p: JobPlan, progress) -> tuple[dict, dict, object]:
 
 
 def _stream_into(writer, refs, tile_plan, engine, dtype: str, progress, *, opened: float, finish: str = "save_s"):
-    """The one loop over the input's windows on disk into ``writer``, then its ``finish`` (timed as ``finish``)."""
+    """The one loop over the input's windows on disk into ``writer``, then its ``finish``; the writer's
+    time counts as ``finish`` (``compare_s`` for a comparing writer: it saves nothing)."""
     from .. import tensor_io
     from . import tiling
     from .windows import Compute, Counted, Counting, FileWindows
@@ -398,7 +399,7 @@ def _stream_into(writer, refs, tile_plan, engine, dtype: str, progress, *, opene
     counts = {"weight": count_non_finite(weight)}
     if bias is not None:
         counts["bias"] = count_non_finite(bias)
-    reader = Counted(FileWindows(str(refs["input"]), dtype), tile_plan, counts)
+    reader = Counted(FileWindows(refs["input"], dtype), tile_plan, counts)
     sink = Counting(writer, counts) if dtype == "float16" else writer
     compute = Compute(engine.DEVICE, weight, bias, tiling.path_for(tile_plan))
     try:
@@ -406,7 +407,9 @@ def _stream_into(writer, refs, tile_plan, engine, dtype: str, progress, *, opene
         times = tiling.run_tiles(tile_plan, reader, sink, compute, progress=progress)
         t4 = time.perf_counter()
         writer.finish()
-        times[finish] = times.get(finish, 0.0) + time.perf_counter() - t4
+        written = times["save_s"] if finish == "save_s" else times.pop("save_s")
+        times[finish] = written + time.perf_counter() - t4
+        times.setdefault("save_s", 0.0)
         times["load_s"] += load
     finally:
         reader.close()

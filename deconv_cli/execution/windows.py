@@ -121,10 +121,11 @@ class ArrayWindows:
 
 
 class FileWindows:
-    """Windows of an input that stays on disk, read as each tile needs them, cast to ``dtype`` (--cast).
-    Pickles as its reference, so that a cluster's worker reads its own windows (and closes after each)."""
+    """Windows of an input that stays on disk (a ``tensor_io.Ref`` or its text), read as each tile needs them,
+    cast to ``dtype`` (--cast). Pickles as its reference, so that a cluster's worker reads its own windows (and
+    closes after each)."""
 
-    def __init__(self, ref: str, dtype: str | None = None):
+    def __init__(self, ref, dtype: str | None = None):
         self.ref, self.dtype, self._slices = ref, dtype, None
 
     def __getstate__(self) -> dict:
@@ -136,7 +137,8 @@ class FileWindows:
         from .. import tensor_io
 
         if self._slices is None:
-            self._slices = tensor_io.open_slices(tensor_io.parse_ref(self.ref))
+            ref = tensor_io.parse_ref(self.ref) if isinstance(self.ref, str) else self.ref
+            self._slices = tensor_io.open_slices(ref)
         x = np.ascontiguousarray(self._slices[tile.input_slices()])
         return x if self.dtype is None else x.astype(self.dtype, copy=False)
 

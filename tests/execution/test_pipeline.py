@@ -55,6 +55,7 @@ def test_expect_alone_over_the_budget_compares_tile_by_tile_and_writes_nothing(f
     record = json.loads(result.stdout)
     assert record["timings"]["chunks"] > 2  # streamed, not refused ("cannot be written in parts")
     assert record["compare"]["match"] and record["compare"]["total"] == ref.size
+    assert record["timings"]["save_s"] == 0.0 and record["timings"]["compare_s"] > 0  # compared, not saved
     assert sorted(os.listdir(folder)) == before  # nothing written, no temporary left
 
     result = invoke(*RUN, "--expect", "bad.npy", "--json")
