@@ -48,15 +48,17 @@ class Compute:
 
     def __init__(self, device: str, weight, bias, path: str, *, dtype: str | None = None, host: bool = True):
         self.device, self.weight, self.bias, self.path, self.dtype, self.host = device, weight, bias, path, dtype, host
-        self._checked = None  # the path once the weight was looked at (with_weight)
+        self._checked = self._engine = None  # the path once the weight was looked at (with_weight), the engine
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_checked": None}
+        return {**self.__dict__, "_checked": None, "_engine": None}
 
     def __call__(self, tile: Tile, x):
-        from ..engines import get_engine
+        if self._engine is None:
+            from ..engines import get_engine
 
-        engine = get_engine(self.device)
+            self._engine = get_engine(self.device)
+        engine = self._engine
         w, b = _loaded(self.weight), None if self.bias is None else _loaded(self.bias)
         if self.dtype is not None:  # --cast on a worker
             w, b = w.astype(self.dtype, copy=False), None if b is None else b.astype(self.dtype, copy=False)
