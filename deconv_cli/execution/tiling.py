@@ -146,7 +146,7 @@ def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: s
     compute = Compute(device, paths["weight"], paths.get("bias"), path_for(plan), dtype=dtype)
     if out_ref.path != "-" and out_ref.kind == ".zarr":
         writer = WrittenByWorkers(out_ref, plan.output_shape, dtype, force=force, chunks=chunks)
-        compute = _WritingCompute(compute, ZarrTile(writer.store, out_ref.key))
+        compute = ZarrTile(compute, writer.store, out_ref.key)
     elif tensor_io.can_stream(out_ref):
         writer = FileWriter(out_ref, plan.output_shape, dtype, force=force, chunks=chunks)
     else:
@@ -161,17 +161,6 @@ def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: s
     opened = t1 - t0 - sum(times.values())
     return {"load_s": round(times["load_s"] + opened, 6), "compute_s": round(times["compute_s"], 6),
             "save_s": round(times["save_s"] + time.perf_counter() - t1, 6), "chunks": len(plan), "tasks": len(plan)}
-
-
-class _WritingCompute:
-    """A worker's compute that writes its block itself (``remote``) and returns None."""
-
-    def __init__(self, compute, remote):
-        self.compute, self.remote = compute, remote
-
-    def __call__(self, tile: Tile, x):
-        self.remote.write(tile, self.compute(tile, x))
-        return None
 
 
 def _absolute(ref) -> str:

@@ -266,14 +266,16 @@ class WrittenByWorkers(FileWriter):
 
 
 class ZarrTile:
-    """A worker's side of ``WrittenByWorkers``: its tile's block into the temporary store's chunks."""
+    """A worker's side of ``WrittenByWorkers``: ``compute``, then the tile's block into the temporary store's
+    own chunks, here on the worker; None goes back instead of the block."""
 
-    def __init__(self, store: str, key: str | None):
-        self.store, self.key = store, key
+    def __init__(self, compute, store: str, key: str | None):
+        self.compute, self.store, self.key = compute, store, key
 
-    def write(self, tile: Tile, block) -> None:
+    def __call__(self, tile: Tile, x) -> None:
         import zarr
 
+        block = self.compute(tile, x)
         zarr.open_array(self.store, path=(self.key or "").strip("/"), mode="r+")[tile.output_slices()] = block
 
 
