@@ -8,6 +8,7 @@ handed to it:
     ArrayWindows  (an array in memory)  ArrayWriter   (an array in memory; ``WholeFile`` saves it at the end)
     FileWindows   (a file on disk)      FileWriter    (a file written tile by tile, committed at the end)
     Counted       (NaN/Inf counts)      Counting      (NaN/Inf counts), Comparing (a reference, nothing written)
+                                        WrittenByWorkers (Zarr chunks the cluster's workers write: ZarrTile)
 
 A reader's ``window(tile)`` is the tile's input window; a writer's ``write(tile, block)`` takes the tile's
 output block, ``finish()`` completes the output (a commit, a save, the comparison) and ``close()`` leaves
