@@ -312,6 +312,37 @@ def compare_refs(actual_ref, expected_ref, *, atol: float | None = None, rtol: f
     return _finish(stats, actual.shape, (actual.dtype, expected.dtype))
 
 
+class BlockComparison:
+    """An actual tensor that arrives block by block (a run's tiles, in any order) compared with a reference read
+    a window at a time: ``update(index, block)`` per block, then ``result()``. Each block is compared in pieces
+    of the memory budget's size, so a large tile needs no more temporaries than ``compare_refs`` does."""
+
+    def __init__(self, expected_ref, shape, dtype: str, *, atol: float | None = None, rtol: float | None = None,
+                 top: int = 5):
+        self._expected = _source(expected_ref)
+        try:
+            _check_shapes(shape, self._expected.shape)
+            self.shape, self.dtypes = tuple(shape), (str(dtype), self._expected.dtype)
+            self._stats = Stats(*_tolerances(atol, rtol, self.dtypes), top)
+        except BaseException:
+            self.close()
+            raise
+        self._elements = _block_elements(None)
+
+    def update(self, index: tuple[slice, ...], block) -> None:
+        """Fold in the block at ``index`` (one slice per axis, steps of 1) of the actual tensor."""
+        start = tuple(s.start for s in index)
+        for part in blocks(tuple(block.shape), self._elements):
+            where = tuple(slice(a + p.start, a + p.stop) for a, p in zip(start, part))
+            self._stats.update(block[part], self._expected.read(where), tuple(s.start for s in where))
+
+    def result(self) -> Comparison:
+        return _finish(self._stats, self.shape, self.dtypes)
+
+    def close(self) -> None:
+        self._expected.close()
+
+
 def _block_elements(budget: int | None) -> int:
     if budget is None:
         from ..core.budget import memory_budget

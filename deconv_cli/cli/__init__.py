@@ -1,4 +1,4 @@
-"""The ``deconv`` command line: argv -> Job -> run_job -> report. No shape math, no numpy here.
+"""The ``deconv`` command line: argv -> Job -> run_job -> report, no shape math, no numpy. May import every layer.
 
 Errors: a DeconvError becomes one line on stderr (``Error: <problem>. <fix>``) and its exit code
 (2: the configuration would be rejected, 1: a runtime failure such as a bad file). Click's own usage
@@ -126,7 +126,15 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
           --set output_padding=1 --expect y.npy
     """
     from ..execution.job import Job, nbytes, run_job
-    from ..render.report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
+    from ..render.report import (
+        TileProgress,
+        emit,
+        print_comparison,
+        print_derivation,
+        print_json,
+        print_warnings,
+        sizes_line,
+    )
     from ..tensor_io import removing_temps_on_signals
 
     try:
@@ -138,8 +146,8 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
         job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
                   device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol,
                   scheduler=scheduler)
-        with removing_temps_on_signals():
-            result = run_job(job)
+        with removing_temps_on_signals(), TileProgress(sys.stderr, show=not quiet) as progress:
+            result = run_job(job, progress=progress)
     except DeconvError as error:
         _fail(error)
     print_warnings(result.derivation.warnings + result.warnings, sys.stderr)

@@ -1,4 +1,4 @@
-"""The registry of conventions ("styles"): each turns one framework's keywords into a DeconvConfig.
+"""The registry of conventions ("styles"): each turns one framework's keywords into a DeconvConfig. May import core.
 
 Every module has ``NAME``, ``FRAMEWORK`` (name and version the rules were verified on), ``KEYWORDS``
 (keyword -> one-line help), ``DTYPES`` (the dtypes the framework computes in) and

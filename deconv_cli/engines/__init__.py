@@ -1,4 +1,4 @@
-"""Engines run a canonical DeconvConfig on arrays. numpy and cupy are imported only here, on demand."""
+"""Engines run a canonical DeconvConfig on arrays; numpy and cupy are imported only here, on demand. May import core."""
 
 from __future__ import annotations
 

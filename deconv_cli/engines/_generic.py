@@ -316,11 +316,12 @@ def choose_path(config: DeconvConfig, out_spatial: Shape, batch: int = 1, in_spa
     return "phase"
 
 
-def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path=None, parallel_map=None):
+def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path=None, parallel_map=None, threads=1):
     """Run the transposed convolution; ``x``/``w``/``bias`` in the config's file layouts.
 
     Returns the output in the config's layout and the input's dtype (float16 accumulates in float32).
-    ``path`` forces a path; ``parallel_map(fn, items)`` runs independent work items (default: one after another).
+    ``path`` forces a path; ``parallel_map(fn, items)`` runs independent work items (default: one after another);
+    ``threads``: the threads onnxruntime's node may use on the ``ort`` path (the backend's thread count).
     """
     out_dtype = xp.dtype(x.dtype)
     x = to_canonical_input(x, config, xp)
@@ -348,7 +349,8 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, xp, path
         _direct_item(x, w, b, y, config, tuple(out_spatial), acc, xp)
         return y_file
     cap = _column_cap(x.nbytes + w.nbytes + y.nbytes)
-    items = _ITEMS[path](x, w, b, y, config, tuple(out_spatial), acc, xp, cap)
+    make = partial(_ort_items, threads=threads) if path == "ort" else _ITEMS[path]
+    items = make(x, w, b, y, config, tuple(out_spatial), acc, xp, cap)
     if parallel_map is None or len(items) < 2:
         for item in items:
             item()
@@ -1019,15 +1021,15 @@ def _ort_runs(xp, dtype) -> bool:
     return xp.__name__ == "numpy" and dtype == xp.float32 and ort_installed()  # a dtype or a scalar type
 
 
-def _ort_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int) -> list:
+def _ort_items(x, w, b, y, config: DeconvConfig, out_spatial: Shape, acc, xp, cap: int, threads: int = 1) -> list:
     """onnxruntime's kernel (``_ort``) on the engine's threads, as one item; where it cannot run (another
     dtype or array library, or no onnxruntime) the path the rules pick without it."""
     if not _ort_runs(xp, y.dtype):
         path = choose_path(config, tuple(out_spatial), x.shape[0], tuple(x.shape[2:]), ort=False)
         return _ITEMS[path](x, w, b, y, config, out_spatial, acc, xp, cap)
-    from . import _ort, numpy_engine
+    from . import _ort
 
-    return [partial(_ort.run, x, w, b, y, config, tuple(out_spatial), numpy_engine.threads())]
+    return [partial(_ort.run, x, w, b, y, config, tuple(out_spatial), threads)]
 
 
 _ITEMS = {"phase": _phase_items, "scatter": _scatter_items, "direct": _direct_items, "depthwise": _depthwise_items,

@@ -288,8 +288,10 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
         run = _generic.inline_ort(*key, path == "ort")
         if run is not None:
             return run(x, w, bias, threads())
-    with thread_budget() as parallel_map, np.errstate(all="ignore"):
-        return _generic.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map)
+    budget = thread_budget()
+    with budget as parallel_map, np.errstate(all="ignore"):
+        return _generic.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map,
+                                   threads=budget.size)
 
 
 def to_host(array):

@@ -1,7 +1,11 @@
-"""A Job is one deconvolution request; ``plan`` is the pure part, ``run_job`` the whole pipeline.
+"""A Job is one deconvolution request; ``plan_job`` works it out from headers, ``run_job`` runs it.
 
-    style options + shapes --parse--> DeconvConfig --derive--> Derivation
-    [load input/weight/bias --engine--> output --save--> OUT]
+    Job --plan_job--> JobPlan (references, derivation, dtype, engine, tile plan, memory plan)
+        --run_job--> tiling.run_tiles(plan, reader, writer, compute[, executor]) --> Result
+
+The memory plan picks the reader and writer (``windows``): arrays in memory, then saved whole; windows of
+files on disk, blocks written tile by tile (or compared with ``--expect``, nothing written); on a Dask
+cluster, the workers' own reads (``tiling.run_on_cluster``).
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ class MemoryPlan:
 
 
 def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, input_ref=None,
-                input_held: bool = False, budget: int | None = None) -> MemoryPlan:
+                input_held: bool = False, budget: int | None = None, expect_ref=None) -> MemoryPlan:
     """Whether input + output fit ``budget``; if not, whether the job streams tile by tile (tiles.py).
+    With no output, ``expect_ref`` streams: each tile is compared with its window of it, nothing written.
 
     Raises DeconvError (exit 1) up front, before anything is read, when it cannot: an output that cannot be
-    written in parts (.npz, stdout, none), an input that cannot be read in parts (.npz, stdin) and does not
-    fit, a budget smaller than one tile, or sizes no machine holds.
+    written in parts (.npz, stdout), a reference or an input that cannot be read in parts (.npz, stdin) and
+    does not fit, a budget smaller than one tile, or sizes no machine holds.
     """
     from .. import tensor_io  # lazily: `deconv shape` needs none of them
 
@@ -50,8 +55,10 @@ def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, 
         raise DeconvError(f"input + output need {human_bytes(needed)} ({output}), {over}",
                           "make the output smaller (stride, dilation, padding, output size): no machine holds that")
     suggest = f"raise DECONV_MEMORY_BUDGET to {suggest_budget(needed)} if the machine has that memory"
-    if out_ref is None or not tensor_io.can_stream(out_ref):
-        where = "no output (--expect alone)" if out_ref is None else "stdout" if out_ref.path == "-" else out_ref.kind
+    if out_ref is None:
+        _check_compared_in_parts(expect_ref, needed, output, over, suggest)
+    elif not tensor_io.can_stream(out_ref):
+        where = "stdout" if out_ref.path == "-" else out_ref.kind
         raise DeconvError(
             f"input + output need {human_bytes(needed)} ({output}), {over}; {where} cannot be written in parts",
             f"write the output to {', '.join(tensor_io.STREAMING)} (they stream tile by tile), or {suggest}",
@@ -69,6 +76,20 @@ def memory_plan(derivation: Derivation, dtype: str, *, tile_plan, out_ref=None, 
             f"raise DECONV_MEMORY_BUDGET to at least {suggest_budget(tile_plan.tile_bytes)}",
         )
     return MemoryPlan(True, len(tile_plan), needed, budget)
+
+
+def _check_compared_in_parts(expect_ref, needed: int, output: str, over: str, suggest: str) -> None:
+    """``--expect`` alone over the budget compares tile by tile: the reference must read a window at a time."""
+    from .. import tensor_io
+
+    if expect_ref is None or (expect_ref.path != "-" and expect_ref.kind in tensor_io.WINDOWED):
+        return
+    where = "stdin" if expect_ref.path == "-" else expect_ref.kind
+    raise DeconvError(
+        f"input + output need {human_bytes(needed)} ({output}), {over}; the output is compared with --expect "
+        f"tile by tile, and {where} cannot be read in parts",
+        f"save the reference as {', '.join(tensor_io.WINDOWED)}, or {suggest}",
+    )
 
 
 def _shape(shape) -> str:
@@ -145,39 +166,54 @@ class Result:
         return record
 
 
-def run_job(job: Job, *, shared=None) -> Result:
-    """Validate everything from headers, then load, compute and save atomically.
+def run_job(job: Job, *, shared=None, progress=None) -> Result:
+    """Validate everything from headers, then read, compute and write (or compare) through the one run loop.
 
     ``shared`` (with ``peek`` and ``load`` like tensor_io's) reads the tensors that many jobs share
     (weight, bias), and with ``load_input`` the input into a buffer reused from job to job: batch workers
-    pass ``batch.SharedTensors``.
+    pass ``batch.SharedTensors``. ``progress(done, total)`` follows a streamed or cluster run's tiles.
     """
+    from . import tiling  # lazily: `deconv shape` needs none of it
+
+    p = plan_job(job, shared)
+    if job.scheduler is not None:
+        times = tiling.run_on_cluster(job.scheduler, p.refs, p.out_ref, p.tiles, p.dtype, p.engine.DEVICE,
+                                      force=job.force, progress=progress)
+        return p.result(p.dtype, times, (), _compare(job, p.out_ref, p.expect_ref))
+    try:
+        if p.memory.stream:
+            return _streamed(p, progress)
+        return _in_memory(p, shared)
+    except MemoryError:
+        raise _out_of_memory(p.derivation, p.memory) from None
+
+
+class JobPlan:
+    """A job worked out from headers alone: where its tensors come from and go to (``refs``, ``out_ref``,
+    ``expect_ref``), its derivation, dtype, engine, tile plan and memory plan. ``held``: tensors already
+    read (from stdin). A plain class: a dataclass costs `deconv shape`, which imports this module, 0.8 ms."""
+
+    def __init__(self, job: Job, refs: dict, out_ref, expect_ref, infos: dict, held: dict, derivation: Derivation,
+                 dtype: str, engine, tiles, memory: MemoryPlan, started: float):
+        self.job, self.refs, self.out_ref, self.expect_ref, self.infos, self.held = job, refs, out_ref, expect_ref, infos, held
+        self.derivation, self.dtype, self.engine, self.tiles, self.memory = derivation, dtype, engine, tiles, memory
+        self.started = started
+
+    def result(self, dtype: str, timings: dict, warnings: tuple, comparison) -> Result:
+        return Result(self.derivation, dtype, self.engine.DEVICE, self.engine.NAME, timings, warnings, comparison)
+
+
+def plan_job(job: Job, shared=None) -> JobPlan:
+    """Every check that headers allow, before any tensor data is read (only stdin's tensor is)."""
     from .. import tensor_io  # lazily: `deconv shape` needs none of them
     from ..engines import get_engine
-    from . import tiles, tiling  # lazily: `deconv shape` needs none of them
+    from . import tiling
 
-    refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
-    if job.bias is not None:
-        refs["bias"] = tensor_io.parse_ref(job.bias)
-    if job.output is None and job.expect is None:
-        raise ConfigError("no output given", "pass --output OUT (or --expect REF to only compare)")
-    out_ref = None if job.output is None else tensor_io.parse_ref(job.output)
-    expect_ref = None if job.expect is None else tensor_io.parse_ref(job.expect)
-    if expect_ref is not None:
-        from ..checks.compare import check_tolerances
-
-        check_tolerances(job.atol, job.rtol)
-        refs_stdin = [r for r in (*refs.values(), expect_ref) if r.path == "-"]
-        if len(refs_stdin) > 1:
-            raise DeconvError("only one tensor can come from stdin ('-')")
-    stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
-    if len(stdin_users) > 1:
-        raise ConfigError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}", "save the others to files")
-
-    t0 = time.perf_counter()
+    started = time.perf_counter()
+    refs, out_ref, expect_ref = _references(job)
     infos = {role: _reader(shared, role).peek(ref) for role, ref in refs.items() if ref.path != "-"}
-    arrays = {role: tensor_io.load(ref) for role, ref in refs.items() if ref.path == "-"}
-    for role, array in arrays.items():
+    held = {role: tensor_io.load(ref) for role, ref in refs.items() if ref.path == "-"}
+    for role, array in held.items():
         infos[role] = tensor_io.ArrayInfo(role, tuple(array.shape), str(array.dtype))
     derivation = plan(
         job.style, job.options, infos["input"].shape, infos["weight"].shape,
@@ -196,49 +232,83 @@ def run_job(job: Job, *, shared=None) -> Result:
     if out_ref is not None and out_ref.path != "-" and needed <= MAX_ARRAY_BYTES:  # up front, before any work
         tensor_io.check_space(out_ref, math.prod(derivation.output_shape) * ITEMSIZE[dtype])
     tile_plan = tiling.plan_for(derivation, dtype, budget if needed > budget else None)
-    if job.scheduler is not None:
-        if "input" in arrays or out_ref is None:
-            raise ConfigError("--scheduler: the workers read the input and write the output themselves",
-                              "give an input file (not stdin) and an output (-o)")
-        memory_plan(derivation, dtype, tile_plan=tile_plan, out_ref=out_ref, input_ref=refs["input"])
-        times = tiling.run_on_cluster(job.scheduler, refs, out_ref, tile_plan, dtype, engine.DEVICE, force=job.force)
-        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, (), _compare(job, out_ref, expect_ref))
+    if job.scheduler is not None and ("input" in held or out_ref is None):
+        raise ConfigError("--scheduler: the workers read the input and write the output themselves",
+                          "give an input file (not stdin) and an output (-o)")
     memory = memory_plan(derivation, dtype, tile_plan=tile_plan, out_ref=out_ref, input_ref=refs["input"],
-                         input_held="input" in arrays)
-    streamable = memory.stream
-    if memory.stream:
-        try:
-            times, counts = _stream(refs, out_ref, tile_plan, engine, dtype, job.force)
-        except MemoryError:
-            raise _out_of_memory(derivation, memory, streamable) from None
-        return Result(derivation, dtype, engine.DEVICE, engine.NAME, times, non_finite_warnings(counts, dtype),
-                      _compare(job, out_ref, expect_ref))
-    for role, ref in refs.items():
-        if role not in arrays:
-            if role == "input" and shared is not None:
-                arrays[role] = shared.load_input(ref, infos[role])  # a batch worker's reusable buffer
-            else:
-                arrays[role] = _reader(shared, role).load(ref, infos[role])
-        if arrays[role].dtype != dtype:  # only with --cast: plan() refused any other mismatch
-            arrays[role] = arrays[role].astype(dtype)
+                         input_held="input" in held, expect_ref=expect_ref)
+    return JobPlan(job, refs, out_ref, expect_ref, infos, held, derivation, dtype, engine, tile_plan, memory, started)
+
+
+def _references(job: Job) -> tuple[dict, object, object]:
+    """The job's tensor references by role, its output's and its reference's (None where not given)."""
+    from .. import tensor_io
+
+    refs = {"input": tensor_io.parse_ref(job.input), "weight": tensor_io.parse_ref(job.weight)}
+    if job.bias is not None:
+        refs["bias"] = tensor_io.parse_ref(job.bias)
+    if job.output is None and job.expect is None:
+        raise ConfigError("no output given", "pass --output OUT (or --expect REF to only compare)")
+    out_ref = None if job.output is None else tensor_io.parse_ref(job.output)
+    expect_ref = None if job.expect is None else tensor_io.parse_ref(job.expect)
+    if expect_ref is not None:
+        from ..checks.compare import check_tolerances
+
+        check_tolerances(job.atol, job.rtol)
+        refs_stdin = [r for r in (*refs.values(), expect_ref) if r.path == "-"]
+        if len(refs_stdin) > 1:
+            raise DeconvError("only one tensor can come from stdin ('-')")
+    stdin_users = [role for role, ref in refs.items() if ref.path == "-"]
+    if len(stdin_users) > 1:
+        raise ConfigError(f"only one tensor can come from stdin ('-'), got {' and '.join(stdin_users)}", "save the others to files")
+    return refs, out_ref, expect_ref
+
+
+def _in_memory(p: JobPlan, shared) -> Result:
+    """Input, weight and bias read whole, one run of the loop over an array reader and writer, the output saved."""
+    from .. import tensor_io
+    from . import tiles, tiling
+
+    arrays = _load(p, shared)
     counts = {role: count_non_finite(array) for role, array in arrays.items()}
     t1 = time.perf_counter()
-    try:
-        output = tiling.compute_in_memory(engine, arrays["input"], arrays["weight"], arrays.get("bias"), tile_plan)
-    except MemoryError:
-        raise _out_of_memory(derivation, memory, streamable) from None
+    output = tiling.compute_in_memory(p.engine, arrays["input"], arrays["weight"], arrays.get("bias"), p.tiles)
     if output.dtype == "float16":  # float16 overflows past 65504 to Inf: say so (the other dtypes do not in practice)
         counts["output"] = count_non_finite(output)
     t2 = time.perf_counter()
-    if out_ref is not None:
-        tensor_io.save(out_ref, output, force=job.force, chunks=tiles.chunk_shape(tile_plan, output.dtype.itemsize))
+    if p.out_ref is not None:
+        chunks = tiles.chunk_shape(p.tiles, output.dtype.itemsize)
+        tensor_io.save(p.out_ref, output, force=p.job.force, chunks=chunks)
     t3 = time.perf_counter()
-    timings = {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
-    comparison = _compare(job, output, expect_ref)
+    timings = {"load_s": round(t1 - p.started, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6)}
+    comparison = _compare(p.job, output, p.expect_ref)
     if comparison is not None:
         timings["compare_s"] = round(time.perf_counter() - t3, 6)
-    return Result(derivation, str(output.dtype), engine.DEVICE, engine.NAME, timings,
-                  non_finite_warnings(counts, str(output.dtype)), comparison)
+    return p.result(str(output.dtype), timings, non_finite_warnings(counts, str(output.dtype)), comparison)
+
+
+def _load(p: JobPlan, shared) -> dict:
+    """The job's tensors in memory, in its dtype (a batch worker reads the input into its reusable buffer)."""
+    arrays = dict(p.held)
+    for role, ref in p.refs.items():
+        if role not in arrays:
+            if role == "input" and shared is not None:
+                arrays[role] = shared.load_input(ref, p.infos[role])
+            else:
+                arrays[role] = _reader(shared, role).load(ref, p.infos[role])
+        if arrays[role].dtype != p.dtype:  # only with --cast: plan() refused any other mismatch
+            arrays[role] = arrays[role].astype(p.dtype)
+    return arrays
+
+
+def _streamed(p: JobPlan, progress) -> Result:
+    """Tiles from disk through the engine to disk, or compared with ``--expect`` when there is no output."""
+    if p.out_ref is not None:
+        timings, counts = _stream(p.refs, p.out_ref, p.tiles, p.engine, p.dtype, p.job.force, progress=progress)
+        comparison = _compare(p.job, p.out_ref, p.expect_ref)
+    else:
+        timings, counts, comparison = _stream_compared(p, progress)
+    return p.result(p.dtype, timings, non_finite_warnings(counts, p.dtype), comparison)
 
 
 def _reader(shared, role: str):
@@ -269,14 +339,10 @@ def _compare(job: Job, actual, expect_ref):
 
 
 def count_non_finite(array) -> tuple[int, int]:
-    """(NaN count, Inf count) of an array. One reduction where all is finite (the usual case): a sum is
-    finite exactly when no element is NaN or Inf, unless finite values overflow it, and then the count runs."""
-    import numpy as np
+    """(NaN count, Inf count) of an array (``windows.count_non_finite``)."""
+    from .windows import count_non_finite as count
 
-    with np.errstate(all="ignore"):
-        if array.size == 0 or np.isfinite(np.sum(array, dtype=np.float64 if array.dtype.itemsize > 4 else np.float32)):
-            return 0, 0
-        return int(np.count_nonzero(np.isnan(array))), int(np.count_nonzero(np.isinf(array)))
+    return count(array)
 
 
 def non_finite_warnings(counts: Mapping[str, tuple[int, int]], dtype: str = "float32") -> tuple[str, ...]:
@@ -293,56 +359,66 @@ def non_finite_warnings(counts: Mapping[str, tuple[int, int]], dtype: str = "flo
     return ()
 
 
-def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool) -> tuple[dict, dict]:
+def _stream(refs, out_ref, tile_plan, engine, dtype: str, force: bool, *, progress=None) -> tuple[dict, dict]:
     """Tiles from disk through the engine to disk: input and output are never whole in memory."""
-    from .. import tensor_io  # lazily: `deconv shape` needs none of them
-    from . import tiles, tiling  # lazily: `deconv shape` needs none of them
+    from . import tiles
+    from .windows import FileWriter
 
     t0 = time.perf_counter()
+    chunks = tiles.chunk_shape(tile_plan, ITEMSIZE[dtype])
+    writer = FileWriter(out_ref, tile_plan.output_shape, dtype, force=force, chunks=chunks)
+    try:
+        times, counts = _stream_into(writer, refs, tile_plan, engine, dtype, progress, opened=t0)
+    finally:
+        writer.close()
+    return times, counts
+
+
+def _stream_compared(p: JobPlan, progress) -> tuple[dict, dict, object]:
+    """No output: each tile's block compared with its window of ``--expect``; nothing is written."""
+    from .windows import Comparing
+
+    t0 = time.perf_counter()
+    writer = Comparing(p.expect_ref, p.derivation.output_shape, p.dtype, atol=p.job.atol, rtol=p.job.rtol)
+    try:
+        times, counts = _stream_into(writer, p.refs, p.tiles, p.engine, p.dtype, progress, opened=t0, finish="compare_s")
+    finally:
+        writer.close()
+    return times, counts, writer.comparison.result()
+
+
+def _stream_into(writer, refs, tile_plan, engine, dtype: str, progress, *, opened: float, finish: str = "save_s"):
+    """The one loop over the input's windows on disk into ``writer``, then its ``finish``; the writer's
+    time counts as ``finish`` (``compare_s`` for a comparing writer: it saves nothing)."""
+    from .. import tensor_io
+    from . import tiling
+    from .windows import Compute, Counted, Counting, FileWindows
+
     weight = tensor_io.load(refs["weight"]).astype(dtype, copy=False)
     bias = tensor_io.load(refs["bias"]).astype(dtype, copy=False) if "bias" in refs else None
-    counts = {"input": (0, 0), "weight": count_non_finite(weight)}
+    counts = {"weight": count_non_finite(weight)}
     if bias is not None:
         counts["bias"] = count_non_finite(bias)
-    if dtype == "float16":
-        counts["output"] = (0, 0)
-    source = tensor_io.open_slices(refs["input"])
-
-    def window(tile, x):  # cast (--cast), and count NaN/Inf over each input position once
-        x = x.astype(dtype, copy=False)
-        owned = x[tiling.owned_part(tile_plan, tile)]
-        counts["input"] = tuple(a + b for a, b in zip(counts["input"], count_non_finite(owned)))
-        return x
-
+    reader = Counted(FileWindows(refs["input"], dtype), tile_plan, counts)
+    sink = Counting(writer, counts) if dtype == "float16" else writer
+    compute = Compute(engine.DEVICE, weight, bias, tiling.path_for(tile_plan))
     try:
-        chunks = tiles.chunk_shape(tile_plan, ITEMSIZE[dtype])
-        with tensor_io.StreamWriter(out_ref, tile_plan.output_shape, dtype, force=force, chunks=chunks) as sink:
-            opened = time.perf_counter() - t0
-            times = tiling.stream(engine, source, _Counting(sink, counts) if dtype == "float16" else sink, weight,
-                                  bias, tile_plan, on_window=window)
-            t4 = time.perf_counter()
-            sink.commit()
-            times["save_s"] += time.perf_counter() - t4
-            times["load_s"] += opened
+        load = time.perf_counter() - opened
+        times = tiling.run_tiles(tile_plan, reader, sink, compute, progress=progress)
+        t4 = time.perf_counter()
+        writer.finish()
+        written = times["save_s"] if finish == "save_s" else times.pop("save_s")
+        times[finish] = written + time.perf_counter() - t4
+        times.setdefault("save_s", 0.0)
+        times["load_s"] += load
     finally:
-        source.close()
+        reader.close()
     timings = {key: round(value, 6) for key, value in times.items()}
     timings["chunks"] = len(tile_plan)
-    return timings, counts
+    return timings, {"input": counts.pop("input"), **counts}
 
 
-class _Counting:
-    """A stream writer that counts NaN/Inf in the blocks written to it (``counts["output"]``)."""
-
-    def __init__(self, sink, counts: dict):
-        self.sink, self.counts = sink, counts
-
-    def __setitem__(self, index, block) -> None:
-        self.counts["output"] = tuple(a + b for a, b in zip(self.counts["output"], count_non_finite(block)))
-        self.sink[index] = block
-
-
-def _out_of_memory(derivation: Derivation, memory: MemoryPlan, streamable: bool) -> DeconvError:
+def _out_of_memory(derivation: Derivation, memory: MemoryPlan) -> DeconvError:
     """An allocation failed although input + output fit the budget (or one tile does): the budget is
     above the free memory."""
     problem = (f"out of memory computing an output of shape {_shape(derivation.output_shape)} "

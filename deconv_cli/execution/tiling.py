@@ -1,22 +1,37 @@
 """Running a tile plan (``tiles.py``): every tile is one engine call on its input window.
 
-One home for the loop that ``run`` (in memory or streamed), the Python API and Dask share, so that all
-of them make the same engine calls on the same windows and agree bit for bit. BLAS sums an element in an
+``run_tiles`` is the one loop that ``run`` (in memory, streamed, on a Dask cluster), batch workers and the
+Python API share: they differ only in the reader, the writer and the executor handed to it (``windows``), so
+all of them make the same engine calls on the same windows and agree bit for bit. BLAS sums an element in an
 order that depends on how many threads share a GEMM (float32 3-D deconvolutions differ in the last bit
 between 1 and 2 OpenBLAS threads); the CPU engine holds BLAS to one thread per caller on every call
 (``numpy_engine.thread_budget``), which is what makes a Dask worker, a local run and the API agree.
 
     plan = plan_for(derivation, dtype)
     y = compute_in_memory(engine, x, w, b, plan)                   # arrays in memory
-    stream(engine, reader, writer, w, b, plan)                     # windows read and written as they go
+    run_tiles(plan, FileWindows(ref), FileWriter(out, ...), Compute(...))   # windows read and written as they go
+    run_on_cluster(scheduler, refs, out, plan, ...)                # every tile a task on a Dask cluster
+    to_dask(x, w, b, plan)                                         # a lazy dask array, one task per tile
 """
 
 from __future__ import annotations
+
+import time
 
 from ..core.budget import ITEMSIZE
 from ..core.errors import DeconvError
 from ..core.shapes import Derivation
 from .tiles import Tile, TilePlan, chunk_shape, plan_tiles
+from .windows import (
+    ArrayWindows,
+    ArrayWriter,
+    Compute,
+    FileWindows,
+    FileWriter,
+    WholeFile,
+    WrittenByWorkers,
+    ZarrTile,
+)
 
 
 def plan_for(derivation: Derivation, dtype: str, budget: int | None = None) -> TilePlan:
@@ -43,195 +58,109 @@ def path_for(plan: TilePlan) -> str:
                        tuple(plan.input_shape[a] for a in spatial_axes))
 
 
-def _with_weight(path: str, w) -> str:
-    """The engine's own rule first: a NaN or Inf tap takes the scatter path, which multiplies real input
-    only (the phase path would multiply the zero padding by it, turning unreached positions into NaN)."""
-    import numpy as np
-
-    from ..engines._generic import all_finite
-
-    with np.errstate(all="ignore"):  # a float16 weight's sum may overflow: all_finite then looks closer
-        return "scatter" if not all_finite(np.asarray(w), np) else path
-
-
-def compute_tile(engine, x_window, w, b, tile: Tile, path: str):
-    """One tile's output block (on the host) from its input window (file layout, C-contiguous)."""
-    import numpy as np
-
-    x_window = np.ascontiguousarray(x_window) if engine.DEVICE == "cpu" else x_window
-    path = _with_weight(path, w)
-    return engine.to_host(engine.deconvolve(x_window, w, b, tile.config, tile.out_spatial, path=path))
-
-
 def compute_in_memory(engine, x, w, b, plan: TilePlan, *, xp=None):
     """The whole output, tile by tile, from an input held in memory: on the host (NumPy), or on the
     device when ``xp`` is CuPy and ``x`` a CuPy array."""
     if xp is None:
         import numpy as xp
-    return _compute_in_memory(engine, x, w, b, plan, xp)
+    host = xp.__name__ == "numpy"
+    writer = ArrayWriter(plan.output_shape, x.dtype, xp)
+    run_tiles(plan, ArrayWindows(x, xp), writer, Compute(engine.DEVICE, w, b, path_for(plan), host=host))
+    return writer.finish()
 
 
-def _compute_in_memory(engine, x, w, b, plan: TilePlan, xp):
-    path = _with_weight(path_for(plan), w if xp.__name__ == "numpy" else xp.asnumpy(w))
-    if len(plan) == 1 and next(iter(plan)).input_shape == tuple(x.shape):
-        tile = next(iter(plan))  # one tile reading the whole input: no copy of a C-contiguous one
-        block = engine.deconvolve(xp.ascontiguousarray(x), w, b, tile.config, tile.out_spatial, path=path)
-        return block if xp.__name__ == "cupy" else engine.to_host(block)
-    y = xp.empty(plan.output_shape, dtype=x.dtype)
-    for tile in plan:
-        block = engine.deconvolve(xp.ascontiguousarray(x[tile.input_slices()]), w, b, tile.config, tile.out_spatial,
-                                  path=path)
-        y[tile.output_slices()] = block if xp.__name__ == "cupy" else engine.to_host(block)
-    return y
+def run_tiles(plan: TilePlan, reader, writer, compute, *, executor=None, progress=None) -> dict:
+    """The one run loop: each tile's window from ``reader``, its block from ``compute``, into ``writer``;
+    ``finish`` is the caller's. Tiles run here one after another (a window and a block in memory at a time),
+    or with ``executor`` as its tasks (the reader and compute travel to the workers). ``progress(done, total)``
+    after each tile. Returns the seconds spent reading, computing and writing."""
+    times = {"load_s": 0.0, "compute_s": 0.0, "save_s": 0.0}
+    blocks = _here(plan, reader, compute, times) if executor is None else _tasks(plan, reader, compute, executor, times)
+    done = 0
+    for tile, block in blocks:  # not enumerate(): its cached result tuple would keep the last block alive
+        t0 = time.perf_counter()
+        writer.write(tile, block)
+        del block  # before the next window is read
+        times["save_s"] += time.perf_counter() - t0
+        done += 1
+        if progress is not None:
+            progress(done, len(plan))
+    return times
 
 
-def owned_part(plan: TilePlan, tile: Tile) -> tuple[slice, ...]:
-    """The part of a tile's input window that no earlier tile read (windows overlap by their halo): so
-    that a pass over every tile visits each input position read at most once (for NaN/Inf counts)."""
-    parts = []
-    for axis, (i0, i1) in enumerate(tile.input):
-        start = i0
-        grid_axis = _grid_axis(plan, axis)
-        if grid_axis is not None and tile.index[grid_axis] > 0:
-            before = list(tile.index)
-            before[grid_axis] -= 1
-            start = max(i0, min(i1, plan.tile(tuple(before)).input[axis][1]))
-        parts.append(slice(start - i0, i1 - i0))
-    return tuple(parts)
-
-
-def _grid_axis(plan: TilePlan, axis: int) -> int | None:
-    """The grid position (0 batch, 1 + spatial) that moves along a tensor axis, or None (channels)."""
-    batch_axis, _, spatial_axes = plan.config.input_axes()
-    if axis == batch_axis:
-        return 0
-    return 1 + spatial_axes.index(axis) if axis in spatial_axes else None
-
-
-def stream(engine, reader, writer, w, b, plan: TilePlan, *, on_window=None) -> dict:
-    """Read each tile's window, compute it, write its block; returns the seconds spent on each.
-    ``on_window(tile, x) -> x`` sees each window first (a cast, counts)."""
-    import time
-
-    load = compute = save = 0.0
-    path = path_for(plan)
+def _here(plan: TilePlan, reader, compute, times: dict):
     for tile in plan:
         t0 = time.perf_counter()
-        x = reader[tile.input_slices()]
-        if on_window is not None:
-            x = on_window(tile, x)
+        x = reader.window(tile)
         t1 = time.perf_counter()
-        y = compute_tile(engine, x, w, b, tile, path)
+        y = compute(tile, x)
         del x
-        t2 = time.perf_counter()
-        writer[tile.output_slices()] = y
-        del y
-        load, compute, save = load + t1 - t0, compute + t2 - t1, save + time.perf_counter() - t2
-    return {"load_s": load, "compute_s": compute, "save_s": save}
+        times["load_s"] += t1 - t0
+        times["compute_s"] += time.perf_counter() - t1
+        yield tile, y
+        del y  # before the next window is read
 
 
-# ---------------------------------------------------------------- tiles as tasks (Dask)
+def _tasks(plan: TilePlan, reader, compute, executor, times: dict):
+    """Every tile a task of ``executor``; blocks come back as the tasks finish (None from a worker that
+    wrote its block itself). The first failure cancels the rest and is raised."""
+    tiles = list(plan)
+    t0 = time.perf_counter()
+    for tile in tiles:
+        executor.submit(run_tile, reader, compute, tile)
+    times["load_s"] += time.perf_counter() - t0
+    waiting = time.perf_counter()
+    for done in executor.completed():
+        times["compute_s"] += time.perf_counter() - waiting
+        if done.error is not None:
+            executor.cancel()
+            if isinstance(done.error, DeconvError):
+                raise done.error
+            raise DeconvError(f"tile {tiles[done.task].index} failed on the cluster: {done.error!r}",
+                              "check that every worker sees the input files and has deconv-cli installed")
+        yield tiles[done.task], done.value
+        waiting = time.perf_counter()
 
-_SHARED: dict = {}  # in a worker process: (reference, mtime, size) -> weight or bias, read once
 
-
-def _shared(ref_text: str):
-    import os
-
-    from .. import tensor_io
-
-    ref = tensor_io.parse_ref(ref_text)
-    stat = os.stat(ref.path)
-    key = (ref_text, stat.st_mtime_ns, stat.st_size)
-    if key not in _SHARED:
-        import numpy as np
-
-        if len(_SHARED) >= 8:
-            _SHARED.clear()
-        _SHARED[key] = np.ascontiguousarray(tensor_io.load(ref))
-    return _SHARED[key]
-
-
-def tile_task(input_ref: str, weight_ref: str, bias_ref: str | None, tile: Tile, path: str, device: str,
-              store: str | None = None, key: str | None = None, dtype: str | None = None):
-    """One tile on a worker: read its own input window, compute it; write it into the Zarr store at
-    ``store`` (its chunks, no other tile's) and return the tile's index, or return the block itself."""
-    from .. import tensor_io
-    from ..engines import get_engine
-
-    engine = get_engine(device)
-    reader = tensor_io.open_slices(tensor_io.parse_ref(input_ref))
+def run_tile(reader, compute, tile: Tile):
+    """One tile as a task on a worker: its window read there and computed there."""
     try:
-        x = reader[tile.input_slices()]
+        x = reader.window(tile)
     finally:
         reader.close()
-    w, b = _shared(weight_ref), None if bias_ref is None else _shared(bias_ref)
-    if dtype is not None:  # --cast
-        x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-        b = None if b is None else b.astype(dtype, copy=False)
-    y = compute_tile(engine, x, w, b, tile, path)
-    if store is None:
-        return y
-    import zarr
-
-    zarr.open_array(store, path=(key or "").strip("/"), mode="r+")[tile.output_slices()] = y
-    return tile.index
+    return compute(tile, x)
 
 
-def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: str, device: str, *, force: bool) -> dict:
+def run_on_cluster(scheduler: str, refs: dict, out_ref, plan: TilePlan, dtype: str, device: str, *, force: bool,
+                   progress=None) -> dict:
     """Every tile a task on the Dask cluster at ``scheduler``. Workers read their input windows
     themselves; a .zarr output is written by the workers concurrently (one chunk per tile) into the
     temporary store, other formats are gathered and written here as the tiles arrive."""
-    import os
-    import time
-
     from .. import tensor_io
     from .executors import open_executor
 
     t0 = time.perf_counter()
     paths = {role: _absolute(ref) for role, ref in refs.items()}  # workers may run elsewhere
-    chunked = out_ref.path != "-" and out_ref.kind == ".zarr"
-    streams = tensor_io.can_stream(out_ref)
     chunks = chunk_shape(plan, ITEMSIZE[str(dtype)])
-    sink = tensor_io.StreamWriter(out_ref, plan.output_shape, dtype, force=force, chunks=chunks) if streams else None
-    gathered = None
+    reader = FileWindows(paths["input"], dtype)
+    compute = Compute(device, paths["weight"], paths.get("bias"), path_for(plan), dtype=dtype)
+    if out_ref.path != "-" and out_ref.kind == ".zarr":
+        writer = WrittenByWorkers(out_ref, plan.output_shape, dtype, force=force, chunks=chunks)
+        compute = ZarrTile(compute, writer.store, out_ref.key)
+    elif tensor_io.can_stream(out_ref):
+        writer = FileWriter(out_ref, plan.output_shape, dtype, force=force, chunks=chunks)
+    else:
+        writer = WholeFile(out_ref, plan.output_shape, dtype, force=force, chunks=chunks)
     try:
         with open_executor(scheduler=scheduler) as executor:
-            tiles = list(plan)
-            store = os.path.abspath(sink.tmp) if chunked else None
-            for tile in tiles:
-                executor.submit(tile_task, paths["input"], paths["weight"], paths.get("bias"), tile, path_for(plan),
-                                device, store, out_ref.key, dtype)
-            t1 = time.perf_counter()
-            for done in executor.completed():
-                if done.error is not None:
-                    executor.cancel()
-                    if isinstance(done.error, DeconvError):
-                        raise done.error
-                    raise DeconvError(f"tile {tiles[done.task].index} failed on the cluster: {done.error!r}",
-                                      "check that every worker sees the input files and has deconv-cli installed")
-                if chunked:
-                    continue
-                tile = tiles[done.task]
-                if sink is not None:
-                    sink[tile.output_slices()] = done.value
-                else:
-                    import numpy as np
-
-                    if gathered is None:
-                        gathered = np.empty(plan.output_shape, dtype=done.value.dtype)
-                    gathered[tile.output_slices()] = done.value
-            t2 = time.perf_counter()
-        if sink is not None:
-            sink.commit()
-        else:
-            tensor_io.save(out_ref, gathered, force=force, chunks=chunks)
+            times = run_tiles(plan, reader, writer, compute, executor=executor, progress=progress)
+        t1 = time.perf_counter()
+        writer.finish()
     finally:
-        if sink is not None:
-            sink.__exit__(None, None, None)
-    t3 = time.perf_counter()
-    return {"load_s": round(t1 - t0, 6), "compute_s": round(t2 - t1, 6), "save_s": round(t3 - t2, 6),
-            "chunks": len(plan), "tasks": len(plan)}
+        writer.close()
+    opened = t1 - t0 - sum(times.values())
+    return {"load_s": round(times["load_s"] + opened, 6), "compute_s": round(times["compute_s"], 6),
+            "save_s": round(times["save_s"] + time.perf_counter() - t1, 6), "chunks": len(plan), "tasks": len(plan)}
 
 
 def _absolute(ref) -> str:
@@ -273,6 +202,6 @@ def to_dask(x, w, b, plan: TilePlan, device: str = "cpu"):
 
 
 def _block(device: str, x_window, w, b, tile: Tile, path: str):
-    from ..engines import get_engine
+    import numpy as np
 
-    return compute_tile(get_engine(device), x_window, w, b, tile, path)
+    return Compute(device, w, b, path)(tile, np.ascontiguousarray(x_window))

@@ -263,6 +263,40 @@ class BatchProgress:
             self._bar = None
 
 
+class TileProgress:
+    """A progress bar over a run's tiles on a terminal (rich): tiles done/total, elapsed, ETA. Silent when the
+    stream is not a terminal or ``show`` is off; the run loop calls it as ``progress(done, total)``."""
+
+    def __init__(self, stream: TextIO, *, show: bool):
+        self._stream, self._show, self._bar = stream, show, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if not (self._show and _fancy(self._stream)):
+                return
+            import rich.progress as rp
+            from rich.console import Console
+
+            self._bar = rp.Progress(
+                rp.TextColumn("tiles"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+                rp.TextColumn("ETA"), rp.TimeRemainingColumn(), console=Console(file=self._stream), transient=True,
+            )
+            self._task = self._bar.add_task("tiles", total=total)
+            self._bar.start()
+        self._bar.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
 def comparison_lines(c) -> list[str]:
     """A ``compare.Comparison`` for people: the verdict line, the statistics, the worst elements."""
     rule = f"atol {c.atol:g} + rtol {c.rtol:g} * |expected|"

@@ -1,4 +1,4 @@
-"""Tensor files: references, header-only shapes, loading and atomic saving. No math.
+"""Tensor files: references, header-only shapes, loading and atomic saving. No math. May import core.
 
 A reference is ``x.npy``, ``x.npz:name``, ``x.h5:/group/dataset``, ``x.zarr:/group/array``,
 ``x.safetensors:name`` (the part after the last ':' that

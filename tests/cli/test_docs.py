@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from deconv_cli import conventions
 from deconv_cli.cli import cli
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 README = (ROOT / "README.md").read_text()
 
 

@@ -6,6 +6,7 @@ grid's within float32 rounding."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,3 +70,25 @@ def test_peak_rss_stays_within_the_budget(volume, source, target):
     got = tensor_io.load(tensor_io.parse_ref(str(folder / target)))
     assert got.shape == want.shape
     assert np.asarray(got[...]).tobytes() == want.tobytes()
+
+
+def test_expect_alone_compares_a_256_mib_output_within_the_budget(volume):
+    """`run --expect REF` without -o over the budget: every tile compared with its window of REF, nothing
+    written, in the same bounded memory as a streamed write."""
+    folder, want, weight_bytes = volume
+    np.save(folder / "ref.npy", want)
+    try:
+        env = dict(os.environ, DECONV_MEMORY_BUDGET=str(BUDGET))
+        proc = subprocess.run(
+            [sys.executable, "-c", RUNNER, "run", "x.npy", "w.npy", "--set", "stride=2", "--expect", "ref.npy", "--json"],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        peak = int(proc.stderr.split("VmHWM:")[1].split()[0]) * 1024
+        assert peak <= BUDGET + weight_bytes + (100 << 20), f"peak RSS {peak / 2**20:.0f} MiB"
+        record = json.loads(proc.stdout)
+        assert record["timings"]["chunks"] >= 8
+        assert record["compare"]["match"] and record["compare"]["max_abs"] == 0.0
+        assert record["compare"]["total"] == want.size
+    finally:
+        os.remove(folder / "ref.npy")

@@ -21,7 +21,7 @@ from deconv_cli.checks.compare import Stats, blocks, compare_refs, default_toler
 from deconv_cli.cli import cli
 from deconv_cli.core.errors import ConfigError
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 
 
 def invoke(*args):

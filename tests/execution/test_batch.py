@@ -441,7 +441,7 @@ def test_expect_fields_are_checked_with_the_manifest(folder):
 
 
 def test_the_readme_manifests_plan(tmp_path):
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parent.parent.parent
     section = (root / "README.md").read_text().split("## Batch jobs", 1)[1].split("\n## ", 1)[0]
     for sample in (root / "samples").iterdir():
         if sample.suffix in (".npy", ".npz"):
@@ -455,7 +455,7 @@ def test_the_readme_manifests_plan(tmp_path):
 
 
 def test_the_sample_manifests_run(tmp_path):
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parent.parent.parent
     for name in ("jobs.jsonl", "jobs.csv"):
         result = invoke(str(root / "samples" / name), "--dry-run")
         assert result.exit_code == 0, result.output

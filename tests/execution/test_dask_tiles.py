@@ -99,3 +99,15 @@ def test_a_worker_that_cannot_read_the_input_fails_the_run_and_leaves_nothing(cl
     assert result.stderr == f"Error: {tmp_path}/x.npy: no such file. Check the path.\n"  # as the worker saw it
     assert len(result.stderr.splitlines()) == 1
     assert sorted(os.listdir(tmp_path)) == ["b.npy", "moved.npy", "w.npy"]
+
+
+def test_a_cluster_run_reports_each_tile_as_it_comes_back(cluster, tensors):
+    """The one loop's progress callback on a cluster: one call per finished task, the last one total/total."""
+    from deconv_cli.execution.job import Job, run_job
+
+    calls = []
+    job = Job("x.npy", "w.npy", "y.zarr", bias="b.npy", options=OPTIONS, scheduler=cluster)
+    result = run_job(job, progress=lambda *a: calls.append(a))
+    n = result.timings["tasks"]
+    assert n > 4 and calls == [(i, n) for i in range(1, n + 1)]
+    assert tensor_io.load(tensor_io.parse_ref("y.zarr")).shape == result.derivation.output_shape

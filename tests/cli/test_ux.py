@@ -20,7 +20,7 @@ from deconv_cli.cli import cli, parse_set
 from deconv_cli.conventions import STYLES
 from deconv_cli.conventions.plan import reachable
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 SAMPLES = ROOT / "samples"
 
 
