@@ -30,7 +30,12 @@ from ..core.errors import TensorFileError
 # extension -> format module (``.hdf5`` is read and written as ``.h5``)
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors"}
 EXTENSIONS = tuple(FORMATS)
-WRITABLE = (".npy", ".npz", ".h5", ".zarr")
+# How a reference to each format is written, one per format module: every help text lists these, so a
+# format added to FORMATS without one here fails tests/test_help_formats.py.
+REFERENCES = {".npy": "x.npy", ".npz": "x.npz:name", ".h5": "x.h5:/path", ".zarr": "x.zarr[:/path]",
+              ".safetensors": "x.safetensors:name"}
+STDIO = "- (.npy bytes on stdin/stdout)"
+WRITABLE = (".npy", ".npz", ".h5", ".zarr", ".safetensors")
 STREAMING = (".npy", ".h5", ".zarr")  # outputs written one tile at a time
 WINDOWED = (".npy", ".h5", ".zarr", ".safetensors")  # inputs read one window at a time
 
