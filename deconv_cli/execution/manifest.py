@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError
 from ..core.options import parse_set
+from ..tensor_io import EXTENSIONS
 
 FIELDS = ("input", "weight", "output", "bias", "style", "set", "quirks", "expect", "atol", "rtol", "id")
 TENSOR_FIELDS = ("input", "weight", "bias", "expect")  # read by a job
-_EXTENSIONS = (".npy", ".npz", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Entry:
 def file_of(reference: str) -> str:
     """The file part of a tensor reference (``x.npz:name`` -> ``x.npz``)."""
     lower = reference.lower()
-    best = max((lower.rfind(ext + ":") + len(ext) for ext in _EXTENSIONS if lower.rfind(ext + ":") >= 0), default=-1)
+    best = max((lower.rfind(ext + ":") + len(ext) for ext in EXTENSIONS if lower.rfind(ext + ":") >= 0), default=-1)
     return reference if best < 0 else reference[:best]
 
 
