@@ -205,10 +205,8 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
       deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 \\
           --set stride=2 --target-shape 35,34
     """
-    from dataclasses import replace
-
-    from ..conventions.plan import plan, reachable, solve
-    from ..execution.job import nbytes, size_warnings
+    from ..conventions.plan import reachable
+    from ..execution.job import shape_record
     from ..render.explain import set_item
     from ..render.report import (
         emit,
@@ -224,20 +222,15 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         dtypes = _dtypes_from_args(input, weight, bias)
-        record = plan(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast)
         target = None if target_shape is None else parse_shape(target_shape)
-        if target is not None:
-            record = solve(record, target)
+        record = shape_record(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast, target=target)
         sizes = None if as_json else reachable(record)  # JSON: record.as_dict() holds them
         others = _all_styles(record) if all_styles else None
-        dtype = cast or next(iter(dtypes.values()), "float32")
-        record = replace(record, warnings=record.warnings + size_warnings(record, dtype, "."))
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
     if as_json:
         data = record.as_dict()
-        data.update(dtype=dtype, nbytes=nbytes(record, dtype))
         if target is not None:
             data["set"] = [set_item(k, v) for k, v in record.options]
         if others is not None:
@@ -245,7 +238,7 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
         print_json(data)
         return
     print_derivation(record, sys.stdout)
-    emit([sizes_line(nbytes(record, dtype), dtype, assumed=not dtypes and cast is None)], sys.stdout)
+    emit([sizes_line(dict(record.nbytes), record.dtype, assumed=not dtypes and cast is None)], sys.stdout)
     print_reachable(sizes, sys.stdout)
     if target is not None:
         print_paste(f"options for output {tuple(target)}, to paste:", record.options, sys.stdout)
