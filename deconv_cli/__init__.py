@@ -73,11 +73,11 @@ def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str
     )
     from .execution import tiling
 
-    plan = tiling.plan_for(record, dtypes["input"])  # the tiles every run of this problem computes
+    tile_plan = tiling.plan_for(record, dtypes["input"])  # the tiles every run of this problem computes
     if lazy:
-        return tiling.to_dask(input, weight, bias, plan, device=engine.DEVICE)
+        return tiling.to_dask(input, weight, bias, tile_plan, device=engine.DEVICE)
     if on_gpu:
         import cupy
 
-        return tiling.compute_in_memory(engine, input, weight, bias, plan, xp=cupy)
-    return tiling.compute_in_memory(engine, input, weight, bias, plan)
+        return tiling.compute_in_memory(engine, input, weight, bias, tile_plan, xp=cupy)
+    return tiling.compute_in_memory(engine, input, weight, bias, tile_plan)

@@ -88,3 +88,12 @@ def test_mypy_sees_derive_typed(tmp_path):
     assert re.search(r'Revealed type is "(builtins\.)?tuple\[(builtins\.)?int, \.\.\.\]"', done.stdout), done.stdout
     assert 'Argument "quirks" to "derive" has incompatible type "str"; expected "bool"' in done.stdout, done.stdout
     assert "Found 1 error" in done.stdout, done.stdout
+
+
+def test_mypy_is_clean_on_the_public_api_and_core():
+    """What `make lint` runs ([tool.mypy] in pyproject.toml: deconv_cli/__init__.py and core/)."""
+    pytest.importorskip("mypy")
+    root = os.path.dirname(os.path.dirname(deconv_cli.__file__))
+    done = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], capture_output=True, text=True, cwd=root,
+                          check=False)
+    assert done.returncode == 0 and done.stdout.startswith("Success: no issues found"), done.stdout
