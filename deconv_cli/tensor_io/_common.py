@@ -192,21 +192,22 @@ TEMP_PREFIX = ".deconv-tmp-"
 _LIVE: set[str] = set()
 
 
+@functools.cache
 def _host_tag() -> str:
-    import hashlib
-    import socket
+    """8 hex digits naming this host. platform (loaded with numpy) and zlib rather than socket, hashlib and
+    secrets: those three cost a tiny `deconv run` about 5 ms of start-up."""
+    import platform
+    import zlib
 
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    return f"{zlib.crc32(platform.node().encode()):08x}"
 
 
 def temp_file(ref: Ref) -> str:
     """A new empty temporary file (a folder for a Zarr store) next to OUT, for a format module to write."""
-    import secrets
-
     folder = os.path.dirname(os.path.abspath(ref.path))
     remove_stale_temps(folder)
     while True:
-        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}{ref.kind}")
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-{os.urandom(4).hex()}{ref.kind}")
         try:
             if ref.kind == ".zarr":
                 os.mkdir(tmp, 0o777)
