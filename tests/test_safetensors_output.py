@@ -154,3 +154,19 @@ def test_batch_outputs_in_every_container_format_make_only_their_folder(folder):
     assert result.exit_code == 0, result.stderr
     assert sorted(os.listdir(folder / "out")) == ["m.safetensors", "y.zarr"]
     np.testing.assert_array_equal(load_file("out/m.safetensors")["y"], np.load("y.npy"))
+
+
+def test_tensors_numpy_cannot_hold_are_kept_byte_for_byte(folder):
+    """A bf16 tensor (no numpy dtype) is copied as bytes; the package's own parser reads the result."""
+    import safetensors
+
+    raw = bytes(range(6))
+    header = json.dumps({"__metadata__": {"k": "v"}, "bf": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]}})
+    (folder / "m.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode() + raw)
+    assert invoke(*RUN, "-o", "m.safetensors:y").exit_code == 0
+    tensors = dict(safetensors.deserialize((folder / "m.safetensors").read_bytes()))
+    assert tensors["bf"]["dtype"].lower() in ("bf16", "bfloat16") and tensors["bf"]["shape"] == [3]
+    assert bytes(tensors["bf"]["data"]) == raw
+    assert np.frombuffer(bytes(tensors["y"]["data"]), "<f4").reshape(tensors["y"]["shape"]).tolist() == np.load("y.npy").tolist()
+    with safe_open("m.safetensors", "np") as f:
+        assert f.metadata() == {"k": "v"}
