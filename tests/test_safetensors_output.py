@@ -123,7 +123,7 @@ def test_a_failed_write_leaves_the_file_and_no_temporary(model, folder, monkeypa
     def fail(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(st_format, "_copy_ranges", fail)
+    monkeypatch.setattr(st_format, "_copy", fail)
     before = (folder / "m.safetensors").read_bytes()
     result = invoke(*RUN, "-o", "m.safetensors:deconv")
     assert result.exit_code == 1
@@ -170,3 +170,18 @@ def test_tensors_numpy_cannot_hold_are_kept_byte_for_byte(folder):
     assert np.frombuffer(bytes(tensors["y"]["data"]), "<f4").reshape(tensors["y"]["shape"]).tolist() == np.load("y.npy").tolist()
     with safe_open("m.safetensors", "np") as f:
         assert f.metadata() == {"k": "v"}
+
+
+def test_every_tensor_starts_at_a_multiple_of_its_item_size(folder):
+    """As the safetensors package lays a file out (widest dtype first): a float64 output after an odd-sized
+    float16 tensor would otherwise start mid-word, which memory-mapping readers refuse."""
+    save_file({"odd": np.ones(3, np.float16), "b": np.ones(1, np.int8)}, "m.safetensors")
+    assert invoke(*RUN, "--cast", "float64", "-o", "m.safetensors:y").exit_code == 0
+    raw = (folder / "m.safetensors").read_bytes()
+    length = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + length])
+    sizes = {"F64": 8, "F16": 2, "I8": 1}
+    assert [header[n]["dtype"] for n in ("y", "odd", "b")] == ["F64", "F16", "I8"]
+    assert all(header[n]["data_offsets"][0] % sizes[header[n]["dtype"]] == 0 for n in ("y", "odd", "b"))
+    assert (8 + length) % 8 == 0
+    np.testing.assert_array_equal(load_file("m.safetensors")["odd"], np.ones(3, np.float16))

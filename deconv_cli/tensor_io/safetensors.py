@@ -148,45 +148,46 @@ def check_name(ref: Ref) -> None:
 
 def write(ref: Ref, tmp: str, array, base: str | None = None) -> None:
     """The other tensors and the metadata of ``base`` (the existing file, if given), then this array, into
-    the temporary file."""
+    the temporary file. Tensors are laid out as the safetensors package lays them out, widest dtype first
+    and then by name, so that every tensor starts at a multiple of its item size (memory-mapping readers
+    need that)."""
+    import contextlib
+
     import numpy as np
 
     name = ref.key or "output"
     array = np.ascontiguousarray(array, dtype=np.asarray(array).dtype.newbyteorder("<"))
-    kept: list[tuple[str, dict]] = []
     header: dict = {}
-    data = 0
-    if base is not None:
-        data, old = _read_header(base)
-        if _METADATA in old:
-            header[_METADATA] = old.pop(_METADATA)
-        kept = sorted(((n, e) for n, e in old.items() if n != name), key=lambda item: item[1]["data_offsets"][0])
+    data, old = _read_header(base) if base is not None else (0, {})
+    if _METADATA in old:
+        header[_METADATA] = old.pop(_METADATA)
+    old.pop(name, None)
+    old[name] = {"dtype": _CODES[array.dtype.name], "shape": list(array.shape), "data_offsets": [0, array.nbytes]}
+    order = sorted(old, key=lambda n: (-(_itemsize(old[n]["dtype"]) or 1), n))
     offset = 0
-    for n, entry in kept:
-        begin, end = entry["data_offsets"]
-        header[n] = {**entry, "data_offsets": [offset, offset + end - begin]}
+    for n in order:
+        begin, end = old[n]["data_offsets"]
+        header[n] = {**old[n], "data_offsets": [offset, offset + end - begin]}
         offset += end - begin
-    header[name] = {"dtype": _CODES[array.dtype.name], "shape": list(array.shape),
-                    "data_offsets": [offset, offset + array.nbytes]}
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    with open(tmp, "wb") as out:
+    with open(tmp, "wb") as out, (open(base, "rb") if base is not None else contextlib.nullcontext()) as source:
         out.write(struct.pack("<Q", len(text)) + text)
-        if kept:
-            _copy_ranges(base, data, [e["data_offsets"] for _, e in kept], out)
-        out.write(array.reshape(-1).view(np.uint8).data)
+        for n in order:
+            if n == name:
+                out.write(array.reshape(-1).view(np.uint8).data)
+            else:
+                begin, end = old[n]["data_offsets"]
+                _copy(source, data + begin, end - begin, out)
 
 
-def _copy_ranges(path: str, data: int, ranges: list[tuple[int, int]], out) -> None:
-    """The bytes of each tensor of ``path`` in ``ranges`` (relative to the data section), in order, 1 MiB at a time."""
-    buffer = bytearray(1 << 20)
-    with open(path, "rb") as f:
-        for begin, end in ranges:
-            f.seek(data + begin)
-            left = end - begin
-            while left:
-                got = f.readinto(memoryview(buffer)[: min(left, len(buffer))])
-                if not got:
-                    raise ValueError(f"{path} ends early")
-                out.write(memoryview(buffer)[:got])
-                left -= got
+def _copy(source, at: int, size: int, out) -> None:
+    """``size`` bytes of ``source`` from ``at`` into ``out``, 1 MiB at a time."""
+    buffer = memoryview(bytearray(min(size, 1 << 20)))
+    source.seek(at)
+    while size:
+        got = source.readinto(buffer[: min(size, len(buffer))])
+        if not got:
+            raise ValueError(f"{source.name} ends early")
+        out.write(buffer[:got])
+        size -= got
