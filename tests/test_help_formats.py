@@ -49,3 +49,9 @@ def test_run_output_option_names_every_writable_format():
     option = text[text.index("-o, --output OUT"):text.index("--device")]
     assert all(form in option for form in tensor_io.REFERENCES.values()) and STDIO in option
     assert set(tensor_io.WRITABLE) == set(tensor_io.REFERENCES)
+
+
+def test_the_unknown_extension_error_names_every_format():
+    with pytest.raises(tensor_io.BadReference) as caught:
+        tensor_io.parse_ref("w.txt")
+    assert all(ext in caught.value.hint for ext in tensor_io.REFERENCES), caught.value.hint
