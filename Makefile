@@ -11,9 +11,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,dask]'
-	# An editable install has no bytecode and, where PYTHONDONTWRITEBYTECODE is set, never gets any: every
-	# command would compile the package from source (about 40 ms of CPU of a tiny `deconv run`'s start-up).
-	$(BIN)/python -m compileall -q deconv_cli
 	touch $@
 
 demo: install
