@@ -23,6 +23,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/vulture  # unused code; settings and the reasons for its exceptions in pyproject.toml
 	$(BIN)/lint-imports
+	$(BIN)/mypy  # the public API and core/ ([tool.mypy] in pyproject.toml)
 
 # The benchmark suite (deconv bench --list) against PyTorch and onnxruntime (2 threads); installs the bench extra first.
 # Run it as a user's machine is: `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench`. Some development and

@@ -10,17 +10,44 @@ Nothing heavy is imported here: numpy, h5py, rich and cupy load only when needed
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .core.errors import ConfigError, DeconvError, TensorFileError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .core.shapes import Derivation
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "DeconvError", "TensorFileError", "deconvolve", "derive", "__version__"]
 
 
-def derive(input_shape, weight_shape, *, style: str = "torch", bias_shape=None, quirks: bool = False, **options):
-    """The shape derivation record (a ``shapes.Derivation``) for a style's options; reads no data."""
-    from .conventions.plan import plan
+def derive(
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    *,
+    style: str = "torch",
+    bias_shape: Sequence[int] | None = None,
+    quirks: bool = False,
+    dtypes: Mapping[str, str] | None = None,
+    cast: str | None = None,
+    **options: object,
+) -> Derivation:
+    """The shape derivation record for a style's options; reads no data. ``.as_dict()`` is the object
+    ``deconv shape --json`` prints, built by the same code: shapes, config, per-dimension formulas, reachable
+    sizes, ``dtype`` and ``nbytes``.
 
-    return plan(style, options, input_shape, weight_shape, bias_shape, quirks=quirks)
+    ``dtypes``: each tensor's dtype by role (``{"input": "float16", "weight": "float16"}``), checked against the
+    style as ``shape`` checks the files'; ``cast``: the dtype ``run --cast`` would use. The dtype defaults as
+    ``shape``'s does: ``cast``, else the tensors', else float32.
+    """
+    from .execution.job import shape_record
+
+    return shape_record(
+        style, options, tuple(input_shape), tuple(weight_shape), None if bias_shape is None else tuple(bias_shape),
+        quirks=quirks, dtypes=dtypes, cast=cast,
+    )
 
 
 def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str = "cpu", quirks: bool = False, **options):
@@ -46,11 +73,11 @@ def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str
     )
     from .execution import tiling
 
-    plan = tiling.plan_for(record, dtypes["input"])  # the tiles every run of this problem computes
+    tile_plan = tiling.plan_for(record, dtypes["input"])  # the tiles every run of this problem computes
     if lazy:
-        return tiling.to_dask(input, weight, bias, plan, device=engine.DEVICE)
+        return tiling.to_dask(input, weight, bias, tile_plan, device=engine.DEVICE)
     if on_gpu:
         import cupy
 
-        return tiling.compute_in_memory(engine, input, weight, bias, plan, xp=cupy)
-    return tiling.compute_in_memory(engine, input, weight, bias, plan)
+        return tiling.compute_in_memory(engine, input, weight, bias, tile_plan, xp=cupy)
+    return tiling.compute_in_memory(engine, input, weight, bias, tile_plan)

@@ -17,13 +17,17 @@ SCANNED = ("*.py", "*.md", "*.sh", "*.toml", "Makefile")
 # docs/ holds the design documents as written (their verification inventory names scripts that were run
 # outside the repository); this file names missing files on purpose
 NOT_SCANNED = ("docs/*", "tests/test_hygiene.py")
-EXAMPLES = {"snippet.py"}  # a file the user writes in an example (deconv explain --code > snippet.py)
 
 # "DESIGN.md", "CONVENTIONS section 3", "STYLE rule 6", "DESIGN's memory target": the project's documents
 DOCUMENT = re.compile(r"\b(DESIGN|CONVENTIONS|STYLE)(?:\.md\b|(?=(?: section| rule| E?\d)\b))|\b(DESIGN|CONVENTIONS)(?='s\b)")
 # a repository path (engines/_ort.py, tests/golden/dragon.json) or a bare module or document name (tiles.py)
 PATH = re.compile(r"(?<![\w./:*<>-])((?:[\w.-]+/)+[\w.-]+\.(?:py|md|json|sh|toml|txt)|[\w-]+(?:\.[\w-]+)*\.(?:py|md))\b")
 URL = re.compile(r"\w+://\S+")
+# files a run makes, not files the repository has: a path joined in code (tmp_path / "user.py") or the
+# target of a shell redirection in an example (deconv explain --code > snippet.py)
+# and the name a compiled snippet is given (compile(code, "snippet.py", "exec"))
+EXAMPLES = {"snippet.py"}
+MADE = re.compile(r"/\s*[\"'][^\"'\n]*[\"']|(?<![=-])>\s*[\w./-]+")
 
 
 def repository_files() -> list[Path]:
@@ -45,7 +49,7 @@ def exists(reference: str) -> bool:
 
 
 def references(text: str) -> set[str]:
-    text = URL.sub(" ", text)
+    text = MADE.sub(" ", URL.sub(" ", text))
     found = {f"{a or b}.md" for a, b in DOCUMENT.findall(text)}
     return found | set(PATH.findall(text)) - EXAMPLES
 

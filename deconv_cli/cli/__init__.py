@@ -16,6 +16,7 @@ from ..conventions import STYLES
 from ..core.config import FLOAT_DTYPES
 from ..core.errors import ConfigError, DeconvError
 from ..core.options import parse_set
+from ..tensor_io import formats_help
 
 STYLE_NAMES = tuple(STYLES)
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -45,6 +46,20 @@ def _verdict(result, as_json: bool, print_text, ok: bool) -> None:
 def _fail(error: DeconvError) -> None:
     click.echo(f"Error: {error}", err=True)
     sys.exit(error.exit_code)
+
+
+def tensors(*, stdio: bool, label: str = "Tensors"):
+    """Name every tensor reference the command accepts in its help (before its example), from tensor_io's
+    one table; ``stdio``: whether ``-`` (stdin/stdout) is one of them."""
+
+    def decorate(fn):
+        doc = fn.__doc__ or ""
+        example = doc.find("\n    \b\n    Example:")
+        paragraph = f"\n\n    {label}: {formats_help(stdio=stdio)}.\n"
+        fn.__doc__ = doc + paragraph if example < 0 else doc[:example] + paragraph + doc[example:]
+        return fn
+
+    return decorate
 
 
 def style_options(fn):
@@ -79,10 +94,10 @@ def tolerance_options(fn):
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="deconv")
+@tensors(stdio=True)
 def cli() -> None:
     """Transposed convolution on saved tensors, in any framework's own keywords.
 
-    Tensors: x.npy, x.npz:name, x.h5:/group/dataset (or - for .npy on stdin/stdout).
     Styles: mindspore, megengine, oneflow, dragon, torch (default), onnx.
 
     \b
@@ -99,7 +114,7 @@ def cli() -> None:
 @click.argument("weight")
 @click.option("--bias", metavar="TENSOR", help="Optional bias tensor (C_out,) (or the style's bias shape).")
 @click.option("-o", "--output", metavar="OUT",
-              help="Where to write the result (.npy, .npz[:name], .h5[:/path], -). Optional with --expect.")
+              help=f"Where to write the result: {formats_help(stdio=True)}. Optional with --expect.")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
@@ -108,6 +123,7 @@ def cli() -> None:
 @click.option("--scheduler", metavar="ADDRESS", help="Compute the tiles as tasks on this Dask scheduler (tcp://host:port; workers must see the same paths).")
 @tolerance_options
 @style_options
+@tensors(stdio=True)
 def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json, scheduler):
     """Run a transposed convolution and write the output.
 
@@ -182,6 +198,7 @@ def shape_sources(fn):
 @click.option("--all-styles", is_flag=True, help="Show the same deconvolution written in every style.")
 @click.option("--cast", type=click.Choice(FLOAT_DTYPES),
               help="The dtype run --cast would use (sizes; default: the files' dtype, else float32).")
+@tensors(stdio=False)
 def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles,
           cast):
     """Derive the output shape without reading any tensor data.
@@ -196,10 +213,8 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
       deconv shape --input-shape 1,8,16,16 --weight-shape 8,4,4,4 \\
           --set stride=2 --target-shape 35,34
     """
-    from dataclasses import replace
-
-    from ..conventions.plan import plan, reachable, solve
-    from ..execution.job import nbytes, size_warnings
+    from ..conventions.plan import reachable
+    from ..execution.job import shape_record
     from ..render.explain import set_item
     from ..render.report import (
         emit,
@@ -215,20 +230,15 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     try:
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         dtypes = _dtypes_from_args(input, weight, bias)
-        record = plan(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast)
         target = None if target_shape is None else parse_shape(target_shape)
-        if target is not None:
-            record = solve(record, target)
+        record = shape_record(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast, target=target)
         sizes = None if as_json else reachable(record)  # JSON: record.as_dict() holds them
         others = _all_styles(record) if all_styles else None
-        dtype = cast or next(iter(dtypes.values()), "float32")
-        record = replace(record, warnings=record.warnings + size_warnings(record, dtype, "."))
     except DeconvError as error:
         _fail(error)
     print_warnings(record.warnings, sys.stderr)
     if as_json:
         data = record.as_dict()
-        data.update(dtype=dtype, nbytes=nbytes(record, dtype))
         if target is not None:
             data["set"] = [set_item(k, v) for k, v in record.options]
         if others is not None:
@@ -236,7 +246,7 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
         print_json(data)
         return
     print_derivation(record, sys.stdout)
-    emit([sizes_line(nbytes(record, dtype), dtype, assumed=not dtypes and cast is None)], sys.stdout)
+    emit([sizes_line(dict(record.nbytes), record.dtype, assumed=not dtypes and cast is None)], sys.stdout)
     print_reachable(sizes, sys.stdout)
     if target is not None:
         print_paste(f"options for output {tuple(target)}, to paste:", record.options, sys.stdout)
@@ -256,6 +266,7 @@ def _all_styles(record):
 @click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), help="The style to write the call in.")
 @click.option("--code", is_flag=True,
               help="Print a runnable Python snippet for the target framework (its op, the re-layouts, the crop).")
+@tensors(stdio=False)
 def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target, code):
     """Print the equivalent call in another style, with the weight re-layout.
 
@@ -322,6 +333,7 @@ def _dtypes_from_args(input, weight, bias) -> dict[str, str]:
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+@tensors(stdio=False)
 def info(files, as_json):
     """List the arrays in tensor files: name, shape, dtype (headers only).
 
@@ -375,6 +387,7 @@ def styles(names):
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed or mismatched job.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary line.")
 @style_options
+@tensors(stdio=False, label="A job's tensors")
 def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, device, force, fail_fast, quiet, style, sets, quirks, as_json):
     """Run the jobs of a manifest (.jsonl, .csv, or - for JSONL on stdin), in parallel.
 
@@ -427,6 +440,7 @@ def _print_planned(record: dict) -> None:
 @tolerance_options
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="How many worst elements to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+@tensors(stdio=True)
 def compare_command(actual, expected, atol, rtol, top, as_json):
     """Compare two tensors element by element: exit 0 when they match, 1 when they do not.
 
@@ -463,6 +477,7 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
 @click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="At most this many candidates per weight reading are checked numerically.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+@tensors(stdio=False)
 def detect_command(input, weight, expected, bias, style, top, limit, as_json):
     """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
 

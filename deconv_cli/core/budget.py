@@ -46,8 +46,9 @@ def human_bytes(n: int) -> str:
     """1536 -> '1.5 KiB' (binary units, as DECONV_MEMORY_BUDGET's K/M/G)."""
     if n < 1024:
         return f"{n} B"
+    value = float(n)
     for unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        n /= 1024
-        if n < 1024 or unit == "EiB":
-            return f"{n:.1f} {unit}"
+        value /= 1024
+        if value < 1024 or unit == "EiB":
+            return f"{value:.1f} {unit}"
     raise AssertionError  # unreachable

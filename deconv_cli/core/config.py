@@ -17,6 +17,7 @@ plain reshape to the canonical weight ``(C_in, C_out/groups, *kernel)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from .errors import ConfigError
 
@@ -37,6 +38,7 @@ class DeconvConfig:
     batched: bool = True
     channels_last: bool = False
     weight_perm: Shape | None = None  # None: the weight file is already (C_in, C_out/g, *k) in order
+    _hash: ClassVar[int]  # set per instance by __post_init__; a ClassVar so that it is not a dataclass field
 
     def __post_init__(self) -> None:
         # the hash, worked out once: the engine looks each call up by its config (a dataclass's own __hash__

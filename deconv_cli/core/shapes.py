@@ -112,6 +112,10 @@ class Derivation:
     # The output sizes the style's size keywords reach, as JSON (conventions.plan sets it: probing a style's
     # parser belongs to the layer above this one); without it as_dict has no "reachable".
     reachable_json: Callable[[Derivation], list] | None = field(default=None, compare=False, repr=False)
+    # The dtype the job computes in and each tensor's bytes in it (input, weight, bias, output), in the records
+    # `deconv shape` prints and deconv_cli.derive returns (execution.job.shape_record sets them).
+    dtype: str | None = None
+    nbytes: tuple[tuple[str, int | None], ...] = ()
 
     @property
     def output_spatial(self) -> Shape:
@@ -134,7 +138,9 @@ class Derivation:
             "dims": [d.as_dict() for d in self.dims],
             "notes": list(self.notes),
             "warnings": list(self.warnings),
-        } | ({"reachable": self.reachable_json(self)} if with_reachable and self.reachable_json else {})
+        } | ({"reachable": self.reachable_json(self)} if with_reachable and self.reachable_json else {}) | (
+            {"dtype": self.dtype, "nbytes": dict(self.nbytes)} if self.dtype is not None else {}
+        )
 
 
 def _jsonable(value: object) -> object:

@@ -128,6 +128,22 @@ def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tup
     return tuple(warnings)
 
 
+def shape_record(style: str, options: Mapping[str, object], input_shape, weight_shape, bias_shape=None, *,
+                 quirks: bool = False, dtypes: Mapping[str, str] | None = None, cast: str | None = None,
+                 target=None) -> Derivation:
+    """The record `deconv shape` prints and deconv_cli.derive returns: the derivation (solved for ``target``
+    spatial sizes if given) in the dtype the run would compute in (``cast``, else the tensors' dtype, else
+    float32), with each tensor's bytes and the warnings when they exceed the memory budget or the free disk."""
+    from ..conventions.plan import solve
+
+    record = plan(style, options, input_shape, weight_shape, bias_shape, quirks=quirks, dtypes=dtypes, cast=cast)
+    if target is not None:
+        record = solve(record, target)
+    dtype = cast or next(iter((dtypes or {}).values()), "float32")
+    return replace(record, warnings=record.warnings + size_warnings(record, dtype, "."), dtype=dtype,
+                   nbytes=tuple(nbytes(record, dtype).items()))
+
+
 @dataclass(frozen=True)
 class Job:
     input: str

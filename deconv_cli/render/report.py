@@ -8,10 +8,8 @@ paste into a shell (``Shell``) fold with ' \\' continuations. The only module th
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shlex
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
@@ -43,6 +41,8 @@ class Shell:
     indent: int = 2
 
     def __str__(self) -> str:
+        import shlex  # json and shlex load only where used: a tiny `deconv run -q` prints neither
+
         return " " * self.indent + shlex.join(self.words)
 
 
@@ -69,6 +69,8 @@ def fold(line: str | Shell, width: int | None) -> list[str]:
     lead = len(text) - len(text.lstrip(" "))
     cont = " " * min(lead + 4, max(width // 3, 1))
     if isinstance(line, Shell):
+        import shlex
+
         words = [shlex.quote(w) for w in line.words]
         units = []  # an option stays on the line of its value
         for word in words:
@@ -218,6 +220,8 @@ def print_info(path: str, infos: list[ArrayInfo], stream: TextIO) -> None:
 
 
 def print_json(record, stream: TextIO | None = None) -> None:
+    import json
+
     (stream or sys.stdout).write(json.dumps(record) + "\n")
 
 

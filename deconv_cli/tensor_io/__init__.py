@@ -23,8 +23,11 @@ from ..core.errors import TensorFileError
 from ._common import (
     EXTENSIONS,
     FORMATS,
+    REFERENCES,
+    STDIO,
     STREAMING,
     WINDOWED,
+    WRITABLE,
     ArrayInfo,
     BadReference,
     Ref,
@@ -40,9 +43,17 @@ from ._common import (
 )
 
 __all__ = [
-    "EXTENSIONS", "STREAMING", "WINDOWED", "ArrayInfo", "BadReference", "Ref", "StreamWriter", "can_stream",
-    "check_writable", "describe", "load", "open_slices", "parse_ref", "peek", "removing_temps_on_signals", "save",
+    "EXTENSIONS", "REFERENCES", "STREAMING", "WINDOWED", "ArrayInfo", "BadReference", "Ref", "StreamWriter",
+    "can_stream", "check_writable", "describe", "formats_help", "load", "open_slices", "parse_ref", "peek",
+    "removing_temps_on_signals", "save",
 ]
+
+
+def formats_help(*, stdio: bool) -> str:
+    """The tensor references a command accepts, for its help: every format (and ``-`` where it reads or
+    writes stdin/stdout), from the one table in ``_common``."""
+    forms = [*REFERENCES.values(), *([STDIO] if stdio else [])]
+    return ", ".join(forms[:-1]) + " or " + forms[-1]
 
 
 def format_of(ref: Ref) -> ModuleType:
@@ -202,7 +213,7 @@ def check_writable(ref: Ref, *, force: bool) -> None:
         return
     module = format_of(ref)
     if not hasattr(module, "write"):
-        raise BadReference(f"cannot write '{ref.path}'", "use an output ending in .npy, .npz, .h5 or .zarr")
+        raise BadReference(f"cannot write '{ref.path}'", f"use an output ending in {', '.join(WRITABLE)}")
     if ref.kind == ".npy" and ref.key:
         raise BadReference(f"'{ref}': a .npy file holds one unnamed array", "drop the ':name'")
     if getattr(module, "CONTAINER", False):

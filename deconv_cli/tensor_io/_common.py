@@ -30,6 +30,12 @@ from ..core.errors import TensorFileError
 # extension -> format module (``.hdf5`` is read and written as ``.h5``)
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors"}
 EXTENSIONS = tuple(FORMATS)
+# How a reference to each format is written, one per format module: every help text lists these, so a
+# format added to FORMATS without one here fails tests/cli/test_help_formats.py.
+REFERENCES = {".npy": "x.npy", ".npz": "x.npz:name", ".h5": "x.h5:/path", ".zarr": "x.zarr[:/path]",
+              ".safetensors": "x.safetensors:name"}
+STDIO = "- (.npy bytes on stdin/stdout)"
+WRITABLE = (".npy", ".npz", ".h5", ".zarr", ".safetensors")
 STREAMING = (".npy", ".h5", ".zarr")  # outputs written one tile at a time
 WINDOWED = (".npy", ".h5", ".zarr", ".safetensors")  # inputs read one window at a time
 
@@ -186,21 +192,22 @@ TEMP_PREFIX = ".deconv-tmp-"
 _LIVE: set[str] = set()
 
 
+@functools.cache
 def _host_tag() -> str:
-    import hashlib
-    import socket
+    """8 hex digits naming this host. platform (loaded with numpy) and zlib rather than socket, hashlib and
+    secrets: those three cost a tiny `deconv run` about 5 ms of start-up."""
+    import platform
+    import zlib
 
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    return f"{zlib.crc32(platform.node().encode()):08x}"
 
 
 def temp_file(ref: Ref) -> str:
     """A new empty temporary file (a folder for a Zarr store) next to OUT, for a format module to write."""
-    import secrets
-
     folder = os.path.dirname(os.path.abspath(ref.path))
     remove_stale_temps(folder)
     while True:
-        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}{ref.kind}")
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-{os.urandom(4).hex()}{ref.kind}")
         try:
             if ref.kind == ".zarr":
                 os.mkdir(tmp, 0o777)

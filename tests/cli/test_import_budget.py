@@ -89,3 +89,22 @@ def test_onnxruntime_is_imported_only_for_float32_work_large_enough(tmp_path, ba
     done = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=compiled)], capture_output=True, text=True, check=False)
     assert json.loads(done.stderr.strip().splitlines()[-1]) == imported, done.stderr
     assert np.load(tmp_path / "y.npy").shape == (batch, 32, spatial[0] * 2, spatial[1] * 2)
+
+
+# What a tiny `deconv run` -q into a .npy file needs none of: the temporary file's name comes from os.urandom and
+# platform (not secrets, socket, hashlib: about 5 ms), JSON and shell quoting only where printed, no other format.
+TINY_RUN_NEEDS_NONE = ("secrets", "hmac", "hashlib", "socket", "json", "shlex", "rich", "h5py", "zarr", "zipfile",
+                       "threadpoolctl", "numba", "onnxruntime", "cupy", "dask")
+
+
+def test_a_tiny_run_imports_only_what_it_uses(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.ones((1, 4, 5, 5), dtype=np.float32))
+    np.save(tmp_path / "w.npy", np.ones((4, 2, 3, 3), dtype=np.float32))
+    args = ["run", str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), "--set", "stride=2", "-o", str(tmp_path / "y.npy"), "-q"]
+    probe = PROBE.replace("import json, sys", "import sys").replace("json.dumps(", "repr(")  # json is on the list
+    done = subprocess.run([sys.executable, "-c", probe.format(args=args, heavy=TINY_RUN_NEEDS_NONE)], capture_output=True,
+                          text=True, check=False)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+    assert np.load(tmp_path / "y.npy").shape == (1, 2, 11, 11)

@@ -194,7 +194,7 @@ def test_as_dict_is_what_shape_json_prints():
             "--set", "auto_pad=SAME_UPPER", "--json"]
     data = json.loads(invoke(*argv).stdout)
     api = derive((1, 4, 5, 5), (4, 2, 3, 3), style="onnx", strides=[2, 2], auto_pad="SAME_UPPER").as_dict()
-    assert {k: v for k, v in data.items() if k not in ("dtype", "nbytes")} == api
+    assert data == api  # dtype and nbytes included (issue 22)
     record = derive((1, 4, 5, 5), (4, 2, 3, 3), style="onnx", strides=[2, 2], auto_pad="SAME_UPPER")
     assert api["reachable"] == [{kw: {str(k): v for k, v in per.items()} for kw, per in dim.items()}
                                 for dim in reachable(record)]
