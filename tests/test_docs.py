@@ -227,3 +227,15 @@ def test_nothing_user_facing_names_files_outside_the_repository(name, text):
 def test_help_reads_at_80_columns(path):
     text = CliRunner().invoke(cli, [*path[1:], "--help"], terminal_width=80).stdout
     assert [line for line in text.splitlines() if len(line) > 80] == []
+
+
+def test_readme_shows_what_the_onnx_snippet_prints(sandbox):
+    pytest.importorskip("onnx")
+    shown = re.search(r"^python snippet\.py .*\n# (y .*)$", README, re.M).group(1)
+    made = run_in_bash("deconv explain samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy "
+                       "--set stride=2 --set padding=1 --to onnx --code > snippet.py && python snippet.py", sandbox)
+    assert made.returncode == 0, made.stderr
+    # the last digits of the error depend on onnxruntime's kernels for the machine
+    number = r"(\d\.\de-\d\d)"
+    pattern = re.escape(shown).replace(re.escape(re.search(number, shown).group(1)), number)
+    assert float(re.fullmatch(pattern + "\n", made.stdout).group(1)) < 1e-5
