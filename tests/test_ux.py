@@ -117,8 +117,50 @@ def test_run_json_has_the_bytes_and_the_budget_warning(tmp_path):
     data = json.loads(result.stdout)
     assert data["nbytes"] == {"input": 2304, "weight": 2048, "bias": None, "output": 6272}
     assert data["warnings"] == ["input + output are 8.4 KiB, more than the memory budget 6.0 KiB (DECONV_MEMORY_BUDGET): "
-                                "deconv run streams it tile by tile into .npy, .h5 or .zarr"]
+                                "computing it tile by tile"]
     assert np.load(out).shape == (2, 4, 14, 14)
+
+
+def test_run_words_the_budget_note_for_itself_and_quiet_silences_it(tmp_path):
+    args = ["run", str(SAMPLES / "torch_x.npy"), str(SAMPLES / "torch_w.npy"), "--set", "stride=2"]
+    loud = invoke(*args, "-o", str(tmp_path / "a.npy"), env={"DECONV_MEMORY_BUDGET": "6K"})
+    assert loud.exit_code == 0, loud.output
+    assert loud.stderr.splitlines()[0] == ("Warning: input + output are 8.4 KiB, more than the memory budget 6.0 KiB "
+                                           "(DECONV_MEMORY_BUDGET): computing it tile by tile")
+    quiet = invoke(*args, "-o", str(tmp_path / "b.npy"), "-q", env={"DECONV_MEMORY_BUDGET": "6K"})
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
+def test_run_expect_quiet_prints_no_report_and_the_exit_code_still_tells(tmp_path):
+    args = ["run", str(SAMPLES / "torch_x.npy"), str(SAMPLES / "torch_w.npy"), "--set", "stride=2"]
+    assert invoke(*args, "-o", str(tmp_path / "y.npy"), "-q").exit_code == 0
+    same = invoke(*args, "--expect", str(tmp_path / "y.npy"), "-q")
+    assert same.exit_code == 0 and same.stdout == "" and same.stderr == ""
+    np.save(tmp_path / "wrong.npy", np.load(tmp_path / "y.npy") + 1)
+    wrong = invoke(*args, "--expect", str(tmp_path / "wrong.npy"), "-q")
+    assert wrong.exit_code == 1 and wrong.stdout == "" and wrong.stderr == ""
+    loud = invoke(*args, "--expect", str(tmp_path / "wrong.npy"))
+    assert loud.exit_code == 1 and "MISMATCH" in loud.stderr
+
+
+def test_batch_help_says_what_json_prints_and_when_output_is_needed():
+    text = " ".join(invoke("batch", "--help").stdout.split())
+    assert "--json Print one JSON record per job to stdout, as each job finishes." in text
+    assert "one JSON object" not in text
+    assert "output (required unless expect is given)" in text
+
+
+def test_compare_json_on_different_shapes_prints_json(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((3, 2), np.float32))
+    result = invoke("compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"match": False, "shape": [2, 3], "expected_shape": [3, 2],
+                                         "error": "shapes differ: actual (2, 3) vs expected (3, 2)."}
+    assert result.stderr == "Error: shapes differ: actual (2, 3) vs expected (3, 2).\n"
+    text = invoke("compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"))
+    assert text.exit_code == 1 and text.stdout == ""
 
 
 # ---------------------------------------------------------------- 7. --cast

@@ -47,7 +47,9 @@ def _fail(error: DeconvError) -> None:
     sys.exit(error.exit_code)
 
 
-def style_options(fn):
+def style_options(fn=None, *, json_help: str = "Print one JSON object to stdout."):
+    if fn is None:  # @style_options(json_help=...): a command whose --json prints something else
+        return lambda f: style_options(f, json_help=json_help)
     for decorator in reversed([
         click.option("--style", default="torch", show_default=True, type=click.Choice(STYLE_NAMES),
                      help="Whose keyword names, padding rules and tensor layouts to use."),
@@ -55,7 +57,7 @@ def style_options(fn):
                      help="One option in the style's own keyword name; VALUE is a Python literal. Repeatable."),
         click.option("--quirks", is_flag=True,
                      help="Reproduce a released framework's known defect instead of its documented semantics."),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout."),
+        click.option("--json", "as_json", is_flag=True, help=json_help),
     ]):
         fn = decorator(fn)
     return fn
@@ -102,7 +104,8 @@ def cli() -> None:
               help="Where to write the result (.npy, .npz[:name], .h5[:/path], -). Optional with --expect.")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-@click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print no derivation, no --expect report and no over-budget note (the exit code tells).")
 @click.option("--cast", type=click.Choice(FLOAT_DTYPES), help="Cast every tensor to this dtype before planning.")
 @click.option("--expect", metavar="REF", help="Compare the output with this tensor (a framework's saved output); exit 1 on mismatch.")
 @click.option("--scheduler", metavar="ADDRESS", help="Compute the tiles as tasks on this Dask scheduler (tcp://host:port; workers must see the same paths).")
@@ -125,7 +128,7 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
           --set output_padding=1 --expect y.npy
     """
-    from ..execution.job import Job, nbytes, run_job
+    from ..execution.job import OVER_BUDGET, Job, nbytes, run_job
     from ..render.report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
     from ..tensor_io import removing_temps_on_signals
 
@@ -142,11 +145,12 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
             result = run_job(job)
     except DeconvError as error:
         _fail(error)
-    print_warnings(result.derivation.warnings + result.warnings, sys.stderr)
+    warnings = result.derivation.warnings + result.warnings
+    print_warnings([w for w in warnings if not (quiet and w.startswith(OVER_BUDGET))], sys.stderr)
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
         emit([sizes_line(nbytes(result.derivation, result.dtype), result.dtype)], sys.stderr)
-    if result.compare is not None and not as_json:
+    if result.compare is not None and not as_json and not quiet:
         print_comparison(result.compare, sys.stderr)
     if as_json:
         print_json(result.as_dict())
@@ -366,15 +370,15 @@ def styles(names):
 @click.option("--force", is_flag=True, help="Replace outputs that exist.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed or mismatched job.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary line.")
-@style_options
+@style_options(json_help="Print one JSON record per job to stdout, as each job finishes.")
 def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, device, force, fail_fast, quiet, style, sets, quirks, as_json):
     """Run the jobs of a manifest (.jsonl, .csv, or - for JSONL on stdin), in parallel.
 
-    One job per line: input, weight, output (required), bias, style, set, quirks, expect, atol, rtol, id.
+    One job per line: input, weight, output (required unless expect is given), bias, style, set, quirks, expect, atol, rtol, id.
     --style/--set/--quirks are defaults that a job's own fields override (set: key by key); relative paths
     are relative to the manifest; output folders are made as needed. The whole manifest is checked first (exit 2 naming the line). With
     --json, one record per job on stdout as it finishes (id, status ok|failed|mismatch|skipped, output,
-    output_shape, timings, error); on stderr a progress bar (terminal) and a summary line. Exit 0 when every
+    output_shape, timings, error, and compare for a job with expect); on stderr a progress bar (terminal) and a summary line. Exit 0 when every
     job is ok or skipped, 1 otherwise, 130 on Ctrl-C (finished outputs kept, no partial file).
 
     \b
@@ -434,12 +438,14 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
           --set "output_padding=(1,0)" -o y.npy
       deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
     """
-    from ..checks.compare import compare_refs
-    from ..render.report import print_comparison
+    from ..checks.compare import ShapeMismatch, compare_refs
+    from ..render.report import print_comparison, print_json
 
     try:
         result = compare_refs(actual, expected, atol=atol, rtol=rtol, top=top)
     except DeconvError as error:
+        if as_json and isinstance(error, ShapeMismatch):  # still a verdict: JSON on stdout, the line on stderr
+            print_json(error.as_dict())
         _fail(error)
     _verdict(result, as_json, print_comparison, result.match)
 
