@@ -414,7 +414,8 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
 
 def _print_planned(record: dict) -> None:
     if record["status"] == "ok":
-        click.echo(f"{record['id']}\t{record['output']}\t{tuple(record['output_shape'])}")
+        target = record["output"] if record["output"] is not None else f"(compare with {record['expect']})"
+        click.echo(f"{record['id']}\t{target}\t{tuple(record['output_shape'])}")
 
 
 @cli.command(name="compare", epilog=TOLERANCE_HELP)

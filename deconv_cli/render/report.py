@@ -228,7 +228,11 @@ class BatchProgress:
     """
 
     def __init__(self, stream: TextIO, *, show: bool):
-        self._stream, self._show, self._bar, self.failures = stream, show, None, 0
+        self._stream, self._show, self._bar = stream, show, None
+        self.counts = {"failed": 0, "mismatch": 0}  # counted as the summary line counts them
+
+    def _tally(self) -> str:
+        return f"{self.counts['failed']} failed, {self.counts['mismatch']} mismatched"
 
     def start(self, total: int) -> None:
         if not (self._show and _fancy(self._stream)) or total == 0:
@@ -237,18 +241,18 @@ class BatchProgress:
         from rich.console import Console
 
         self._bar = rp.Progress(
-            rp.TextColumn("batch"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[failures]} failed"),
+            rp.TextColumn("batch"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[tally]}"),
             rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(), console=Console(file=self._stream),
             transient=True,
         )
-        self._task = self._bar.add_task("batch", total=total, failures=0)
+        self._task = self._bar.add_task("batch", total=total, tally=self._tally())
         self._bar.start()
 
     def advance(self, status: str) -> None:
-        if status in ("failed", "mismatch"):
-            self.failures += 1
+        if status in self.counts:
+            self.counts[status] += 1
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, failures=self.failures)
+            self._bar.update(self._task, advance=1, tally=self._tally())
 
     def log(self, line: str) -> None:
         if self._bar is not None:
