@@ -461,15 +461,19 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
               help="How many distinct configurations to print (each in every style that can write it).")
 @click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="At most this many candidates per weight reading are checked numerically.")
+@click.option("--save-weight", metavar="PATH",
+              help="Write the weight as the best match's run lines read it (re-laid for its reading) to PATH.")
+@click.option("--force", is_flag=True, help="Replace the --save-weight file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
-def detect_command(input, weight, expected, bias, style, top, limit, as_json):
+def detect_command(input, weight, expected, bias, style, top, limit, save_weight, force, as_json):
     """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
 
     Tries every stride, dilation, groups, padding and output padding that gives EXPECTED's shape
     (stride <= 16, dilation <= 4), under four readings of the weight: as saved, in/out channel axes
     swapped, kernel flipped, and both. Checks each on a few output positions, then the survivors in full
-    (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines
-    (with a re-save of the weight where the reading is not "as saved"). Exit 0 on a match, 1 when none.
+    (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines;
+    where the reading is not "as saved", they read a re-laid weight file, which --save-weight PATH writes
+    (for the best match, whose lines then read PATH). Exit 0 on a match, 1 when none.
 
     \b
     Example:
@@ -481,7 +485,8 @@ def detect_command(input, weight, expected, bias, style, top, limit, as_json):
     from ..render.report import print_detection
 
     try:
-        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit)
+        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit,
+                       save_weight=save_weight, force=force)
     except DeconvError as error:
         _fail(error)
     _verdict(found, as_json, print_detection, bool(found.matches))
