@@ -43,7 +43,9 @@ def _verdict(result, as_json: bool, print_text, ok: bool) -> None:
 
 
 def _fail(error: DeconvError) -> None:
-    click.echo(f"Error: {error}", err=True)
+    from ..render.report import fold, terminal_width
+
+    click.echo("\n".join(fold(f"Error: {error}", terminal_width(sys.stderr))), err=True)  # whole in a pipe
     sys.exit(error.exit_code)
 
 
@@ -516,13 +518,14 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
       deconv bench --only tiny_4to4_8x8_k3 --repeat 3 --no-peers
     """
     from ..bench.suite import list_suite, report
+    from ..render.report import terminal_width
 
     if list_only:
         list_suite(as_json, echo=click.echo)
         return
     try:
         report(device, threads, repeat, only, paths, not no_peers, not no_memory, as_json,
-               echo=lambda line: click.echo(line))
+               echo=lambda line: click.echo(line), width=terminal_width(sys.stdout))
     except DeconvError as error:
         _fail(error)
 

@@ -110,6 +110,38 @@ def fold(line: str | Shell, width: int | None) -> list[str]:
     return [o.replace("\xa0", " ") for o in out]
 
 
+def terminal_width(stream: TextIO) -> int | None:
+    """The width to fold ``stream``'s lines to: its terminal's (COLUMNS first), None for a pipe or a file."""
+    if not _fancy(stream):
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def fold_columns(line: str, widths, width: int | None, indent: int = 4) -> list[str]:
+    """A fixed-width table row (cells of ``widths`` characters, one space apart; anything after the last cell
+    is one more cell) as physical lines of at most ``width`` characters, broken between whole cells, the
+    continuation lines indented. Rows of one table break at the same cells, so their columns stay aligned
+    under a header folded alike. None (a pipe): the row as it is."""
+    if width is None or len(line) <= width:
+        return [line]
+    cells, start = [], 0
+    for cell_width in widths:
+        cells.append(line[start:start + cell_width])
+        start += cell_width + 1
+    if line[start - 1:].strip():
+        cells.append(line[start - 1:].strip())
+    out, current = [], cells[0]
+    for cell in cells[1:]:
+        if len(current) + 1 + len(cell) > width and current.strip():
+            out.append(current.rstrip())
+            current = " " * indent + cell
+        else:
+            current += " " + cell
+    return out + [current.rstrip()]
+
+
 def emit(lines, stream: TextIO, console=None) -> None:
     """Write logical lines: as they are to a pipe; folded to the width (and coloured) on a terminal."""
     if console is None and not _fancy(stream):
