@@ -92,7 +92,7 @@ def cli() -> None:
     \b
     Example:
       deconv run samples/torch_x.npy samples/torch_w.npy \\
-          --set stride=2 --set padding=1 -o y.npy
+          --set stride=2 --set padding=1 -o up.npy
       deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 \\
           --set "stride=(2,1,1)"
     """
@@ -125,10 +125,10 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
     Example:
       deconv run samples/torch_x.npy samples/torch_w.npy \\
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
-          --set output_padding=1 -o y.npy
+          --set output_padding=1 -o run_y.npy
       deconv run samples/torch_x.npy samples/torch_w.npy \\
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
-          --set output_padding=1 --expect y.npy
+          --set output_padding=1 --expect run_y.npy
     """
     from ..execution.job import OVER_BUDGET, Job, nbytes, run_job
     from ..render.report import emit, print_comparison, print_derivation, print_json, print_warnings, sizes_line
@@ -269,7 +269,7 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
           --set "strides=[2,2]" --set "pads=[1,1,0,0]" --to torch
       deconv explain samples/torch_x.npy samples/torch_w.npy \\
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
-          --to onnx --code > snippet.py
+          --to onnx --code > onnx_snippet.py
     """
     from ..conventions.plan import plan
     from ..render.explain import explain
@@ -438,8 +438,8 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
     Example:
       deconv run samples/torch_ported.npz:x samples/torch_ported.npz:w \\
           --bias samples/torch_ported.npz:b --set stride=2 --set padding=1 \\
-          --set "output_padding=(1,0)" -o y.npy
-      deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
+          --set "output_padding=(1,0)" -o ported_y.npy
+      deconv compare ported_y.npy samples/torch_ported.npz:y --rtol 1e-3
     """
     from ..checks.compare import ShapeMismatch, compare_refs
     from ..render.report import print_comparison, print_json
