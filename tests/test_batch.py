@@ -446,7 +446,8 @@ def test_a_wrong_shape_expect_is_a_mismatch_with_a_compare_object_in_runs_and_dr
         assert {k: r["status"] for k, r in records.items()} == {"only": "mismatch", "both": "mismatch", "fine": "ok"}
         for key in ("only", "both"):
             compare = records[key]["compare"]
-            assert compare["match"] is False and compare["error"].startswith(error) and "error" not in records[key]
+            assert compare["match"] is False and "error" not in records[key]
+            assert compare["error"] == f"{error}. Check the options with deconv detect INPUT WEIGHT EXPECTED."
             assert (compare["shape"], compare["expected_shape"]) == ([1, 4, 13, 13], [1, 4, 12, 12])
         assert result.stderr.splitlines()[0].startswith(f"job only (line 1) mismatch: {error}")
         assert summary(result.stderr) == (1, 0, 2, 0)

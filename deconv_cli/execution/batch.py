@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import DeconvError
 from . import manifest
-from .job import Job, run_job
+from .job import EXPECT_HINT, Job, run_job
 from .manifest import Entry
 
 STATUSES = ("ok", "failed", "mismatch", "skipped")
@@ -320,7 +320,8 @@ def dry_run(entries: list[Entry], emit: Callable[[dict], None], log: Callable[[s
             record["output_shape"] = list(derivation.output_shape)
             if "expect" in infos and tuple(infos["expect"].shape) != tuple(derivation.output_shape):
                 actual, wanted = tuple(derivation.output_shape), tuple(infos["expect"].shape)
-                mismatch = ShapeMismatch(f"shapes differ: actual {actual} vs expected {wanted}", actual=actual, expected=wanted)
+                mismatch = ShapeMismatch(f"shapes differ: actual {actual} vs expected {wanted}", EXPECT_HINT,
+                                         actual=actual, expected=wanted)
                 record.update(status="mismatch", compare=mismatch.as_dict())
         except DeconvError as error:
             record.update(status="failed", error=as_written(str(error), entry))

@@ -253,6 +253,9 @@ def _reader(shared, role: str):
     return tensor_io if shared is None or role == "input" else shared
 
 
+EXPECT_HINT = "check the options with deconv detect INPUT WEIGHT EXPECTED"  # for an expect of another shape
+
+
 def _check_expected_shape(derivation: Derivation, expected) -> None:
     """Before computing: a reference of another shape cannot match."""
     from ..checks.compare import ShapeMismatch
@@ -260,8 +263,7 @@ def _check_expected_shape(derivation: Derivation, expected) -> None:
     if tuple(expected.shape) != tuple(derivation.output_shape):
         raise ShapeMismatch(
             f"shapes differ: actual {tuple(derivation.output_shape)} vs expected {tuple(expected.shape)}",
-            "check the options with deconv detect INPUT WEIGHT EXPECTED",
-            actual=derivation.output_shape, expected=expected.shape,
+            EXPECT_HINT, actual=derivation.output_shape, expected=expected.shape,
         )
 
 
