@@ -313,8 +313,9 @@ RUNNABLE_CASES = {
 @pytest.mark.parametrize("target", sorted(STYLES))
 @pytest.mark.parametrize("case", RUNNABLE_CASES)
 def test_every_snippet_computes_what_deconv_run_writes(case, target, tmp_path, monkeypatch):
-    for module in FRAMEWORK_MODULES[target]:
-        pytest.importorskip(module)
+    """Run where the target framework is installed; elsewhere the snippet must at least compile."""
+    import importlib.util
+
     spec = RUNNABLE_CASES[case]
     args = GROUPED if spec is None else _tensor_case(tmp_path, *spec) if isinstance(spec, tuple) else spec
     result = invoke("explain", *args, "--to", target, "--code")
@@ -322,6 +323,9 @@ def test_every_snippet_computes_what_deconv_run_writes(case, target, tmp_path, m
         assert result.stderr.startswith(f"Error: no runnable {target} code for this configuration")
         return
     assert result.exit_code == 0, result.output
+    compile(result.stdout, f"{target}.py", "exec")
+    if any(importlib.util.find_spec(module) is None for module in FRAMEWORK_MODULES[target]):
+        return
     assert invoke("run", *args, "-o", str(tmp_path / "y.npy"), "-q").exit_code == 0
     monkeypatch.chdir(tmp_path)
     run = subprocess.run([sys.executable, "-c", result.stdout], capture_output=True, text=True, timeout=120)
