@@ -535,21 +535,24 @@ def format_row(row: Row) -> str:
 
 HEADER = (f"{'configuration':34s} {'path':9s} {'ours ms':>9s} {'GFLOP/s':>7s} {'%peak':>6s} {'torch ms':>9s} "
           f"{'ort ms':>9s} {'torch/':>6s} {'best/':>6s} {'peak MB/tensors':>15s}")
+COLUMNS = (34, 9, 9, 7, 6, 9, 9, 6, 6, 15)  # the cell widths of HEADER and format_row, to fold a row between cells
 
 
 def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), paths: bool = False, peers: bool = True,
-           memory: bool = True, as_json: bool = False, echo=print) -> None:
-    """Run the suite and print the table (row by row, as results come) or one JSON object."""
+           memory: bool = True, as_json: bool = False, echo=print, width: int | None = None) -> None:
+    """Run the suite and print the table (row by row, as results come; folded to ``width``) or one JSON object."""
+    from ..render.report import fold_columns
+
     only = [n for item in only for n in item.split(",") if n]
     for name in only:  # before any output: an unknown name is a usage error
         _by_name(name)
 
     def progress(row):
         if not as_json:
-            echo(format_row(row))
+            echo("\n".join(fold_columns(format_row(row), COLUMNS, width)))
 
     if not as_json:
-        echo(HEADER)
+        echo("\n".join(fold_columns(HEADER, COLUMNS, width)))
     result = run_suite(device, threads, repeat, only, paths, peers, memory, progress)
     summary = summarize(result)
     start = startup()

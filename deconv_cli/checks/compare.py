@@ -58,6 +58,18 @@ def _is_exact(dtype: str) -> bool:
 class ShapeMismatch(DeconvError):
     """The two tensors have different shapes (exit 1)."""
 
+    def __init__(self, message: str, hint: str | None = None, actual=None, expected=None):
+        super().__init__(message, hint)
+        self.actual = None if actual is None else tuple(actual)
+        self.expected = None if expected is None else tuple(expected)
+
+    def __reduce__(self):
+        return self.__class__, (self.message, self.hint, self.actual, self.expected)
+
+    def as_dict(self) -> dict:
+        """The ``compare`` JSON object of tensors that cannot match: no statistics, both shapes, the error."""
+        return {"match": False, "shape": list(self.actual), "expected_shape": list(self.expected), "error": str(self)}
+
 
 @dataclass(frozen=True)
 class Element:
@@ -283,6 +295,7 @@ def _check_shapes(actual_shape, expected_shape) -> None:
     if tuple(actual_shape) != tuple(expected_shape):
         raise ShapeMismatch(
             f"shapes differ: actual {tuple(actual_shape)} vs expected {tuple(expected_shape)}",
+            actual=actual_shape, expected=expected_shape,
         )
 
 

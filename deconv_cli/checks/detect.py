@@ -16,7 +16,8 @@ Works in the canonical config space, so every style is covered by one search:
    tolerances), streamed.
 4. Each matching config is written in every style's keywords (the styles' ``express``) and kept where
    ``job.plan`` parses that spelling with the files' shapes back to the same config, so every printed
-   ``deconv run`` line runs as is (after re-saving the weight for a reading other than "as saved").
+   ``deconv run`` line runs as is (after re-saving the weight for a reading other than "as saved", which
+   ``--save-weight`` does for the best match).
 """
 
 from __future__ import annotations
@@ -59,26 +60,34 @@ class Detection:
     checked_full: int  # candidates computed in full
     seconds: float
     limited: bool = False  # a reading's search stopped at the limit
+    saved_weight: str | None = None  # where --save-weight wrote the best match's weight
 
     def as_dict(self) -> dict:
         return {"matches": [m.as_dict() for m in self.matches], "tried": self.tried, "checked_full": self.checked_full,
-                "limited": self.limited, "seconds": round(self.seconds, 3)}
+                "limited": self.limited, "seconds": round(self.seconds, 3), "saved_weight": self.saved_weight}
 
 
 def detect(input: str, weight: str, expected: str, *, bias: str | None = None, styles=None, top: int = 3,
-           limit: int = DEFAULT_LIMIT) -> Detection:
+           limit: int = DEFAULT_LIMIT, save_weight: str | None = None, force: bool = False) -> Detection:
     """Search option values and weight readings that reproduce EXPECTED; the ``top`` best configs, every
-    style spelling of each (``styles``: restrict to these)."""
+    style spelling of each (``styles``: restrict to these). ``save_weight``: write the weight as the best
+    match's ``deconv run`` lines read it to this tensor reference (``force``: replace it)."""
     import numpy as np
 
     t0 = time.perf_counter()
-    styles = tuple(styles or STYLES)
+    only = tuple(styles) if styles else None
+    styles = only or tuple(STYLES)
     refs = {"input": input, "weight": weight, "expected": expected}
     if bias is not None:
         refs["bias"] = bias
     refs = {role: tensor_io.parse_ref(text) for role, text in refs.items()}
     if any(ref.path == "-" for ref in refs.values()):
         raise ConfigError("detect reads its tensors from files, not stdin", "save the tensor to a file first")
+    target = None if save_weight is None else tensor_io.parse_ref(save_weight)
+    if target is not None:
+        if target.path == "-":
+            raise ConfigError("--save-weight needs a file, not stdout", "give it a path such as w.fixed.npy")
+        tensor_io.check_writable(target, force=force)
     infos = {role: tensor_io.peek(ref) for role, ref in refs.items()}
     x = np.asarray(tensor_io.load(refs["input"]))
     w = np.asarray(tensor_io.load(refs["weight"]))
@@ -100,24 +109,30 @@ def detect(input: str, weight: str, expected: str, *, bias: str | None = None, s
         raise ConfigError(f"bias has {b.size} values but EXPECTED has {yshape[1]} channels (axis 1)")
     search = _Search(xc, b, y if batched else y[None], yshape, limit)
     found = []  # (max_abs, reading index, config, canonical weight)
+    seen = []  # the canonical weights searched so far: a reading equal to an earlier one adds nothing
     for r, reading in enumerate(READINGS):
         canonical = _read_weight(w, reading, xc.shape[1], yshape[1])
-        if canonical is None:
-            continue
+        if canonical is None or any(g == canonical[1] and np.array_equal(v, canonical[0]) for v, g in seen):
+            continue  # (a depthwise weight: swapping C_in with C_out/g = 1 changes nothing)
         wc, groups = canonical
+        seen.append((wc, groups))
         for config, error in search.search(wc, groups):
             found.append((error, r, config, wc))
     found.sort(key=lambda f: (f[0], f[1], _plainness(f[2])))
+    recipe = _Recipe(refs, infos, only, limit, target, READINGS[found[0][1]] if found else None)
     matches = []
     configs = 0
     for error, r, config, wc in found:
-        lines = _spellings(config, READINGS[r], wc, refs, infos, x.shape, styles, error)
+        lines = _spellings(config, READINGS[r], wc, recipe, x.shape, styles, error)
         if lines:
+            if target is not None and not configs:
+                tensor_io.save(target, np.ascontiguousarray(w.reshape(infos["weight"].shape) if r == 0 else wc), force=force)
             matches.extend(lines)
             configs += 1
         if configs >= top:
             break
-    return Detection(tuple(matches), search.tried, search.full, time.perf_counter() - t0, search.exhausted)
+    saved = str(target) if target is not None and configs else None
+    return Detection(tuple(matches), search.tried, search.full, time.perf_counter() - t0, search.exhausted, saved)
 
 
 def _read_weight(w, reading: str, c_in: int, c_out: int):
@@ -342,9 +357,23 @@ def _dim_gather(s, d, lo, k, o, n):
 # ---------------------------------------------------------------- 4. writing the matches in each style
 
 
-def _spellings(config, reading, wc, refs, infos, input_shape, styles, error) -> list[Match]:
+@dataclass(frozen=True)
+class _Recipe:
+    """What the printed lines need: the files, the search's own arguments (to print a ``--save-weight``
+    line that finds the same best match) and the reading of the best match (None: no match)."""
+
+    refs: dict
+    infos: dict
+    only: tuple | None  # --style, when the search was restricted
+    limit: int
+    target: object  # the --save-weight reference, or None
+    best: str | None
+
+
+def _spellings(config, reading, wc, recipe: _Recipe, input_shape, styles, error) -> list[Match]:
     from ..conventions.plan import plan
 
+    infos = recipe.infos
     canonical_input = (input_shape[0], *input_shape[1:]) if len(input_shape) == config.rank + 2 else (1, *input_shape)
     weight_shape = infos["weight"].shape if reading == "as saved" else tuple(wc.shape)
     bias_shape = infos["bias"].shape if "bias" in infos else None
@@ -363,7 +392,7 @@ def _spellings(config, reading, wc, refs, infos, input_shape, styles, error) -> 
         if not same or tuple(record.output_shape) != tuple(infos["expected"].shape):
             continue
         items = tuple(f"{key}={_value(value)}" for key, value in expression.options.items())
-        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, refs, infos)))
+        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, recipe)))
     return matches
 
 
@@ -374,17 +403,15 @@ def _value(value) -> str:
     return repr(value).replace(" ", "")
 
 
-def _command(style, items, reading, config, refs, infos) -> str:
-    weight = str(refs["weight"])
-    lines = []
-    if reading != "as saved":
+def _command(style, items, reading, config, recipe: _Recipe) -> str:
+    refs = recipe.refs
+    weight, lines = str(refs["weight"]), []
+    if recipe.target is not None and reading == recipe.best:  # --save-weight wrote this reading's weight
+        weight = str(recipe.target)
+    elif reading != "as saved":
         stem = refs["weight"].path.rsplit(".", 1)[0]
         weight = f"{stem}.{reading.replace(' + ', '-').replace(' in/out', '').replace(' ', '-')}.npy"
-        code = reading_code(reading, infos["weight"].shape, config.groups, config.rank)
-        script = (f"import numpy as np; from deconv_cli import tensor_io as t; w = t.load(t.parse_ref({str(refs['weight'])!r})); "
-                  f"np.save({weight!r}, np.ascontiguousarray({code}))")
-        plain = not any(c in script for c in '"$`\\!')
-        lines.append(f'python -c "{script}"' if plain else shlex.join(["python", "-c", script]))
+        lines.append(_resave_line(reading, config, recipe, weight))
     parts = ["deconv", "run", str(refs["input"]), weight]
     if "bias" in refs:
         parts += ["--bias", str(refs["bias"])]
@@ -394,3 +421,20 @@ def _command(style, items, reading, config, refs, infos) -> str:
     parts += ["--expect", str(refs["expected"])]
     lines.append(shlex.join(parts))
     return "\n".join(lines)
+
+
+def _resave_line(reading, config, recipe: _Recipe, weight: str) -> str:
+    """How to get the weight file the run line reads: this search again with --save-weight (it saves the best
+    match's reading), or for another reading the NumPy re-layout of the loaded weight ``w``."""
+    refs = recipe.refs
+    if reading == recipe.best:
+        parts = ["deconv", "detect", str(refs["input"]), str(refs["weight"]), str(refs["expected"])]
+        if "bias" in refs:
+            parts += ["--bias", str(refs["bias"])]
+        if recipe.only is not None and len(recipe.only) == 1:
+            parts += ["--style", recipe.only[0]]
+        if recipe.limit != DEFAULT_LIMIT:
+            parts += ["--limit", str(recipe.limit)]
+        return shlex.join([*parts, "--top", "1", "--save-weight", weight])
+    code = reading_code(reading, recipe.infos["weight"].shape, config.groups, config.rank)
+    return f"# save the weight w re-laid as {code} to {weight}"

@@ -44,7 +44,9 @@ def _verdict(result, as_json: bool, print_text, ok: bool) -> None:
 
 
 def _fail(error: DeconvError) -> None:
-    click.echo(f"Error: {error}", err=True)
+    from ..render.report import fold, terminal_width
+
+    click.echo("\n".join(fold(f"Error: {error}", terminal_width(sys.stderr))), err=True)  # whole in a pipe
     sys.exit(error.exit_code)
 
 
@@ -62,7 +64,9 @@ def tensors(*, stdio: bool, label: str = "Tensors"):
     return decorate
 
 
-def style_options(fn):
+def style_options(fn=None, *, json_help: str = "Print one JSON object to stdout."):
+    if fn is None:  # @style_options(json_help=...): a command whose --json prints something else
+        return lambda f: style_options(f, json_help=json_help)
     for decorator in reversed([
         click.option("--style", default="torch", show_default=True, type=click.Choice(STYLE_NAMES),
                      help="Whose keyword names, padding rules and tensor layouts to use."),
@@ -70,7 +74,7 @@ def style_options(fn):
                      help="One option in the style's own keyword name; VALUE is a Python literal. Repeatable."),
         click.option("--quirks", is_flag=True,
                      help="Reproduce a released framework's known defect instead of its documented semantics."),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout."),
+        click.option("--json", "as_json", is_flag=True, help=json_help),
     ]):
         fn = decorator(fn)
     return fn
@@ -103,7 +107,7 @@ def cli() -> None:
     \b
     Example:
       deconv run samples/torch_x.npy samples/torch_w.npy \\
-          --set stride=2 --set padding=1 -o y.npy
+          --set stride=2 --set padding=1 -o up.npy
       deconv shape --input-shape 1,16,10,32,32 --weight-shape 16,33,3,5,2 \\
           --set "stride=(2,1,1)"
     """
@@ -117,7 +121,8 @@ def cli() -> None:
               help=f"Where to write the result: {formats_help(stdio=True)}. Optional with --expect.")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-@click.option("-q", "--quiet", is_flag=True, help="Do not print the shape derivation.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print no derivation, no --expect report and no over-budget note (the exit code tells).")
 @click.option("--cast", type=click.Choice(FLOAT_DTYPES), help="Cast every tensor to this dtype before planning.")
 @click.option("--expect", metavar="REF", help="Compare the output with this tensor (a framework's saved output); exit 1 on mismatch.")
 @click.option("--scheduler", metavar="ADDRESS", help="Compute the tiles as tasks on this Dask scheduler (tcp://host:port; workers must see the same paths).")
@@ -136,12 +141,12 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
     Example:
       deconv run samples/torch_x.npy samples/torch_w.npy \\
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
-          --set output_padding=1 -o y.npy
+          --set output_padding=1 -o run_y.npy
       deconv run samples/torch_x.npy samples/torch_w.npy \\
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
-          --set output_padding=1 --expect y.npy
+          --set output_padding=1 --expect run_y.npy
     """
-    from ..execution.job import Job, nbytes, run_job
+    from ..execution.job import OVER_BUDGET, Job, nbytes, run_job
     from ..render.report import (
         TileProgress,
         emit,
@@ -166,11 +171,12 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
             result = run_job(job, progress=progress)
     except DeconvError as error:
         _fail(error)
-    print_warnings(result.derivation.warnings + result.warnings, sys.stderr)
+    warnings = result.derivation.warnings + result.warnings
+    print_warnings([w for w in warnings if not (quiet and w.startswith(OVER_BUDGET))], sys.stderr)
     if not quiet:
         print_derivation(result.derivation, sys.stderr)
         emit([sizes_line(nbytes(result.derivation, result.dtype), result.dtype)], sys.stderr)
-    if result.compare is not None and not as_json:
+    if result.compare is not None and not as_json and not quiet:
         print_comparison(result.compare, sys.stderr)
     if as_json:
         print_json(result.as_dict())
@@ -282,7 +288,7 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
           --set "strides=[2,2]" --set "pads=[1,1,0,0]" --to torch
       deconv explain samples/torch_x.npy samples/torch_w.npy \\
           --bias samples/torch_b.npy --set stride=2 --set padding=1 \\
-          --to onnx --code > snippet.py
+          --to onnx --code > onnx_snippet.py
     """
     from ..conventions.plan import plan
     from ..render.explain import explain
@@ -386,16 +392,16 @@ def styles(names):
 @click.option("--force", is_flag=True, help="Replace outputs that exist.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed or mismatched job.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary line.")
-@style_options
+@style_options(json_help="Print one JSON record per job to stdout, as each job finishes.")
 @tensors(stdio=False, label="A job's tensors")
 def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, device, force, fail_fast, quiet, style, sets, quirks, as_json):
     """Run the jobs of a manifest (.jsonl, .csv, or - for JSONL on stdin), in parallel.
 
-    One job per line: input, weight, output (required), bias, style, set, quirks, expect, atol, rtol, id.
+    One job per line: input, weight, output (required unless expect is given), bias, style, set, quirks, expect, atol, rtol, id.
     --style/--set/--quirks are defaults that a job's own fields override (set: key by key); relative paths
     are relative to the manifest; output folders are made as needed. The whole manifest is checked first (exit 2 naming the line). With
     --json, one record per job on stdout as it finishes (id, status ok|failed|mismatch|skipped, output,
-    output_shape, timings, error); on stderr a progress bar (terminal) and a summary line. Exit 0 when every
+    output_shape, timings, error, and compare for a job with expect); on stderr a progress bar (terminal) and a summary line. Exit 0 when every
     job is ok or skipped, 1 otherwise, 130 on Ctrl-C (finished outputs kept, no partial file).
 
     \b
@@ -431,7 +437,8 @@ def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, devic
 
 def _print_planned(record: dict) -> None:
     if record["status"] == "ok":
-        click.echo(f"{record['id']}\t{record['output']}\t{tuple(record['output_shape'])}")
+        target = record["output"] if record["output"] is not None else f"(compare with {record['expect']})"
+        click.echo(f"{record['id']}\t{target}\t{tuple(record['output_shape'])}")
 
 
 @cli.command(name="compare", epilog=TOLERANCE_HELP)
@@ -453,15 +460,17 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
     Example:
       deconv run samples/torch_ported.npz:x samples/torch_ported.npz:w \\
           --bias samples/torch_ported.npz:b --set stride=2 --set padding=1 \\
-          --set "output_padding=(1,0)" -o y.npy
-      deconv compare y.npy samples/torch_ported.npz:y --rtol 1e-3
+          --set "output_padding=(1,0)" -o ported_y.npy
+      deconv compare ported_y.npy samples/torch_ported.npz:y --rtol 1e-3
     """
-    from ..checks.compare import compare_refs
-    from ..render.report import print_comparison
+    from ..checks.compare import ShapeMismatch, compare_refs
+    from ..render.report import print_comparison, print_json
 
     try:
         result = compare_refs(actual, expected, atol=atol, rtol=rtol, top=top)
     except DeconvError as error:
+        if as_json and isinstance(error, ShapeMismatch):  # still a verdict: JSON on stdout, the line on stderr
+            print_json(error.as_dict())
         _fail(error)
     _verdict(result, as_json, print_comparison, result.match)
 
@@ -476,16 +485,20 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
               help="How many distinct configurations to print (each in every style that can write it).")
 @click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="At most this many candidates per weight reading are checked numerically.")
+@click.option("--save-weight", metavar="PATH",
+              help="Write the weight as the best match's run lines read it (re-laid for its reading) to PATH.")
+@click.option("--force", is_flag=True, help="Replace the --save-weight file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @tensors(stdio=False)
-def detect_command(input, weight, expected, bias, style, top, limit, as_json):
+def detect_command(input, weight, expected, bias, style, top, limit, save_weight, force, as_json):
     """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
 
     Tries every stride, dilation, groups, padding and output padding that gives EXPECTED's shape
     (stride <= 16, dilation <= 4), under four readings of the weight: as saved, in/out channel axes
     swapped, kernel flipped, and both. Checks each on a few output positions, then the survivors in full
-    (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines
-    (with a re-save of the weight where the reading is not "as saved"). Exit 0 on a match, 1 when none.
+    (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines;
+    where the reading is not "as saved", they read a re-laid weight file, which --save-weight PATH writes
+    (for the best match, whose lines then read PATH). Exit 0 on a match, 1 when none.
 
     \b
     Example:
@@ -497,7 +510,8 @@ def detect_command(input, weight, expected, bias, style, top, limit, as_json):
     from ..render.report import print_detection
 
     try:
-        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit)
+        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit,
+                       save_weight=save_weight, force=force)
     except DeconvError as error:
         _fail(error)
     _verdict(found, as_json, print_detection, bool(found.matches))
@@ -527,13 +541,14 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
       deconv bench --only tiny_4to4_8x8_k3 --repeat 3 --no-peers
     """
     from ..bench.suite import list_suite, report
+    from ..render.report import terminal_width
 
     if list_only:
         list_suite(as_json, echo=click.echo)
         return
     try:
         report(device, threads, repeat, only, paths, not no_peers, not no_memory, as_json,
-               echo=lambda line: click.echo(line))
+               echo=lambda line: click.echo(line), width=terminal_width(sys.stdout))
     except DeconvError as error:
         _fail(error)
 

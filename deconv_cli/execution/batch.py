@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import DeconvError
 from . import manifest
-from .job import Job, run_job
+from .job import EXPECT_HINT, Job, run_job
 from .manifest import Entry
 
 STATUSES = ("ok", "failed", "mismatch", "skipped")
@@ -144,6 +144,8 @@ SHARED = SharedTensors()
 
 def execute(task: Task) -> dict:
     """Run one job in a worker and return its record. A DeconvError is the job's own failure."""
+    from ..checks.compare import ShapeMismatch  # lazily: the parent process of a local batch imports no NumPy
+
     record = {"id": task.id, "line": task.line, "status": "ok", "output": task.output}
     try:
         if task.job.output is not None:  # a manifest's output tree is made as needed
@@ -154,6 +156,8 @@ def execute(task: Task) -> dict:
             record["compare"] = result.compare.as_dict()
             if not result.compare.match:
                 record["status"] = "mismatch"
+    except ShapeMismatch as error:  # an expect of another shape: checked before computing, still a verdict
+        record.update(status="mismatch", output_shape=list(error.actual), compare=error.as_dict())
     except DeconvError as error:
         record.update(status="failed", error=str(error))
     except MemoryError:
@@ -312,23 +316,32 @@ def _task(entry: Entry, settings: Settings, force: bool) -> Task:
 def dry_run(entries: list[Entry], emit: Callable[[dict], None], log: Callable[[str], None]) -> Summary:
     """Plan every job from headers (shapes, options, dtypes), computing nothing."""
     from .. import tensor_io
+    from ..checks.compare import ShapeMismatch
     from ..conventions.plan import plan
 
     summary, start = Summary(), time.perf_counter()
     for entry in entries:
         record = {"id": entry.id, "line": entry.line, "status": "ok", "output": entry.raw_output}
+        if entry.expect is not None:
+            record["expect"] = as_written(entry.expect, entry)
         try:
             infos = {role: tensor_io.peek(tensor_io.parse_ref(getattr(entry, role)))
-                     for role in ("input", "weight", "bias") if getattr(entry, role) is not None}
+                     for role in ("input", "weight", "bias", "expect") if getattr(entry, role) is not None}
             derivation = plan(
                 entry.style, dict(entry.options), infos["input"].shape, infos["weight"].shape,
                 infos["bias"].shape if "bias" in infos else None, quirks=entry.quirks,
-                dtypes={role: info.dtype for role, info in infos.items()},
+                dtypes={role: info.dtype for role, info in infos.items() if role != "expect"},
             )
             record["output_shape"] = list(derivation.output_shape)
+            if "expect" in infos and tuple(infos["expect"].shape) != tuple(derivation.output_shape):
+                actual, wanted = tuple(derivation.output_shape), tuple(infos["expect"].shape)
+                mismatch = ShapeMismatch(f"shapes differ: actual {actual} vs expected {wanted}", EXPECT_HINT,
+                                         actual=actual, expected=wanted)
+                record.update(status="mismatch", compare=mismatch.as_dict())
         except DeconvError as error:
-            record.update(status="failed", error=str(error))
-            log(f"job {entry.id} (line {entry.line}) failed: {error}")
+            record.update(status="failed", error=as_written(str(error), entry))
+        if record["status"] != "ok":
+            log(f"job {entry.id} (line {entry.line}) {record['status']}: {record.get('error') or _mismatch_text(record)}")
         summary.counts[record["status"]] += 1
         emit(record)
     summary.seconds = time.perf_counter() - start
@@ -373,6 +386,8 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
             "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
             "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
         }
+        if "error" in record:
+            record["error"] = as_written(record["error"], entry)
         journal.write([{"event": "done", "key": entry.key, "id": entry.id, "status": record["status"],
                         "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
         finish(record)
@@ -416,6 +431,15 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
     return summary
 
 
+def as_written(text: str, entry: Entry) -> str:
+    """``text`` with the job's resolved paths in the form its manifest wrote them, as the records show them."""
+    for resolved, written in sorted(entry.written, key=lambda pair: -len(pair[0])):
+        text = text.replace(resolved, written)
+    return text
+
+
 def _mismatch_text(record: dict) -> str:
     compare = record.get("compare") or {}
+    if "error" in compare:  # an expect of another shape
+        return compare["error"]
     return f"{compare.get('mismatches')} of {compare.get('total')} elements differ (max abs {compare.get('max_abs')})"

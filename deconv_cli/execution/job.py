@@ -108,9 +108,13 @@ def nbytes(derivation: Derivation, dtype: str) -> dict:
     }
 
 
-def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tuple[str, ...]:
+OVER_BUDGET = "input + output are "  # how the over-budget note starts (run -q leaves it out)
+
+
+def size_warnings(derivation: Derivation, dtype: str, folder: str | None, command: str = "shape") -> tuple[str, ...]:
     """Warnings when the output is larger than the memory budget or than the free disk space in ``folder``
-    (None: no disk check; ``run`` refuses an output the disk has no room for, tensor_io.check_space)."""
+    (None: no disk check; ``run`` refuses an output the disk has no room for, tensor_io.check_space).
+    ``command``: who prints it (``run`` is already streaming; ``shape`` says what run would do)."""
     from .. import tensor_io  # lazily: `deconv shape` needs none of them
 
     sizes = nbytes(derivation, dtype)
@@ -118,8 +122,9 @@ def size_warnings(derivation: Derivation, dtype: str, folder: str | None) -> tup
     warnings = []
     budget = memory_budget()
     if needed > budget:  # the same arithmetic as memory_plan, which refuses what cannot stream
-        how = "deconv run streams it tile by tile into .npy, .h5 or .zarr"
-        warnings.append(f"input + output are {human_bytes(needed)}, more than the memory budget {human_bytes(budget)} "
+        how = ("computing it tile by tile" if command == "run"
+               else "deconv run streams it tile by tile into .npy, .h5 or .zarr")
+        warnings.append(f"{OVER_BUDGET}{human_bytes(needed)}, more than the memory budget {human_bytes(budget)} "
                         f"(DECONV_MEMORY_BUDGET): {how}")
     free = None if folder is None else tensor_io.free_space(folder or ".")
     if free is not None and out > free:
@@ -242,7 +247,7 @@ def plan_job(job: Job, shared=None) -> JobPlan:
         _check_expected_shape(derivation, tensor_io.peek(expect_ref))
     engine = get_engine(job.device)
     dtype = job.cast or infos["input"].dtype
-    derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, None))
+    derivation = replace(derivation, warnings=derivation.warnings + size_warnings(derivation, dtype, None, "run"))
     budget = memory_budget()
     needed = (math.prod(derivation.input_shape) + math.prod(derivation.output_shape)) * ITEMSIZE[dtype]
     if out_ref is not None and out_ref.path != "-" and needed <= MAX_ARRAY_BYTES:  # up front, before any work
@@ -334,6 +339,9 @@ def _reader(shared, role: str):
     return tensor_io if shared is None or role == "input" else shared
 
 
+EXPECT_HINT = "check the options with deconv detect INPUT WEIGHT EXPECTED"  # for an expect of another shape
+
+
 def _check_expected_shape(derivation: Derivation, expected) -> None:
     """Before computing: a reference of another shape cannot match."""
     from ..checks.compare import ShapeMismatch
@@ -341,7 +349,7 @@ def _check_expected_shape(derivation: Derivation, expected) -> None:
     if tuple(expected.shape) != tuple(derivation.output_shape):
         raise ShapeMismatch(
             f"shapes differ: actual {tuple(derivation.output_shape)} vs expected {tuple(expected.shape)}",
-            "check the options with deconv detect INPUT WEIGHT EXPECTED",
+            EXPECT_HINT, actual=derivation.output_shape, expected=expected.shape,
         )
 
 

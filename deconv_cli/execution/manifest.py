@@ -59,6 +59,7 @@ class Entry:
     atol: float | None = None
     rtol: float | None = None
     raw_output: str | None = None
+    written: tuple[tuple[str, str], ...] = ()  # (resolved file, file as the manifest wrote it), for messages
 
     @functools.cached_property
     def key(self) -> str:
@@ -209,6 +210,8 @@ def _entry(line: int, fields: dict, defaults: Defaults, folder: str) -> Entry:
         line=line, id=job_id, input=path("input"), weight=path("weight"), output=path("output"), bias=path("bias"),
         style=fields.get("style", defaults.style), options=tuple(options.items()), quirks=quirks,
         expect=path("expect"), atol=fields.get("atol"), rtol=fields.get("rtol"), raw_output=fields.get("output"),
+        written=tuple((file_of(path(name)), file_of(fields[name])) for name in (*TENSOR_FIELDS, "output")
+                      if fields.get(name) is not None),
     )
 
 

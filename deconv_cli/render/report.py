@@ -112,6 +112,38 @@ def fold(line: str | Shell, width: int | None) -> list[str]:
     return [o.replace("\xa0", " ") for o in out]
 
 
+def terminal_width(stream: TextIO) -> int | None:
+    """The width to fold ``stream``'s lines to: its terminal's (COLUMNS first), None for a pipe or a file."""
+    if not _fancy(stream):
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def fold_columns(line: str, widths, width: int | None, indent: int = 4) -> list[str]:
+    """A fixed-width table row (cells of ``widths`` characters, one space apart; anything after the last cell
+    is one more cell) as physical lines of at most ``width`` characters, broken between whole cells, the
+    continuation lines indented. Rows of one table break at the same cells, so their columns stay aligned
+    under a header folded alike. None (a pipe): the row as it is."""
+    if width is None or len(line) <= width:
+        return [line]
+    cells, start = [], 0
+    for cell_width in widths:
+        cells.append(line[start:start + cell_width])
+        start += cell_width + 1
+    if line[start - 1:].strip():
+        cells.append(line[start - 1:].strip())
+    out, current = [], cells[0]
+    for cell in cells[1:]:
+        if len(current) + 1 + len(cell) > width and current.strip():
+            out.append(current.rstrip())
+            current = " " * indent + cell
+        else:
+            current += " " + cell
+    return out + [current.rstrip()]
+
+
 def emit(lines, stream: TextIO, console=None) -> None:
     """Write logical lines: as they are to a pipe; folded to the width (and coloured) on a terminal."""
     if console is None and not _fancy(stream):
@@ -232,7 +264,11 @@ class BatchProgress:
     """
 
     def __init__(self, stream: TextIO, *, show: bool):
-        self._stream, self._show, self._bar, self.failures = stream, show, None, 0
+        self._stream, self._show, self._bar = stream, show, None
+        self.counts = {"failed": 0, "mismatch": 0}  # counted as the summary line counts them
+
+    def _tally(self) -> str:
+        return f"{self.counts['failed']} failed, {self.counts['mismatch']} mismatched"
 
     def start(self, total: int) -> None:
         if not (self._show and _fancy(self._stream)) or total == 0:
@@ -241,18 +277,18 @@ class BatchProgress:
         from rich.console import Console
 
         self._bar = rp.Progress(
-            rp.TextColumn("batch"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[failures]} failed"),
+            rp.TextColumn("batch"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[tally]}"),
             rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(), console=Console(file=self._stream),
             transient=True,
         )
-        self._task = self._bar.add_task("batch", total=total, failures=0)
+        self._task = self._bar.add_task("batch", total=total, tally=self._tally())
         self._bar.start()
 
     def advance(self, status: str) -> None:
-        if status in ("failed", "mismatch"):
-            self.failures += 1
+        if status in self.counts:
+            self.counts[status] += 1
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, failures=self.failures)
+            self._bar.update(self._task, advance=1, tally=self._tally())
 
     def log(self, line: str) -> None:
         if self._bar is not None:

@@ -23,7 +23,7 @@ FRAMEWORKS = {
     "megengine": (["import megengine as mge", "import megengine.functional as MF"], "mge.tensor({})", "{}.numpy()"),
     "mindspore": (["import mindspore as ms", "from mindspore import ops"], "ms.Tensor({})", "{}.asnumpy()"),
     "dragon": (["import dragon"], "dragon.constant({})", "{}.numpy()"),
-    "onnx": (["import onnx", "from onnx import helper", "from onnx.reference import ReferenceEvaluator"], "{}", "{}"),
+    "onnx": (["import onnxruntime", "from onnx import helper"], "{}", "{}"),
 }
 
 
@@ -78,6 +78,8 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
         lines.append(f"W = W.reshape({config.weight_shape})")
     if has_bias:
         lines.append("B = b.reshape(-1)  # (C_out,)")
+    if style == "onnx":
+        lines.append("X0, W0 = X, W  # kept for the check at the end")
 
     nhwc = e.options.get("data_format") == "NHWC"
     relayout = []
@@ -117,6 +119,8 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
         lines.append(f"y = y.reshape({canonical_out})  # drop the unit axis")
     if has_bias and not bias_inside:
         lines.append(f"y = y + B.reshape(1, -1{', 1' * config.rank})  # the bias")
+    if style == "onnx":
+        lines += ["", *_direct_check(config, has_bias)]
     if config.channels_last:
         lines.append("y = np.moveaxis(y, 1, -1)  # channels last again")
     if not config.batched:
@@ -148,18 +152,48 @@ def _call(style: str, e, config, rank: int, bias_inside: bool, to_tensor: str, o
         size = options.pop("input_size")
         ctor = dict(out_channel=config.out_channels, kernel_size=tuple(e.weight_shape[2:]), **options)
         return [f"op = ops.Conv2DTranspose({_kwargs(ctor)})", f"y = op({x}, {w}, {tuple(size)!r})"]
-    # onnx: one ConvTranspose node, run by onnx's reference evaluator (or onnxruntime)
+    # onnx: one ConvTranspose node, run by onnxruntime (onnx's reference evaluator crashes on some grouped
+    # layers and returns wrong numbers for grouped ones with a bias)
     names = ["X", "W", "B"] if bias_inside else ["X", "W"]
     attributes = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-    feeds = ", ".join(f"{n!r}: {n}" for n in names)
+    feeds = ", ".join(f"{n!r}: {n}.astype(np.float32)" for n in names)
     return [
         f"node = helper.make_node('ConvTranspose', {names}, ['Y']{', ' if attributes else ''}{_kwargs(attributes)})",
-        "kind = helper.np_dtype_to_tensor_dtype(X.dtype)",
+        "kind = helper.np_dtype_to_tensor_dtype(np.dtype(np.float32))  # onnxruntime's CPU ConvTranspose is float32",
         "inputs = [helper.make_tensor_value_info(n, kind, v.shape) for n, v in "
         f"zip({names}, [{', '.join(names)}])]",
         f"graph = helper.make_graph([node], 'deconv', inputs, [helper.make_tensor_value_info('Y', kind, {list(out_shape)})])",
         "model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])",
-        "onnx.checker.check_model(model)",
-        f"y = ReferenceEvaluator(model).run(None, {{{feeds}}})[0]",
-        f"# onnxruntime: onnxruntime.InferenceSession(model.SerializeToString()).run(None, {{{feeds}}})[0]",
+        "session = onnxruntime.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])",
+        f"y = session.run(None, {{{feeds}}})[0]",
+    ]
+
+
+def _direct_check(config, has_bias: bool) -> list[str]:
+    """Lines that recompute y as the transposed convolution's plain sum in NumPy (float64) and print the check.
+
+    y[n, o, i*stride + t*dilation - crop_lo] += x[n, c, i] * w[c, o, t] within each group, then the crop
+    (negative: positions that hold only the bias) and the bias.
+    """
+    g, rank = config.groups, config.rank
+    pads = [(max(0, -lo), max(0, -hi)) for lo, hi in config.crops]
+    cuts = ", ".join(f"{max(lo, 0)}:r.shape[{2 + i}] - {max(hi, 0)}" for i, (lo, hi) in enumerate(config.crops))
+    return [
+        "# the check: the same sum written out in NumPy (float64): y[n, o, i*stride + t*dilation] += x[n, c, i] * w[c, o, t]",
+        f"stride, dilation, groups = {tuple(config.stride)}, {tuple(config.dilation)}, {g}",
+        "n, c_in, spatial = X0.shape[0], X0.shape[1], X0.shape[2:]",
+        "kernel, c_out = W0.shape[2:], W0.shape[1] * groups",
+        "xg = X0.astype(np.float64).reshape(n, groups, c_in // groups, *spatial)",
+        "wg = W0.astype(np.float64).reshape(groups, c_in // groups, c_out // groups, *kernel)",
+        "r = np.zeros((n, c_out, *((l - 1) * s + d * (k - 1) + 1 for l, s, d, k in zip(spatial, stride, dilation, kernel))))",
+        "for t in np.ndindex(*kernel):",
+        "    window = tuple(slice(ti * d, ti * d + (l - 1) * s + 1, s) for ti, d, l, s in zip(t, dilation, spatial, stride))",
+        "    r[(slice(None), slice(None), *window)] += np.einsum('ngc...,gco->ngo...', xg, wg[(..., *t)]).reshape(n, c_out, *spatial)",
+        *([f"r = np.pad(r, {[(0, 0), (0, 0), *pads]})"] if any(p != (0, 0) for p in pads) else []),
+        f"r = r[:, :, {cuts}]",
+        *([f"r = r + B.astype(np.float64).reshape(1, -1{', 1' * rank})"] if has_bias else []),
+        "assert y.shape == r.shape, f'y has shape {y.shape}, the direct sum {r.shape}'",
+        "error = float(np.abs(y - r).max()) if y.size else 0.0",
+        "assert np.allclose(y, r, rtol=1e-4, atol=1e-4), f'y differs from the direct sum by up to {error:.2e}'",
+        "print(f'y {y.shape} matches the direct NumPy sum: max abs error {error:.1e}')",
     ]

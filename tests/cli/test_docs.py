@@ -51,9 +51,11 @@ def test_quick_start_is_make_demo_then_make_test():
 # Examples come from three places, found afresh on every run so that a new command or README block is
 # covered without touching this file: the "Example:"/"Examples:" block of every command's help (walking
 # the click group), every ```sh/```bash/```shell/```console block and every ```python block of the
-# README, and samples/demo.sh together with the command lines it prints. Each source runs in a fresh
-# temporary folder that holds a copy of samples/, its commands in order (a later one may use an earlier
-# one's output), each under `bash -O failglob` so that an unquoted [..] fails as it does in zsh. A
+# README, and samples/demo.sh together with the command lines it prints. Each command's help examples run
+# in a fresh temporary folder that holds a copy of samples/; the README's run in one such folder, block
+# after block, as a person pastes them (a later one may use an earlier one's output, and no two write one
+# file unless the second says --force); each command under `bash -O failglob` so that an unquoted [..]
+# fails as it does in zsh. A
 # command that is meant to fail says so with a trailing comment "# exits N". `make ...` lines are not run
 # here (CI runs make itself; test_quick_start_is_make_demo_then_make_test checks them).
 
@@ -124,7 +126,8 @@ def readme_examples() -> dict[str, list[str]]:
     return found
 
 
-EXAMPLES = {**help_examples(), **readme_examples()}
+HELP_EXAMPLES, README_EXAMPLES = help_examples(), readme_examples()
+EXAMPLES = {**HELP_EXAMPLES, **README_EXAMPLES}
 
 
 @pytest.fixture
@@ -151,14 +154,42 @@ def test_examples_are_found_everywhere():
     assert sum(len(c) for c in EXAMPLES.values()) >= 20
 
 
-@pytest.mark.parametrize("source", sorted(EXAMPLES))
-def test_every_example_runs_in_bash(source, sandbox):
-    for command in EXAMPLES[source]:
+def _run_examples(source: str, commands: list[str], folder: Path) -> None:
+    for command in commands:
         expected = int(m.group(1)) if (m := EXITS.search(command.splitlines()[0])) else 0
-        result = run_in_bash(command, sandbox)
+        result = run_in_bash(command, folder)
         assert result.returncode == expected, (
             f"{source}: `{command}` exited {result.returncode} (expected {expected})\n{result.stderr[-2000:]}"
         )
+
+
+@pytest.mark.parametrize("source", sorted(HELP_EXAMPLES))
+def test_every_help_example_runs_in_bash(source, sandbox):
+    _run_examples(source, HELP_EXAMPLES[source], sandbox)
+
+
+def test_the_readme_runs_in_order_in_one_folder(sandbox):
+    """As a person pastes the README top to bottom into one shell, in one folder."""
+    for source, commands in README_EXAMPLES.items():  # in the README's order
+        _run_examples(source, commands, sandbox)
+
+
+TARGET = re.compile(r"(?:\s(?:-o|--output|--save-weight)\s+|>\s*)([^\s|;&]+)")
+
+
+def test_no_two_examples_write_one_file():
+    """Pasted in one folder, README and help examples alike, no example overwrites (or trips over) another's
+    output: each writes its own name, unless it says --force or that it fails (# exits N)."""
+    written: dict[str, str] = {}
+    for source, commands in EXAMPLES.items():
+        for command in commands:
+            if "--force" in command or EXITS.search(command.splitlines()[0]):
+                continue
+            for target in TARGET.findall(command):
+                if target.startswith("/dev/"):
+                    continue
+                assert target not in written, f"{source}: `{command}` writes {target}, as {written[target]} does"
+                written[target] = source
 
 
 def test_demo_runs_and_every_line_it_prints_pastes(sandbox):
@@ -227,3 +258,15 @@ def test_nothing_user_facing_names_files_outside_the_repository(name, text):
 def test_help_reads_at_80_columns(path):
     text = CliRunner().invoke(cli, [*path[1:], "--help"], terminal_width=80).stdout
     assert [line for line in text.splitlines() if len(line) > 80] == []
+
+
+def test_readme_shows_what_the_onnx_snippet_prints(sandbox):
+    pytest.importorskip("onnx")
+    shown = re.search(r"^python snippet\.py .*\n# (y .*)$", README, re.M).group(1)
+    made = run_in_bash("deconv explain samples/torch_x.npy samples/torch_w.npy --bias samples/torch_b.npy "
+                       "--set stride=2 --set padding=1 --to onnx --code > snippet.py && python snippet.py", sandbox)
+    assert made.returncode == 0, made.stderr
+    # the last digits of the error depend on onnxruntime's kernels for the machine
+    number = r"(\d\.\de-\d\d)"
+    pattern = re.escape(shown).replace(re.escape(re.search(number, shown).group(1)), number)
+    assert float(re.fullmatch(pattern + "\n", made.stdout).group(1)) < 1e-5

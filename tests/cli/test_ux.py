@@ -117,8 +117,50 @@ def test_run_json_has_the_bytes_and_the_budget_warning(tmp_path):
     data = json.loads(result.stdout)
     assert data["nbytes"] == {"input": 2304, "weight": 2048, "bias": None, "output": 6272}
     assert data["warnings"] == ["input + output are 8.4 KiB, more than the memory budget 6.0 KiB (DECONV_MEMORY_BUDGET): "
-                                "deconv run streams it tile by tile into .npy, .h5 or .zarr"]
+                                "computing it tile by tile"]
     assert np.load(out).shape == (2, 4, 14, 14)
+
+
+def test_run_words_the_budget_note_for_itself_and_quiet_silences_it(tmp_path):
+    args = ["run", str(SAMPLES / "torch_x.npy"), str(SAMPLES / "torch_w.npy"), "--set", "stride=2"]
+    loud = invoke(*args, "-o", str(tmp_path / "a.npy"), env={"DECONV_MEMORY_BUDGET": "6K"})
+    assert loud.exit_code == 0, loud.output
+    assert loud.stderr.splitlines()[0] == ("Warning: input + output are 8.4 KiB, more than the memory budget 6.0 KiB "
+                                           "(DECONV_MEMORY_BUDGET): computing it tile by tile")
+    quiet = invoke(*args, "-o", str(tmp_path / "b.npy"), "-q", env={"DECONV_MEMORY_BUDGET": "6K"})
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
+def test_run_expect_quiet_prints_no_report_and_the_exit_code_still_tells(tmp_path):
+    args = ["run", str(SAMPLES / "torch_x.npy"), str(SAMPLES / "torch_w.npy"), "--set", "stride=2"]
+    assert invoke(*args, "-o", str(tmp_path / "y.npy"), "-q").exit_code == 0
+    same = invoke(*args, "--expect", str(tmp_path / "y.npy"), "-q")
+    assert same.exit_code == 0 and same.stdout == "" and same.stderr == ""
+    np.save(tmp_path / "wrong.npy", np.load(tmp_path / "y.npy") + 1)
+    wrong = invoke(*args, "--expect", str(tmp_path / "wrong.npy"), "-q")
+    assert wrong.exit_code == 1 and wrong.stdout == "" and wrong.stderr == ""
+    loud = invoke(*args, "--expect", str(tmp_path / "wrong.npy"))
+    assert loud.exit_code == 1 and "MISMATCH" in loud.stderr
+
+
+def test_batch_help_says_what_json_prints_and_when_output_is_needed():
+    text = " ".join(invoke("batch", "--help").stdout.split())
+    assert "--json Print one JSON record per job to stdout, as each job finishes." in text
+    assert "one JSON object" not in text
+    assert "output (required unless expect is given)" in text
+
+
+def test_compare_json_on_different_shapes_prints_json(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((3, 2), np.float32))
+    result = invoke("compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"match": False, "shape": [2, 3], "expected_shape": [3, 2],
+                                         "error": "shapes differ: actual (2, 3) vs expected (3, 2)."}
+    assert result.stderr == "Error: shapes differ: actual (2, 3) vs expected (3, 2).\n"
+    text = invoke("compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"))
+    assert text.exit_code == 1 and text.stdout == ""
 
 
 # ---------------------------------------------------------------- 7. --cast
@@ -232,26 +274,77 @@ ONNX_CASES = [
 ]
 
 
+# grouped, 4 input channels to 6 output channels, with a bias
+GROUPED = [f"{SAMPLES}/megengine.npz:inp", f"{SAMPLES}/megengine.npz:weight", "--bias", f"{SAMPLES}/megengine.npz:bias",
+           "--style", "megengine", "--set", "stride=(2,2,2)", "--set", "padding=(1,1,1)", "--set", "groups=2"]
+
+
 def _snippet(args, target) -> str:
     result = invoke("explain", *args, "--to", target, "--code")
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
-@pytest.mark.parametrize("args", ONNX_CASES, ids=["torch", "dragon-nhwc", "oneflow-neg-pad",
-                                                  "mindspore-2d"])
-def test_the_onnx_snippet_computes_what_deconv_run_writes(args, tmp_path, monkeypatch):
-    pytest.importorskip("onnx")
-    code = _snippet(args, "onnx")
-    assert "ReferenceEvaluator(model)" in code
-    result = invoke("run", *args, "-o", str(tmp_path / "y.npy"), "-q")
+# the framework each target style's snippet imports (run where installed, compiled elsewhere)
+FRAMEWORK_MODULES = {"torch": ["torch"], "onnx": ["onnx", "onnxruntime"], "oneflow": ["oneflow"],
+                     "megengine": ["megengine"], "mindspore": ["mindspore"], "dragon": ["dragon"]}
+
+
+def _tensor_case(folder: Path, name: str, x_shape, w_shape, b_shape, *sets) -> list[str]:
+    """A torch-style layer saved to .npy files in folder: explain/run arguments."""
+    rng = np.random.default_rng(len(name))
+    args = []
+    for role, shape in (("x", x_shape), ("w", w_shape), ("b", b_shape)):
+        path = folder / f"{name}_{role}.npy"
+        np.save(path, rng.standard_normal(shape).astype(np.float32))
+        args += ["--bias", str(path)] if role == "b" else [str(path)]
+    return args + [item for s in sets for item in ("--set", s)]
+
+
+RUNNABLE_CASES = {
+    **dict(zip(["torch", "dragon-nhwc", "oneflow-neg-pad", "mindspore-2d"], ONNX_CASES)),
+    "megengine-grouped-4to6-bias": None,  # GROUPED, below
+    "torch-grouped-4to6-bias": ("grouped", (1, 4, 5, 5), (4, 3, 3, 3), (6,), "groups=2", "stride=2", "padding=1"),
+    "torch-depthwise-bias": ("depthwise", (2, 4, 6, 6), (4, 1, 3, 3), (4,), "groups=4", "stride=2", "dilation=2"),
+    "torch-depthwise-1d-bias": ("depthwise1d", (1, 3, 9), (3, 2, 3), (6,), "groups=3", "stride=3", "padding=2"),
+}
+
+
+@pytest.mark.parametrize("target", sorted(STYLES))
+@pytest.mark.parametrize("case", RUNNABLE_CASES)
+def test_every_snippet_computes_what_deconv_run_writes(case, target, tmp_path, monkeypatch):
+    """Run where the target framework is installed; elsewhere the snippet must at least compile."""
+    import importlib.util
+
+    spec = RUNNABLE_CASES[case]
+    args = GROUPED if spec is None else _tensor_case(tmp_path, *spec) if isinstance(spec, tuple) else spec
+    result = invoke("explain", *args, "--to", target, "--code")
+    if result.exit_code == 2:  # the target has no spelling at all (MegEngine has no 1-D)
+        assert result.stderr.startswith(f"Error: no runnable {target} code for this configuration")
+        return
     assert result.exit_code == 0, result.output
+    compile(result.stdout, f"{target}.py", "exec")
+    if any(importlib.util.find_spec(module) is None for module in FRAMEWORK_MODULES[target]):
+        return
+    assert invoke("run", *args, "-o", str(tmp_path / "y.npy"), "-q").exit_code == 0
     monkeypatch.chdir(tmp_path)
+    run = subprocess.run([sys.executable, "-c", result.stdout], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
     namespace: dict = {}
-    exec(compile(code, "snippet.py", "exec"), namespace)
-    want = np.load(tmp_path / "y.npy")
-    assert namespace["y"].shape == want.shape
-    np.testing.assert_allclose(namespace["y"], want, rtol=1e-5, atol=1e-5)
+    exec(compile(result.stdout, "snippet.py", "exec"), namespace)
+    np.testing.assert_allclose(namespace["y"], np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-5)
+    if target == "onnx":
+        assert "onnxruntime.InferenceSession(" in result.stdout and "ReferenceEvaluator" not in result.stdout
+        assert re.fullmatch(r"y \(.*\) matches the direct NumPy sum: max abs error \S+\n", run.stdout)
+
+
+def test_the_onnx_snippet_check_fails_loudly_on_wrong_numbers(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    code = _snippet(GROUPED, "onnx").replace("session.run(None,", "0.5 + session.run(None,")
+    monkeypatch.chdir(ROOT)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "AssertionError: y differs from the direct sum by up to 5.00e-01" in run.stderr
 
 
 def test_a_snippet_from_shapes_uses_random_tensors_of_those_shapes():
@@ -264,10 +357,6 @@ def test_a_snippet_from_shapes_uses_random_tensors_of_those_shapes():
     assert x.shape == (4, 5, 5) and w.shape == (4, 2, 3, 3) and b.shape == (2,)
     np.testing.assert_allclose(namespace["y"], deconv_cli.deconvolve(x, w, b, stride=2, padding=1), rtol=1e-5, atol=1e-5)
 
-
-# onnx's reference evaluator (1.23) cannot run a grouped ConvTranspose: grouped snippets are compiled only
-GROUPED = [f"{SAMPLES}/megengine.npz:inp", f"{SAMPLES}/megengine.npz:weight", "--bias", f"{SAMPLES}/megengine.npz:bias",
-           "--style", "megengine", "--set", "stride=(2,2,2)", "--set", "padding=(1,1,1)", "--set", "groups=2"]
 
 
 @pytest.mark.parametrize("target", sorted(STYLES))
@@ -284,14 +373,3 @@ def test_every_snippet_compiles(args, target):
     assert result.exit_code == 0, result.output
     compile(result.stdout, f"{target}.py", "exec")
     assert result.stdout.count("\ny = ") >= 1
-
-
-@pytest.mark.parametrize("args", ONNX_CASES[:2])
-def test_the_torch_snippet_where_torch_is_installed(args, tmp_path, monkeypatch):
-    pytest.importorskip("torch")
-    code = _snippet(args, "torch")
-    assert invoke("run", *args, "-o", str(tmp_path / "y.npy"), "-q").exit_code == 0
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(code, "snippet.py", "exec"), namespace)
-    np.testing.assert_allclose(namespace["y"], np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-5)

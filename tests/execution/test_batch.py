@@ -185,7 +185,7 @@ def test_one_bad_job_fails_alone_without_a_partial_file(folder):
     assert result.exit_code == 1
     records = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert {i: r["status"] for i, r in records.items()} == {1: "ok", 2: "failed", 3: "failed", 4: "ok"}
-    assert records[2]["error"] == f"{folder}/missing.npy: no such file. Check the path."
+    assert records[2]["error"] == "missing.npy: no such file. Check the path."
     assert records[3]["error"].startswith("groups=3 must divide")
     assert result.stderr.splitlines()[:2] == [f"job 2 (line 2) failed: {records[2]['error']}", f"job 3 (line 3) failed: {records[3]['error']}"]
     assert summary(result.stderr) == (2, 2, 0, 0)
@@ -198,7 +198,7 @@ def test_existing_outputs_are_failures_unless_force(folder):
     (folder / "out/y1.npy").write_bytes(b"keep me")
     result = invoke("jobs.jsonl", "-j", "1")
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == f"job 2 (line 2) failed: output {folder}/out/y1.npy already exists. Pass --force to replace it."
+    assert result.stderr.splitlines()[0] == "job 2 (line 2) failed: output out/y1.npy already exists. Pass --force to replace it."
     assert (folder / "out/y1.npy").read_bytes() == b"keep me"
     result = invoke("jobs.jsonl", "-j", "1", "--force", "-q")
     assert (result.exit_code, result.stderr) == (0, "")
@@ -431,6 +431,54 @@ def test_expect_reports_match_and_mismatch_with_a_compare_object(folder):
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["a.npy", "b.npy"]  # expect-only jobs write nothing
 
 
+def test_a_wrong_shape_expect_is_a_mismatch_with_a_compare_object_in_runs_and_dry_runs(folder):
+    np.save(folder / "short.npy", np.zeros((1, 4, 12, 12), np.float32))
+    write_jsonl(folder / "jobs.jsonl", [
+        {"id": "only", "input": "x0.npy", "weight": "w.npy", "expect": "short.npy"},
+        {"id": "both", "input": "x1.npy", "weight": "w.npy", "output": "out/b.npy", "expect": "short.npy"},
+        {"id": "fine", "input": "x2.npy", "weight": "w.npy", "output": "out/c.npy"},
+    ])
+    error = "shapes differ: actual (1, 4, 13, 13) vs expected (1, 4, 12, 12)"
+    for extra in ([], ["--dry-run"]):
+        result = invoke("jobs.jsonl", "-j", "1", "--set", "stride=2", "--json", *extra)
+        assert result.exit_code == 1
+        records = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
+        assert {k: r["status"] for k, r in records.items()} == {"only": "mismatch", "both": "mismatch", "fine": "ok"}
+        for key in ("only", "both"):
+            compare = records[key]["compare"]
+            assert compare["match"] is False and "error" not in records[key]
+            assert compare["error"] == f"{error}. Check the options with deconv detect INPUT WEIGHT EXPECTED."
+            assert (compare["shape"], compare["expected_shape"]) == ([1, 4, 13, 13], [1, 4, 12, 12])
+        assert result.stderr.splitlines()[0].startswith(f"job only (line 1) mismatch: {error}")
+        assert summary(result.stderr) == (1, 0, 2, 0)
+
+
+def test_dry_run_names_what_an_expect_only_job_compares_with(folder):
+    np.save(folder / "right.npy", np.zeros((1, 4, 13, 13), np.float32))
+    write_jsonl(folder / "jobs.jsonl", [{"input": "x0.npy", "weight": "w.npy", "expect": "right.npy"},
+                                        {"input": "x1.npy", "weight": "w.npy", "output": "out/b.npy"}])
+    result = invoke("jobs.jsonl", "--set", "stride=2", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["1\t(compare with right.npy)\t(1, 4, 13, 13)", "2\tout/b.npy\t(1, 4, 13, 13)"]
+    assert "None" not in result.stdout
+
+
+@pytest.mark.parametrize("extra", [[], ["--dry-run"]])
+def test_errors_name_files_as_the_records_and_the_manifest_do(folder, extra):
+    (folder / "sub").mkdir()
+    write_jsonl(folder / "sub" / "jobs.jsonl", [{"input": "../missing.npy", "weight": "../w.npy", "output": "../out/y.npy"},
+                                                {"input": "../x0.npy", "weight": "../w.npy", "output": "../out/z.npy"}])
+    (folder / "out" / "z.npy").write_bytes(b"keep me")
+    result = invoke("sub/jobs.jsonl", "-j", "1", "--json", *extra)
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[0]["output"] == "../out/y.npy"
+    assert records[0]["error"] == "../missing.npy: no such file. Check the path."
+    assert result.stderr.splitlines()[0] == f"job 1 (line 1) failed: {records[0]['error']}"
+    if not extra:
+        assert records[1]["error"] == "output ../out/z.npy already exists. Pass --force to replace it."
+    assert str(folder) not in result.stdout + result.stderr
+
+
 def test_expect_fields_are_checked_with_the_manifest(folder):
     write_jsonl(folder / "jobs.jsonl", [{"input": "x0.npy", "weight": "w.npy", "expect": "right.npy", "atol": -1}])
     result = invoke("jobs.jsonl")
@@ -580,7 +628,7 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     progress.log("job 2 (line 2) failed: no")
     progress.close()
     drawn = "".join(terminal.text)
-    assert "3/3" in drawn and "1 failed" in drawn and "job 2 (line 2) failed: no" in drawn
+    assert "3/3" in drawn and "1 failed, 0 mismatched" in drawn and "job 2 (line 2) failed: no" in drawn
     quiet = _Terminal()
     progress = BatchProgress(quiet, show=False)
     progress.start(3)
