@@ -465,7 +465,8 @@ def styles(names):
 def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, device, force, fail_fast, quiet, style, sets, quirks, as_json):
     """Run the jobs of a manifest (.jsonl, .csv, or - for JSONL on stdin), in parallel.
 
-    One job per line: input, weight, output (required), bias, style, set, quirks, expect, atol, rtol, id.
+    One job per line: input, weight, output (required), bias, style, set, quirks, expect, atol, rtol, id;
+    or layer (MODEL.onnx#NODE) in place of weight, bias, style and set.
     --style/--set/--quirks are defaults that a job's own fields override (set: key by key); relative paths
     are relative to the manifest; output folders are made as needed. The whole manifest is checked first (exit 2 naming the line). With
     --json, one record per job on stdout as it finishes (id, status ok|failed|mismatch|skipped, output,
