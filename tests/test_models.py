@@ -305,3 +305,64 @@ def test_info_lists_a_models_initializers():
     result = invoke("info", MODEL, "--json")
     names = {entry["name"]: entry["shape"] for entry in json.loads(result.stdout)[MODEL]}
     assert names["asym.weight"] == [3, 2, 4, 4] and names["up1d.bias"] == [6]
+
+
+# ---------------------------------------------------------------- Keras 3 .keras (reader only: the keras style
+# is another branch's; make_keras_models.py recorded the weights as Keras holds them)
+
+KERAS = os.path.join(HERE, "deconvs.keras")
+SEQUENTIAL = os.path.join(HERE, "sequential.keras")
+KERAS_RECORDED = os.path.join(HERE, "deconvs_keras_recorded.npz")
+
+
+def test_keras_reader_names_keywords_and_shapes():
+    found = models.layers(KERAS)
+    assert [(x.name, x.op, x.rank) for x in found] == [
+        ("up1d", "Conv1DTranspose", 1), ("valid2d", "Conv2DTranspose", 2), ("dilated2d", "Conv2DTranspose", 2),
+        ("up3d_cf", "Conv3DTranspose", 3)]
+    assert all(x.style == "keras" for x in found)
+    assert found[1].options == {"filters": 4, "kernel_size": [3, 2], "strides": [2, 1], "padding": "valid",
+                                "output_padding": [1, 0], "data_format": "channels_last", "dilation_rate": [1, 1],
+                                "use_bias": True}
+    assert "output_padding" not in found[0].options  # Keras's None: its default
+    assert found[2].options["use_bias"] is False and found[2].bias is None
+    assert found[3].options["data_format"] == "channels_first" and found[3].input_shape == (None, 2, 3, 4, 5)
+    assert found[0].input_shape == (None, 7, 4) and found[0].weight_shape == (3, 6, 4)
+
+
+def test_keras_reader_reads_the_weights_keras_held():
+    saved = np.load(KERAS_RECORDED)
+    for layer in models.layers(KERAS):
+        np.testing.assert_array_equal(layer.load_weight(), saved[f"{layer.name}_kernel"])
+        if layer.bias is not None:
+            np.testing.assert_array_equal(layer.load_bias(), saved[f"{layer.name}_bias"])
+    # two layers of one class: the second's weights are conv2d_transpose_1 in the weights file
+    assert models.layer(f"{KERAS}#dilated2d").weight.endswith(":layers/conv2d_transpose_1/vars/0")
+
+
+def test_keras_sequential_and_nested_models():
+    saved = np.load(KERAS_RECORDED)
+    found = models.layers(SEQUENTIAL)
+    assert [(x.name, x.input_shape) for x in found] == [
+        ("first", (None, 4, 4, 3)), ("second", (None, 8, 8, 5)), ("inner", (None, 9, 9, 3))]
+    for layer in found:
+        np.testing.assert_array_equal(layer.load_weight(), saved[f"{layer.name}_kernel"])
+    line = one_error_line(invoke("shape", f"{SEQUENTIAL}#act", "--input-shape", "1,4,4,3"))
+    assert "'act' is a ReLU layer, not a transposed convolution" in line and "#2 inner" in line
+
+
+def test_keras_headers_only_and_info():
+    result = invoke("info", KERAS, "--json")
+    shapes = {e["name"]: e["shape"] for e in json.loads(result.stdout)[KERAS]}
+    assert shapes["layers/conv3d_transpose/vars/0"] == [2, 3, 2, 3, 2]
+
+
+def test_a_zip_that_is_not_a_keras_model(tmp_path):
+    import zipfile
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    assert "is not a Keras 3 model (no model.weights.h5 in the zip)" in one_error_line(invoke("layers", path))
+    path.write_text("not a zip")
+    assert "is not a Keras 3 model (not a zip file)" in one_error_line(invoke("layers", path))

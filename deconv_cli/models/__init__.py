@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..core.errors import ConfigError
 
 # extension -> format module
-FORMATS = {".onnx": "onnx"}
+FORMATS = {".onnx": "onnx", ".keras": "keras"}
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from ..core.errors import TensorFileError
 
 # extension -> format module (``.hdf5`` is read and written as ``.h5``)
 FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors",
-           ".onnx": "onnx"}  # a model's initializers (read only)
+           ".onnx": "onnx", ".keras": "keras"}  # a model's weights (read only)
 EXTENSIONS = tuple(FORMATS)
 WRITABLE = (".npy", ".npz", ".h5", ".zarr")
 STREAMING = (".npy", ".h5", ".zarr")  # outputs written one tile at a time
