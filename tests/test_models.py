@@ -219,6 +219,8 @@ def test_layers_without_a_recorded_input_shape(tmp_path):
     assert data[0]["to"]["set"] == ["stride=2"]
     _save_model(path, input_shape=["N", 2, 5, 5])
     assert json.loads(invoke("layers", path, "--json").stdout)[0]["output_shape"] == [None, 3, 11, 11]
+    assert json.loads(invoke("shape", f"{path}#up", "--json").stdout)["output_shape"] == [1, 3, 11, 11]
+    _save_model(path, input_shape=["N", 2, "H", "W"])
     line = one_error_line(invoke("shape", f"{tmp_path}/m.onnx#0"))
     assert "give --input-shape" in line.lower()
 

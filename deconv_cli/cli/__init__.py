@@ -375,10 +375,12 @@ def _shape_layer(ctx, input, weight, bias, input_shape, weight_shape, bias_shape
                               bias_shape=bias_shape)
         input = None
         if input_shape is None:
-            if any(d is None for d in layer.input_shape or (None,)):
-                raise ConfigError(f"the model does not record the input shape of {layer.name}",
+            recorded = layer.input_shape or (None,)
+            if any(d is None for d in recorded[1:]):
+                raise ConfigError(f"the model does not record the input shape of {layer.name} "
+                                  f"({', '.join('?' if d is None else str(d) for d in recorded)})",
                                   "give --input-shape N,C,...")
-            input_shape = ",".join(map(str, layer.input_shape))
+            input_shape = ",".join(map(str, (recorded[0] or 1, *recorded[1:])))  # a symbolic batch size: 1
     else:
         layer = _layer_source(ctx, weight, bias=bias, sets=sets, weight_shape=weight_shape, bias_shape=bias_shape)
     return input, layer.weight, layer.bias, input_shape, layer.style, layer.options
