@@ -102,7 +102,7 @@ def _recorded_shapes(model) -> dict[str, tuple[int | None, ...]]:
     onnx = onnx_package()
     values = list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(_without_data(model, onnx))
         values += list(inferred.graph.value_info) + list(inferred.graph.output)
     except Exception:  # inference is a convenience: a model it cannot follow still lists its layers
         pass
@@ -114,3 +114,16 @@ def _recorded_shapes(model) -> dict[str, tuple[int | None, ...]]:
         if tensor_type.HasField("shape"):
             shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
     return shapes
+
+
+def _without_data(model, onnx):
+    """The model with its initializers as typed graph inputs: what shape inference needs, without copying
+    (inference serializes the model) hundreds of megabytes of weights."""
+    graph = model.graph
+    named = {value.name for value in graph.input}  # IR < 4 lists initializers among the inputs too
+    stand_ins = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                 for t in graph.initializer if t.name not in named]
+    light = onnx.helper.make_graph(list(graph.node), graph.name, list(graph.input) + stand_ins, list(graph.output),
+                                   value_info=list(graph.value_info))
+    return onnx.helper.make_model(light, ir_version=model.ir_version, opset_import=list(model.opset_import),
+                                  functions=list(model.functions))

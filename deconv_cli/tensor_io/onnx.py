@@ -48,8 +48,9 @@ def read_model(path: str):
     onnx = onnx_package()
     not_model = ModelError(f"{path} is not an ONNX model", "give a .onnx file saved by onnx.save or torch.onnx.export")
     try:
+        model = onnx.ModelProto()
         with open(path, "rb") as f:
-            model = onnx.ModelProto.FromString(f.read())
+            model.ParseFromString(f.read())  # the bytes are freed at once, not held beside the parsed model
     except OSError as exc:
         raise TensorFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except Exception:  # protobuf's DecodeError (and RuntimeError from its C++ parser)
