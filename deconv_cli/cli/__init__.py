@@ -562,6 +562,7 @@ def detect_command(ctx, input, weight, expected, bias, style, top, limit, as_jso
     swapped, kernel flipped, and both. Checks each on a few output positions, then the survivors in full
     (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines
     (with a re-save of the weight where the reading is not "as saved"). Exit 0 on a match, 1 when none.
+    WEIGHT may be a model's layer, MODEL.onnx#NODE: its weight and bias, searched in the model's own style.
 
     \b
     Example:

@@ -42,13 +42,6 @@ class Layer:
     def rank(self) -> int:
         return len(self.weight_shape) - 2
 
-    @property
-    def known_input_shape(self) -> tuple[int, ...] | None:
-        """The recorded input shape when every dimension of it is known."""
-        if self.input_shape is None or any(d is None for d in self.input_shape):
-            return None
-        return tuple(self.input_shape)
-
     def load_weight(self):
         return _load(self.weight)
 
