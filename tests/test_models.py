@@ -220,6 +220,8 @@ def test_layers_without_a_recorded_input_shape(tmp_path):
     _save_model(path, input_shape=["N", 2, 5, 5])
     assert json.loads(invoke("layers", path, "--json").stdout)[0]["output_shape"] == [None, 3, 11, 11]
     assert json.loads(invoke("shape", f"{path}#up", "--json").stdout)["output_shape"] == [1, 3, 11, 11]
+    _save_model(path, input_shape=["N", 2, "H", "W"], attributes={"strides": [2, 2], "output_padding": [2, 0]})
+    assert "output_padding[0] (2) must be" in one_error_line(invoke("layers", path))  # not a matter of size
     _save_model(path, input_shape=["N", 2, "H", "W"])
     line = one_error_line(invoke("shape", f"{tmp_path}/m.onnx#0"))
     assert "give --input-shape" in line.lower()
@@ -368,3 +370,36 @@ def test_a_zip_that_is_not_a_keras_model(tmp_path):
     assert "is not a Keras 3 model (no model.weights.h5 in the zip)" in one_error_line(invoke("layers", path))
     path.write_text("not a zip")
     assert "is not a Keras 3 model (not a zip file)" in one_error_line(invoke("layers", path))
+
+
+def _size_keyword_model(path, spatial):
+    """Two ConvTranspose nodes whose output size comes from auto_pad=SAME_UPPER and from output_shape."""
+    rng = np.random.default_rng(5)
+    tensors = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in (("W1", (2, 3, 3, 3)), ("B1", (3,)), ("W2", (3, 2, 4, 4)))]
+    nodes = [helper.make_node("ConvTranspose", ["X", "W1", "B1"], ["H"], name="same", strides=[2, 2], auto_pad="SAME_UPPER"),
+             helper.make_node("ConvTranspose", ["H", "W2"], ["Y"], name="sized", strides=[2, 2], output_shape=[21, 20])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2, *spatial])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("H", "Y")], tensors)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_size_keywords_reproduce_onnxruntime(tmp_path):
+    import onnxruntime
+
+    path = tmp_path / "m.onnx"
+    recorded_io = tmp_path / "io.npz"
+    _size_keyword_model(path, (5, 5))
+    x = np.random.default_rng(6).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    h, y = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["H", "Y"], {"X": x})
+    np.savez(recorded_io, x=x, h=h, y=y)
+    assert invoke("run", f"{recorded_io}:x", f"{path}#same", "--expect", f"{recorded_io}:h", "-q").exit_code == 0
+    assert invoke("run", f"{recorded_io}:h", f"{path}#sized", "--expect", f"{recorded_io}:y", "-q").exit_code == 0
+
+
+def test_layers_to_says_when_keywords_need_the_unrecorded_input_size(tmp_path):
+    path = tmp_path / "m.onnx"
+    _size_keyword_model(path, ("H", "W"))
+    data = json.loads(invoke("layers", path, "--json", "--to", "torch").stdout)
+    assert "depend on the input size" in data[0]["to"]["note"] and data[0]["output_shape"] is None
+    assert "depend on the input size" in data[1]["to"]["note"]

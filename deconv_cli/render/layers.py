@@ -14,7 +14,7 @@ from typing import TextIO
 
 from .. import conventions
 from ..conventions.plan import plan
-from ..core.errors import ConfigError, DeconvError
+from ..core.errors import DeconvError
 from ..core.shapes import Derivation
 from .explain import Explanation, explain, set_item
 
@@ -24,7 +24,7 @@ STAND_IN = 8  # spatial size that plans a layer whose input size the model does 
 @dataclass(frozen=True)
 class Entry:
     layer: object  # models.Layer
-    record: Derivation
+    record: Derivation | None  # None: the keywords cannot be planned without the input size
     assumed: bool  # the record's spatial input size is a stand-in
     explanation: Explanation | None = None
     code: str | None = None
@@ -81,11 +81,10 @@ def entries(layers, target: str | None = None, code: bool = False) -> list[Entry
         try:
             record = plan(layer.style, layer.options, shape, layer.weight_shape, layer.bias_shape)
         except DeconvError as error:
-            if assumed:  # e.g. an output_shape that a stand-in input cannot reach
-                raise ConfigError(f"{layer.model}#{layer.name}: the model does not record its input shape and "
-                                  f"its keywords depend on it ({error.message})",
-                                  f"run deconv explain '{layer.model}#{layer.name}' --input-shape ... --to STYLE") from None
-            raise type(error)(f"{layer.model}#{layer.name}: {error.message}", error.hint) from None
+            if not (assumed and _size_dependent(layer)):
+                raise type(error)(f"{layer.model}#{layer.name}: {error.message}", error.hint) from None
+            out.append(Entry(layer, None, True, note=_needs_size(layer, target)))  # e.g. an output_shape
+            continue
         out.append(_translate(layer, record, assumed, target, code))
     return out
 
@@ -94,9 +93,7 @@ def _translate(layer, record, assumed, target, code) -> Entry:
     if target is None:
         return Entry(layer, record, assumed)
     if assumed and _size_dependent(layer):
-        note = (f"its keywords depend on the input size, which the model does not record: deconv explain "
-                f"'{layer.model}#{layer.name}' --input-shape ... --to {target}")
-        return Entry(layer, record, assumed, note=note)
+        return Entry(layer, record, assumed, note=_needs_size(layer, target))
     explanation = explain(record, target)
     text = None
     if code:
@@ -104,6 +101,12 @@ def _translate(layer, record, assumed, target, code) -> Entry:
 
         text = snippet(record, explanation, {"input": None, "weight": layer.weight, "bias": layer.bias})
     return Entry(layer, record, assumed, explanation, text)
+
+
+def _needs_size(layer, target: str | None) -> str:
+    how = f"--to {target}" if target else "--to STYLE"
+    return (f"its keywords depend on the input size, which the model does not record: deconv explain "
+            f"'{layer.model}#{layer.name}' --input-shape ... {how}")
 
 
 def _shape(shape) -> str:
@@ -130,7 +133,7 @@ def print_layers(model: str, found: list[Entry], stream: TextIO) -> None:
 
 def _translation_lines(entry: Entry) -> list[str]:
     if entry.note is not None:
-        return [f"    no translation: {entry.note}"]
+        return [f"    note: {entry.note}"]
     e = entry.explanation
     if e is None:
         return []
@@ -144,4 +147,4 @@ def print_code(found: list[Entry], stream: TextIO) -> None:
         layer = entry.layer
         keywords = " ".join(set_item(k, v) for k, v in layer.options.items()) or "(defaults)"
         stream.write(f"# ---- #{layer.index} {layer.name}: {layer.style} {keywords}\n")
-        stream.write(f"# no translation: {entry.note}\n\n" if entry.code is None else entry.code + "\n")
+        stream.write(f"# no code: {entry.note}\n\n" if entry.code is None else entry.code + "\n")
