@@ -10,3 +10,5 @@ _.intra_op_num_threads  # onnxruntime.SessionOptions
 _.inter_op_num_threads
 _.execution_mode
 _.log_severity_level
+_.raw_data  # onnx.TensorProto: the bytes of an initializer read from its external data file
+_.forward  # torch.nn.Module.forward in the fixture script, called by the module's __call__

@@ -54,6 +54,11 @@ step deconv shape --style mindspore --input-shape 32,16,10,32,32 --weight-shape 
 
 step deconv info out/torch_y.npy out/onnx_y.h5 out/megengine_y.npz
 
+# Porting a model: every transposed convolution of an ONNX model exported from PyTorch, then one of them
+# (asymmetric pads) run from the model itself against the output onnxruntime recorded
+step deconv layers $S/deconvs.onnx --to torch
+step deconv run $S/deconvs_recorded.npz:c "$S/deconvs.onnx#/asym/ConvTranspose" --expect $S/deconvs_recorded.npz:d -q
+
 # Batch: a JSONL manifest (four styles) on two worker processes, one JSON record per job, then a CSV
 # manifest planned from headers only. Paths in a manifest are relative to the manifest's folder.
 mkdir -p out/batch

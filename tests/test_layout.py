@@ -15,8 +15,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "deconv_cli"
 # bottom to top; a folder may import its own modules and the layers before it (engines and tensor_io: siblings)
-LAYERS = [("core",), ("conventions",), ("engines", "tensor_io"), ("checks",), ("execution",), ("render",), ("bench",),
-          ("cli",)]
+LAYERS = [("core",), ("conventions",), ("engines", "tensor_io"), ("models",), ("checks",), ("execution",), ("render",),
+          ("bench",), ("cli",)]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 

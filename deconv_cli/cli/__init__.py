@@ -118,7 +118,7 @@ def cli() -> None:
 @click.argument("weight")
 @click.option("--bias", metavar="TENSOR", help="Optional bias tensor (C_out,) (or the style's bias shape).")
 @click.option("-o", "--output", metavar="OUT",
-              help=f"Where to write the result: {formats_help(stdio=True)}. Optional with --expect.")
+              help=f"Where to write the result: {formats_help(stdio=True, written=True)}. Optional with --expect.")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True,
@@ -129,8 +129,12 @@ def cli() -> None:
 @tolerance_options
 @style_options
 @tensors(stdio=True)
-def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json, scheduler):
+@click.pass_context
+def run(ctx, input, weight, bias, output, device, force, quiet, cast, expect, atol, rtol, style, sets, quirks, as_json, scheduler):
     """Run a transposed convolution and write the output.
+
+    WEIGHT may be a model's layer, MODEL.onnx#NODE (or #N, the N-th transposed convolution): its weight, bias,
+    style and keywords then come from the model (see `deconv layers`).
 
     Prints how every output dimension was derived to stderr (unless -q); with --json, a summary with
     shapes, dtype, device, engine and timings to stdout. With --expect REF, compares the output with REF
@@ -164,7 +168,11 @@ def run(input, weight, bias, output, device, force, quiet, cast, expect, atol, r
         if output == "-" and as_json:
             raise ConfigError("-o - writes the output's .npy bytes to stdout, where --json would print too",
                               "drop --json, or give -o a file name")
-        job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=parse_set(sets),
+        options = parse_set(sets)
+        if _is_layer(weight):
+            layer = _layer_source(ctx, weight, bias=bias, sets=sets)
+            weight, bias, style, options = layer.weight, layer.bias, layer.style, layer.options
+        job = Job(input=input, weight=weight, output=output, bias=bias, style=style, options=options,
                   device=device, force=force, quirks=quirks, cast=cast, expect=expect, atol=atol, rtol=rtol,
                   scheduler=scheduler)
         with removing_temps_on_signals(), TileProgress(sys.stderr, show=not quiet) as progress:
@@ -205,11 +213,14 @@ def shape_sources(fn):
 @click.option("--cast", type=click.Choice(FLOAT_DTYPES),
               help="The dtype run --cast would use (sizes; default: the files' dtype, else float32).")
 @tensors(stdio=False)
-def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles,
+@click.pass_context
+def shape(ctx, input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target_shape, all_styles,
           cast):
     """Derive the output shape without reading any tensor data.
 
-    Shapes come from file headers or from --input-shape/--weight-shape. Also lists, per dimension, the
+    Shapes come from file headers or from --input-shape/--weight-shape; MODEL.onnx#NODE (as INPUT, or as WEIGHT
+    after an input file) gives the weight, bias, style and keywords, and the input shape where the model
+    records it. Also lists, per dimension, the
     output sizes the style's size options (output_padding, output_shape, input_size, ...) can reach.
 
     \b
@@ -234,10 +245,12 @@ def shape(input, weight, bias, input_shape, weight_shape, bias_shape, style, set
     )
 
     try:
+        input, weight, bias, input_shape, style, sets = _shape_layer(ctx, input, weight, bias, input_shape, weight_shape,
+                                                                     bias_shape, style, sets)
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
         dtypes = _dtypes_from_args(input, weight, bias)
         target = None if target_shape is None else parse_shape(target_shape)
-        record = shape_record(style, parse_set(sets), *shapes, quirks=quirks, dtypes=dtypes, cast=cast, target=target)
+        record = shape_record(style, sets, *shapes, quirks=quirks, dtypes=dtypes, cast=cast, target=target)
         sizes = None if as_json else reachable(record)  # JSON: record.as_dict() holds them
         others = _all_styles(record) if all_styles else None
     except DeconvError as error:
@@ -273,11 +286,13 @@ def _all_styles(record):
 @click.option("--code", is_flag=True,
               help="Print a runnable Python snippet for the target framework (its op, the re-layouts, the crop).")
 @tensors(stdio=False)
-def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target, code):
+@click.pass_context
+def explain_command(ctx, input, weight, bias, input_shape, weight_shape, bias_shape, style, sets, quirks, as_json, target, code):
     """Print the equivalent call in another style, with the weight re-layout.
 
     Where the target style cannot express the configuration (asymmetric padding in torch, say), it
-    prints the nearest call and the crop to apply to its output.
+    prints the nearest call and the crop to apply to its output. MODEL.onnx#NODE stands for the weight, bias,
+    style and keywords as in `deconv shape`.
 
     With --code, a Python snippet that loads the tensors (random ones for --input-shape), re-lays them,
     calls the target framework and crops: its y equals what deconv run computes.
@@ -295,8 +310,10 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
     from ..render.report import print_explanation, print_json, print_warnings
 
     try:
+        input, weight, bias, input_shape, style, sets = _shape_layer(ctx, input, weight, bias, input_shape, weight_shape,
+                                                                     bias_shape, style, sets)
         shapes = _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape)
-        record = plan(style, parse_set(sets), *shapes, quirks=quirks)
+        record = plan(style, sets, *shapes, quirks=quirks)
         explanation = explain(record, target)
         if code:
             from ..render.snippets import snippet
@@ -312,6 +329,86 @@ def explain_command(input, weight, bias, input_shape, weight_shape, bias_shape, 
         print_json(explanation.as_dict())
     else:
         print_explanation(explanation, sys.stdout)
+
+
+@cli.command(name="layers")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per layer, to stdout.")
+@click.option("--to", "target", type=click.Choice(STYLE_NAMES), help="Also write each layer in this style, with the weight re-layout.")
+@click.option("--code", is_flag=True, help="With --to: a runnable Python snippet per layer (the output is one script).")
+def layers_command(model, as_json, target, code):
+    """List a model's transposed convolutions: the porting report.
+
+    One line per layer (its name and index for MODEL#NAME or MODEL#N, op, rank, input, weight and bias
+    shapes, and the output shape where the model records the input's), then its keywords in the model's
+    own style, and with --to STYLE the same layer in STYLE's keywords. Reads headers only.
+
+    \b
+    Example:
+      deconv layers samples/deconvs.onnx
+      deconv layers samples/deconvs.onnx --to torch --code > ported.py
+    """
+    from .. import models
+    from ..render.layers import entries, print_code, print_layers
+    from ..render.report import print_json
+
+    try:
+        if code and target is None:
+            raise ConfigError("--code needs --to STYLE", "add e.g. --to torch")
+        if code and as_json:
+            raise ConfigError("--code prints Python; --json would print JSON to the same stdout", "drop one of them")
+        found = entries(models.layers(model), target, code)
+    except DeconvError as error:
+        _fail(error)
+    if as_json:
+        print_json([entry.as_dict() for entry in found])
+    elif code:
+        print_code(found, sys.stdout)
+    else:
+        print_layers(model, found, sys.stdout)
+
+
+def _is_layer(text: str | None) -> bool:
+    from .. import models
+
+    return models.is_layer_source(text)
+
+
+def _layer_source(ctx, source: str, *, bias=None, sets=(), weight=None, weight_shape=None, bias_shape=None):
+    """The model layer ``source`` names; exit 2 when a weight, bias, style or keyword is given beside it."""
+    from click.core import ParameterSource
+
+    from .. import models
+
+    given = [name for name, value in (("WEIGHT", weight), ("--weight-shape", weight_shape), ("--bias", bias),
+                                      ("--bias-shape", bias_shape), ("--set", sets)) if value]
+    if "style" in ctx.params and ctx.get_parameter_source("style") is not ParameterSource.DEFAULT:
+        given.append("--style")
+    if given:
+        raise ConfigError(f"{source} gives the weight, bias, style and keywords; {', '.join(given)} cannot be given too",
+                          f"drop {', '.join(given)}")
+    return models.layer(source)
+
+
+def _shape_layer(ctx, input, weight, bias, input_shape, weight_shape, bias_shape, style, sets):
+    """shape/explain: a layer source as INPUT (shapes from --input-shape or the model) or as WEIGHT (after an
+    input file) becomes its weight and bias references, style and keywords; else the arguments as given."""
+    if not (_is_layer(input) or _is_layer(weight)):
+        return input, weight, bias, input_shape, style, parse_set(sets)
+    if _is_layer(input):
+        layer = _layer_source(ctx, input, bias=bias, sets=sets, weight=weight, weight_shape=weight_shape,
+                              bias_shape=bias_shape)
+        input = None
+        if input_shape is None:
+            recorded = layer.input_shape or (None,)
+            if any(d is None for d in recorded[1:]):
+                raise ConfigError(f"the model does not record the input shape of {layer.name} "
+                                  f"({', '.join('?' if d is None else str(d) for d in recorded)})",
+                                  "give --input-shape N,C,...")
+            input_shape = ",".join(map(str, (recorded[0] or 1, *recorded[1:])))  # a symbolic batch size: 1
+    else:
+        layer = _layer_source(ctx, weight, bias=bias, sets=sets, weight_shape=weight_shape, bias_shape=bias_shape)
+    return input, layer.weight, layer.bias, input_shape, layer.style, layer.options
 
 
 def _shapes_from_args(input, weight, bias, input_shape, weight_shape, bias_shape):
@@ -397,7 +494,8 @@ def styles(names):
 def batch(manifest_path, jobs, scheduler, shard, resume, journal, dry_run, device, force, fail_fast, quiet, style, sets, quirks, as_json):
     """Run the jobs of a manifest (.jsonl, .csv, or - for JSONL on stdin), in parallel.
 
-    One job per line: input, weight, output (required unless expect is given), bias, style, set, quirks, expect, atol, rtol, id.
+    One job per line: input, weight, output (required unless expect is given), bias, style, set, quirks, expect,
+    atol, rtol, id; or layer (MODEL.onnx#NODE) in place of weight, bias, style and set.
     --style/--set/--quirks are defaults that a job's own fields override (set: key by key); relative paths
     are relative to the manifest; output folders are made as needed. The whole manifest is checked first (exit 2 naming the line). With
     --json, one record per job on stdout as it finishes (id, status ok|failed|mismatch|skipped, output,
@@ -490,7 +588,8 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
 @click.option("--force", is_flag=True, help="Replace the --save-weight file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @tensors(stdio=False)
-def detect_command(input, weight, expected, bias, style, top, limit, save_weight, force, as_json):
+@click.pass_context
+def detect_command(ctx, input, weight, expected, bias, style, top, limit, save_weight, force, as_json):
     """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
 
     Tries every stride, dilation, groups, padding and output padding that gives EXPECTED's shape
@@ -499,6 +598,7 @@ def detect_command(input, weight, expected, bias, style, top, limit, save_weight
     (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines;
     where the reading is not "as saved", they read a re-laid weight file, which --save-weight PATH writes
     (for the best match, whose lines then read PATH). Exit 0 on a match, 1 when none.
+    WEIGHT may be a model's layer, MODEL.onnx#NODE: its weight and bias, searched in the model's own style.
 
     \b
     Example:
@@ -510,6 +610,9 @@ def detect_command(input, weight, expected, bias, style, top, limit, save_weight
     from ..render.report import print_detection
 
     try:
+        if _is_layer(weight):  # the model's weight and bias, read in its own style's layouts
+            layer = _layer_source(ctx, weight, bias=bias)
+            weight, bias, style = layer.weight, layer.bias, layer.style
         found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit,
                        save_weight=save_weight, force=force)
     except DeconvError as error:

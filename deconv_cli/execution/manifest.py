@@ -2,7 +2,8 @@
 
 One job per JSONL line (a JSON object; blank lines allowed) or per CSV row (a header row names the
 columns). Fields: ``input``, ``weight`` (required), ``output`` (required unless ``expect``), ``bias``,
-``style``, ``set``, ``quirks``, ``expect``, ``atol``, ``rtol``, ``id`` (default: the line number).
+``style``, ``set``, ``quirks``, ``expect``, ``atol``, ``rtol``, ``id`` (default: the line number), ``layer``
+(``MODEL.onnx#NODE``: a model's layer in place of weight, bias, style and set, which it excludes).
 ``set`` is a JSON object (lists stand for tuples) or a list of ``"KEY=VALUE"`` strings; in CSV,
 space-separated ``KEY=VALUE`` items (shell quoting allowed). The command line's ``--style/--set/--quirks``
 are defaults; a job's own fields override them, ``set`` key by key. Relative paths resolve against the
@@ -29,7 +30,8 @@ from .. import tensor_io
 from ..core.errors import ConfigError
 from ..core.options import parse_set
 
-FIELDS = ("input", "weight", "output", "bias", "style", "set", "quirks", "expect", "atol", "rtol", "id")
+FIELDS = ("input", "weight", "output", "bias", "style", "set", "quirks", "expect", "atol", "rtol", "id", "layer")
+LAYER_GIVES = ("weight", "bias", "style", "set")  # what a job's ``layer`` (MODEL.onnx#NODE) stands for
 TENSOR_FIELDS = ("input", "weight", "bias", "expect")  # read by a job
 
 
@@ -177,6 +179,8 @@ def _entry(line: int, fields: dict, defaults: Defaults, folder: str) -> Entry:
     for name in fields:
         if name not in FIELDS:
             raise ConfigError(f"{where}: unknown field '{name}'", f"fields are {', '.join(FIELDS)}")
+    if "layer" in fields:
+        fields = _layer_fields(fields, where, folder)
     for name in ("input", "weight"):
         if name not in fields:
             raise ConfigError(f"{where}: missing required field '{name}'", f"add \"{name}\": \"path\"")
@@ -200,7 +204,7 @@ def _entry(line: int, fields: dict, defaults: Defaults, folder: str) -> Entry:
     job_id = fields.get("id", line)
     if isinstance(job_id, bool) or not isinstance(job_id, str | int):
         raise ConfigError(f"{where}: 'id' must be a string or a whole number, got {json.dumps(job_id)}")
-    options = dict(defaults.options)
+    options = {} if "layer" in fields else dict(defaults.options)
     options.update(_job_options(fields.get("set"), where))
 
     def path(name):
@@ -213,6 +217,30 @@ def _entry(line: int, fields: dict, defaults: Defaults, folder: str) -> Entry:
         written=tuple((file_of(path(name)), file_of(fields[name])) for name in (*TENSOR_FIELDS, "output")
                       if fields.get(name) is not None),
     )
+
+
+def _layer_fields(fields: dict, where: str, folder: str) -> dict:
+    """A job's ``layer`` (MODEL.onnx#NODE, relative to the manifest) in place of its weight, bias, style and set;
+    the model is read (headers only) here, so that a missing model or layer is a manifest error like a bad field."""
+    from .. import models
+    from ..core.errors import DeconvError
+
+    source = fields["layer"]
+    parts = models.split(source) if isinstance(source, str) else None
+    if parts is None:
+        raise ConfigError(f"{where}: 'layer' must be MODEL.onnx#NODE or MODEL.onnx#N, got {json.dumps(source)}")
+    given = [name for name in LAYER_GIVES if name in fields]
+    if given:
+        raise ConfigError(f"{where}: 'layer' gives the weight, bias, style and set; {', '.join(given)} cannot be given too",
+                          f"drop {', '.join(given)}")
+    try:
+        layer = models.layer(_resolve(parts[0], folder) + "#" + parts[1])
+    except DeconvError as error:
+        raise ConfigError(f"{where}: {error.message}", error.hint) from None
+    extra = {"weight": layer.weight, "style": layer.style, "set": layer.options}
+    if layer.bias is not None:
+        extra["bias"] = layer.bias
+    return {**fields, **extra}
 
 
 def _job_options(value, where: str) -> dict[str, object]:

@@ -42,6 +42,9 @@ def _load(var: str, role: str, path: str | None, shape, seed: int) -> list[str]:
     name = ref.key or tensor_io.peek(ref).name
     if ref.kind == ".npz":
         return [f"{var} = np.load({ref.path!r})[{name!r}]  # {role}"]
+    if ref.kind == ".onnx":  # a model's initializer (external data beside the model is loaded too)
+        return [f"{var} = numpy_helper.to_array(next(t for t in onnx.load({ref.path!r}).graph.initializer "
+                f"if t.name == {name!r}))  # {role}"]
     return [f"{var} = h5py.File({ref.path!r}, 'r')[{name!r}][()]  # {role}"]
 
 
@@ -61,6 +64,8 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
              "import numpy as np"]
     if any(f is not None and tensor_io.parse_ref(f).kind == ".h5" for f in files.values()):
         lines.append("import h5py")
+    if any(f is not None and tensor_io.parse_ref(f).kind == ".onnx" for f in files.values()):
+        lines.append("import onnx\nfrom onnx import numpy_helper")
     lines += imports + [""]
     lines += _load("x", "input", files.get("input"), record.input_shape, 0)
     lines += _load("w", "weight", files.get("weight"), record.weight_shape, 1)

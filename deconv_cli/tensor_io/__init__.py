@@ -49,10 +49,11 @@ __all__ = [
 ]
 
 
-def formats_help(*, stdio: bool) -> str:
-    """The tensor references a command accepts, for its help: every format (and ``-`` where it reads or
-    writes stdin/stdout), from the one table in ``_common``."""
-    forms = [*REFERENCES.values(), *([STDIO] if stdio else [])]
+def formats_help(*, stdio: bool, written: bool = False) -> str:
+    """The tensor references a command accepts, for its help: every format (``written``: those it can write;
+    and ``-`` where it reads or writes stdin/stdout), from the one table in ``_common``."""
+    forms = [form for ext, form in REFERENCES.items() if not written or ext in WRITABLE]
+    forms += [STDIO] if stdio else []
     return ", ".join(forms[:-1]) + " or " + forms[-1]
 
 

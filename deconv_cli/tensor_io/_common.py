@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from ..core.errors import TensorFileError
 
 # extension -> format module (``.hdf5`` is read and written as ``.h5``)
-FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors"}
+FORMATS = {".npy": "npy", ".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".zarr": "zarr", ".safetensors": "safetensors",
+           ".onnx": "onnx", ".keras": "keras"}  # a model's weights (read only)
 EXTENSIONS = tuple(FORMATS)
 # How a reference to each format is written, one per format module: every help text lists these, so a
 # format added to FORMATS without one here fails tests/cli/test_help_formats.py.
 REFERENCES = {".npy": "x.npy", ".npz": "x.npz:name", ".h5": "x.h5:/path", ".zarr": "x.zarr[:/path]",
-              ".safetensors": "x.safetensors:name"}
+              ".safetensors": "x.safetensors:name", ".onnx": "x.onnx:initializer", ".keras": "x.keras:layers/path"}
 STDIO = "- (.npy bytes on stdin/stdout)"
 WRITABLE = (".npy", ".npz", ".h5", ".zarr", ".safetensors")
 STREAMING = (".npy", ".h5", ".zarr")  # outputs written one tile at a time
@@ -79,7 +80,8 @@ def parse_ref(text: str) -> Ref:
     if ext not in EXTENSIONS:
         raise BadReference(
             f"'{text}' has no known tensor extension",
-            "use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)",
+            "use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on "
+            "stdin/stdout); a model's weights read from .onnx[:initializer] and .keras[:layers/path]",
         )
     return Ref(text)
 

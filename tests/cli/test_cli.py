@@ -129,7 +129,7 @@ BAD_RUNS = [
     ({"bad.h5": b"not hdf5"}, ["bad.h5", "w.npy"], 1, None),
     ({}, ["missing.npy", "w.npy"], 1, "Error: missing.npy: no such file. Check the path."),
     ({}, ["x.npy", "w.txt"], 2,  # a usage error (issue 7, item 19)
-     "Error: 'w.txt' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)."),
+     "Error: 'w.txt' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout); a model's weights read from .onnx[:initializer] and .keras[:layers/path]."),
     ({}, ["x.npy", "w.npy", "--bias", "x.npy"], 2,
      "Error: bias has shape (2, 4, 5, 6); PyTorch (a 1-D bias) needs (3,) for 3 output channels."),
 ]

@@ -69,7 +69,7 @@ BAD_MANIFESTS = [
     ('{"input": "x0.npy", "weight": "w.npy", "output": "out/a.npy"}\n{"input": "x1.npy",}\n',
      "Error: line 2: not valid JSON (Expecting property name enclosed in double quotes at column 20). Write one JSON object per line."),
     ('{"input": "x0.npy", "weight": "w.npy", "output": "out/a.npy", "strid": 2}\n',
-     "Error: line 1: unknown field 'strid'. Fields are input, weight, output, bias, style, set, quirks, expect, atol, rtol, id."),
+     "Error: line 1: unknown field 'strid'. Fields are input, weight, output, bias, style, set, quirks, expect, atol, rtol, id, layer."),
     ('{"input": "x0.npy", "weight": "w.npy", "output": "out/a.npy"}\n\n{"input": "x1.npy", "output": "out/b.npy"}\n',
      "Error: line 3: missing required field 'weight'. Add \"weight\": \"path\"."),
     ('{"input": "x0.npy", "weight": "w.npy"}\n',
@@ -104,7 +104,7 @@ def test_a_bad_csv_header_exits_2(folder):
     (folder / "jobs.csv").write_text("input,weight,output,stride\nx0.npy,w.npy,out/a.npy,2\n")
     result = invoke("jobs.csv")
     assert result.exit_code == 2
-    assert result.stderr == "Error: line 1: unknown column 'stride'. Columns are input, weight, output, bias, style, set, quirks, expect, atol, rtol, id.\n"
+    assert result.stderr == "Error: line 1: unknown column 'stride'. Columns are input, weight, output, bias, style, set, quirks, expect, atol, rtol, id, layer.\n"
 
 
 @pytest.mark.parametrize(("args", "line"), [

@@ -667,9 +667,9 @@ def test_a_corrupt_compressed_member_is_one_line(tensors, tmp_path):
         (["run", "x.npy", "w.npy", "-o", "o.h5:/"], 2, "Error: 'o.h5:/' does not name a dataset. Name one, e.g. o.h5:/y."),
         (["run", "x.npy", "w.weights", "-o", "y.npy"], 2,
          "Error: 'w.weights' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] "
-         "(or - for .npy on stdin/stdout)."),
+         "(or - for .npy on stdin/stdout); a model's weights read from .onnx[:initializer] and .keras[:layers/path]."),
         (["run", "x.npy", "w.npy", "-o", "y.txt"], 2,
-         "Error: 'y.txt' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout)."),
+         "Error: 'y.txt' has no known tensor extension. Use .npy, .npz[:name], .h5[:/dataset], .zarr[:/array] or .safetensors[:name] (or - for .npy on stdin/stdout); a model's weights read from .onnx[:initializer] and .keras[:layers/path]."),
         (["run", "-", "-", "-o", "y.npy"], 2, "Error: only one tensor can come from stdin ('-'), got input and weight. "
                                              "Save the others to files."),
     ],
