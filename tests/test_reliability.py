@@ -5,8 +5,11 @@ written by two runs at once, and runs killed (SIGKILL) while writing. Real files
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +127,190 @@ def test_two_batches_on_one_manifest_never_write_an_output_twice(tmp_path, rng):
     assert leftovers(tmp_path) == []
     resumed = subprocess.run([*DECONV, "batch", "jobs.jsonl", "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert summary(resumed.stderr) == (0, 0, 0, 30)
+
+
+# ---------------------------------------------------------------- Zarr stores: one array at a time
+
+
+def run(*args, cwd, env=None, timeout=120):
+    return subprocess.run([*DECONV, *map(str, args)], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def hooked(body: str, *args, cwd, target: str, env=None) -> subprocess.Popen:
+    """A real deconv process in which a call of ``target`` (module.function) runs ``body`` first."""
+    from test_io_hardening import hooked as hooked_process
+
+    return hooked_process(body, *args, cwd=cwd, target=target, env=env)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def store(tmp_path, rng):
+    """st.zarr (v3) holding /keep, /grp/z and the input /x; w.npy; what x (*) w gives, stride 1 and 2."""
+    import zarr
+
+    x = rng.standard_normal((1, 2, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    group = zarr.open_group(str(tmp_path / "st.zarr"), mode="w", zarr_format=3)
+    group.create_array("keep", shape=(3,), dtype="f4")[...] = [1, 2, 3]
+    group.create_group("grp").create_array("z", shape=(2,), dtype="i8")[...] = [7, 8]
+    group.create_array("x", shape=x.shape, dtype=x.dtype, chunks=(1, 1, 4, 4))[...] = x
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    for stride in (1, 2):
+        assert run("run", "x.npy", "w.npy", "--set", f"stride={stride}", "-o", f"want{stride}.npy", "-q", cwd=tmp_path).returncode == 0
+    return tmp_path
+
+
+def zarr_contents(path: Path) -> dict:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    return {name: np.asarray(array[...]).tobytes() for name, array in group.members(max_depth=None) if hasattr(array, "shape")}
+
+
+@pytest.mark.parametrize("budget", [None, "1000"])  # in memory, streamed tile by tile
+def test_writing_one_array_into_a_zarr_store_keeps_every_other_array_and_group(store, budget):
+    env = {"DECONV_MEMORY_BUDGET": budget} if budget else None
+    before = zarr_contents(store / "st.zarr")
+    assert set(before) == {"keep", "grp/z", "x"}
+    result = run("run", "st.zarr:/x", "w.npy", "-o", "st.zarr:/y", "-q", cwd=store, env=env)  # input from the same store
+    assert result.returncode == 0, result.stderr
+    after = zarr_contents(store / "st.zarr")
+    assert {k: after[k] for k in before} == before
+    assert after["y"] == np.load(store / "want1.npy").tobytes()
+    # the name is taken now: refused without --force, and nothing changes
+    result = run("run", "st.zarr:/x", "w.npy", "-o", "st.zarr:/y", "-q", cwd=store, env=env)
+    assert (result.returncode, result.stderr) == (1, "Error: st.zarr already holds an array '/y'. Pass --force to replace it.\n")
+    assert zarr_contents(store / "st.zarr") == after
+    # --force replaces that array alone; a new path makes its groups
+    for args in (["-o", "st.zarr:/y", "--force"], ["-o", "st.zarr:/new/deep/y"]):
+        result = run("run", "st.zarr:/x", "w.npy", "--set", "stride=2", *args, "-q", cwd=store, env=env)
+        assert result.returncode == 0, result.stderr
+    final = zarr_contents(store / "st.zarr")
+    assert {k: final[k] for k in before} == before
+    assert final["y"] == final["new/deep/y"] == np.load(store / "want2.npy").tobytes()
+    assert sorted(os.listdir(store)) == ["st.zarr", "w.npy", "want1.npy", "want2.npy", "x.npy"]  # no temporary, no lock
+
+
+def test_zarr_outputs_never_replace_a_group_or_a_folder_that_is_not_a_store(store):
+    (store / "notes.zarr").mkdir()
+    (store / "notes.zarr" / "mine.txt").write_text("keep me")
+    cases = [
+        ("st.zarr:/grp", "Error: st.zarr:/grp is a group of arrays, not an array. Name an array inside it.\n"),
+        ("st.zarr", "Error: st.zarr is a group of arrays, not an array. Name an array inside it, e.g. st.zarr:/y.\n"),
+        ("st.zarr:/keep/y", "Error: st.zarr:/keep is an array, so it cannot hold /keep/y. Choose another name.\n"),
+        ("notes.zarr:/y", "Error: notes.zarr is a folder but not a Zarr store. Choose another --output.\n"),
+    ]
+    before = zarr_contents(store / "st.zarr")
+    for output, line in cases:
+        result = run("run", "x.npy", "w.npy", "-o", output, "--force", "-q", cwd=store)
+        assert (result.returncode, result.stderr) == (1, line)
+    assert zarr_contents(store / "st.zarr") == before
+    assert (store / "notes.zarr" / "mine.txt").read_text() == "keep me"
+
+
+def test_an_array_written_into_a_v2_store_is_a_v2_array_the_store_lists(store):
+    import zarr
+
+    group = zarr.open_group(str(store / "v2.zarr"), mode="w", zarr_format=2)
+    group.create_array("keep", shape=(2,), dtype="f4")[...] = [5, 6]
+    result = run("run", "x.npy", "w.npy", "-o", "v2.zarr:/out/y", "-q", cwd=store)
+    assert result.returncode == 0, result.stderr
+    contents = zarr_contents(store / "v2.zarr")
+    assert contents == {"keep": np.array([5, 6], np.float32).tobytes(), "out/y": np.load(store / "want1.npy").tobytes()}
+    assert zarr.open_array(str(store / "v2.zarr"), path="out/y", mode="r").metadata.zarr_format == 2
+
+
+# ---------------------------------------------------------------- containers: two writers, killed writers
+
+
+def container(folder: Path, kind: str) -> Path:
+    """``c<kind>`` holding 'keep' and 'y' (zeros), the arrays a run into it must never lose."""
+    path = folder / f"c{kind}"
+    keep, old = np.arange(6, dtype=np.float32), np.zeros((1, 3, 8, 8), np.float32)  # y's shape, stride 1
+    if kind == ".npz":
+        np.savez(path, keep=keep, y=old)
+    elif kind == ".h5":
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f["keep"], f["y"] = keep, old
+    else:
+        import zarr
+
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        group.create_array("keep", shape=keep.shape, dtype=keep.dtype)[...] = keep
+        group.create_array("y", shape=old.shape, dtype=old.dtype)[...] = old
+    return path
+
+
+def contents(path: Path) -> dict:
+    from deconv_cli import tensor_io
+
+    ref = tensor_io.parse_ref(str(path))
+    return {info.name.strip("/"): tensor_io.load(tensor_io.Ref(ref.path, info.name)).tobytes() for info in tensor_io.describe(ref)}
+
+
+def clean_folder(folder: Path) -> list[str]:
+    """What a write left beside the tensors: temporary files, lock files."""
+    return sorted(n for n in os.listdir(folder) if n.startswith("."))
+
+
+@pytest.mark.parametrize("kind", [".npz", ".h5", ".zarr"])
+def test_two_runs_adding_different_arrays_to_one_container_at_once_both_keep_theirs(store, kind):
+    path = container(store, kind)
+    # the first run stops for 3 s after its checks, holding the container; the second starts meanwhile
+    first = hooked('open("started", "w").close()\ntime.sleep(3)', "run", "x.npy", "w.npy", "-o", f"{path.name}:a", "-q",
+                   cwd=store, target="deconv_cli.tensor_io.temp_file")
+    wait_for(store / "started", first)
+    second = run("run", "x.npy", "w.npy", "--set", "stride=2", "-o", f"{path.name}:b", "-q", cwd=store)
+    out, err = first.communicate(timeout=60)
+    assert (first.returncode, second.returncode) == (0, 0), err.decode() + second.stderr
+    found = contents(path)
+    assert sorted(found) == ["a", "b", "keep", "y"]
+    assert found["a"] == np.load(store / "want1.npy").tobytes() and found["b"] == np.load(store / "want2.npy").tobytes()
+    assert found["keep"] == np.arange(6, dtype=np.float32).tobytes()
+    assert clean_folder(store) == []
+
+
+# Where a run writing 'y' into an existing container is killed: computing (nothing written yet), streaming
+# into the temporary file, about to commit, and (Zarr) just after the swap, before the old array is removed.
+KILL_POINTS = {
+    ".npz": ["deconv_cli.engines.numpy_engine.deconvolve", "deconv_cli.tensor_io.commit"],
+    ".h5": ["deconv_cli.engines.numpy_engine.deconvolve", "deconv_cli.execution.tiling.compute_tile",
+            "deconv_cli.tensor_io.commit"],
+    ".zarr": ["deconv_cli.engines.numpy_engine.deconvolve", "deconv_cli.execution.tiling.compute_tile",
+              "deconv_cli.tensor_io.zarr.move_folder", "shutil.rmtree"],
+}
+
+
+@pytest.mark.parametrize("kind, target", [(kind, target) for kind, targets in KILL_POINTS.items() for target in targets])
+def test_a_run_killed_while_writing_into_a_container_leaves_it_old_or_new_and_the_next_run_cleans_up(store, kind, target):
+    path = container(store, kind)
+    old = contents(path)
+    streamed = "tiling" in target
+    env = {"DECONV_MEMORY_BUDGET": "1000"} if streamed else None
+    body = 'open("started", "w").close()\ntime.sleep(60)'
+    if streamed:  # the second tile: the temporary file holds part of the output
+        body = 'if os.path.exists("tile"):\n    open("started", "w").close()\n    time.sleep(60)\nopen("tile", "w").close()'
+    proc = hooked(body, "run", "x.npy", "w.npy", "-o", f"{path.name}:y", "--force", "-q", cwd=store, target=target, env=env)
+    wait_for(store / "started", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    found = contents(path)
+    new = np.load(store / "want1.npy").tobytes()
+    assert found == {**old, "y": new} if target == "shutil.rmtree" else found == old
+    # the next run into the same folder removes what the killed one left (its pid is dead)
+    result = run("run", "x.npy", "w.npy", "-o", f"{path.name}:again", "-q", cwd=store)
+    assert result.returncode == 0, result.stderr
+    assert sorted(contents(path)) == sorted([*old, "again"])
+    assert [n for n in clean_folder(store) if n.startswith(".deconv-")] == []
