@@ -314,3 +314,47 @@ def test_a_run_killed_while_writing_into_a_container_leaves_it_old_or_new_and_th
     assert result.returncode == 0, result.stderr
     assert sorted(contents(path)) == sorted([*old, "again"])
     assert [n for n in clean_folder(store) if n.startswith(".deconv-")] == []
+
+
+@pytest.mark.parametrize("budget", [None, "1000"])
+def test_h5_output_chunks_are_the_tiles_chunks(store, budget):
+    import h5py
+    import zarr
+
+    env = {"DECONV_MEMORY_BUDGET": budget} if budget else None
+    for output in ("y.h5:/y", "y.zarr"):
+        result = run("run", "x.npy", "w.npy", "-o", output, "-q", cwd=store, env=env)
+        assert result.returncode == 0, result.stderr
+    with h5py.File(store / "y.h5") as f:
+        chunks, data = f["y"].chunks, f["y"][...]
+    assert chunks == zarr.open_array(str(store / "y.zarr"), mode="r").chunks
+    assert chunks[2] < 10 if budget else chunks == (1, 3, 10, 10)  # streamed: row blocks, one per tile
+    assert data.tobytes() == np.load(store / "want1.npy").tobytes()
+
+
+def test_stale_temporary_files_are_removed_and_nothing_else(store):
+    from deconv_cli.tensor_io._common import _host_tag
+
+    host = _host_tag()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    day_ago = time.time() - 2 * 24 * 3600
+    started = time.time() - time.monotonic()  # before this process started (boot), as a reused pid would be
+    files = {
+        ".deconv-abcd_123.npy": (day_ago, False),  # an older version's mkstemp name, untouched for days
+        ".deconv-efgh5678.h5": (None, True),  # the same, fresh: perhaps an older version still writing
+        f".deconv-tmp-{os.getpid()}-{host}-00000000.npy": (None, True),  # a live run's
+        f".deconv-tmp-{os.getpid()}-{host}-11111111.npy": (started - 60, False),  # older than the pid's process
+        f".deconv-tmp-{dead.pid}-{host}-22222222.npz": (None, False),  # its run is dead
+        f".deconv-tmp-{dead.pid}-00000000-33333333.npy": (None, True),  # another host's: pids mean nothing here
+        ".deconv-notes.txt": (day_ago, True),  # not a name deconv makes
+    }
+    for name, (mtime, _) in files.items():
+        (store / name).write_bytes(b"partial")
+        if mtime is not None:
+            os.utime(store / name, (mtime, mtime))
+    old_store = store / f".deconv-tmp-{dead.pid}-{host}-44444444.zarr.old"  # a swapped-out array of a killed run
+    (old_store / "c").mkdir(parents=True)
+    result = run("run", "x.npy", "w.npy", "-o", "y.npy", "-q", cwd=store)
+    assert result.returncode == 0, result.stderr
+    assert clean_folder(store) == sorted(name for name, (_, kept) in files.items() if kept)
