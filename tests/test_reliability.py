@@ -358,3 +358,55 @@ def test_stale_temporary_files_are_removed_and_nothing_else(store):
     result = run("run", "x.npy", "w.npy", "-o", "y.npy", "-q", cwd=store)
     assert result.returncode == 0, result.stderr
     assert clean_folder(store) == sorted(name for name, (_, kept) in files.items() if kept)
+
+
+# ---------------------------------------------------------------- workers killed
+
+
+def test_a_batch_worker_killed_mid_job_reruns_that_job_and_the_batch_finishes(tmp_path, rng):
+    medium_jobs(tmp_path, rng, 12)
+    # job 3 stops in its worker with its output written to the temporary file, about to commit; that worker
+    # (not the batch process) is then killed from outside
+    hook = 'if args[1].path.endswith("m2.npy") and not os.path.exists("killed"):\n' \
+           '    open(f"worker-{os.getpid()}", "w").close()\n    time.sleep(60)'
+    proc = hooked(hook, "batch", "jobs.jsonl", "--jobs", "2", "--json", cwd=tmp_path, target="deconv_cli.tensor_io.commit")
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("worker-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    [marker] = tmp_path.glob("worker-*")
+    worker = int(marker.name.split("-")[1])
+    assert worker != proc.pid
+    assert leftovers(tmp_path) != []  # the partial output, in its temporary file
+    (tmp_path / "killed").touch()
+    os.kill(worker, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    assert sorted(r["id"] for r in records) == list(range(1, 13)) and {r["status"] for r in records} == {"ok"}
+    assert summary(err.decode()) == (12, 0, 0, 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"m{i}.npy" for i in range(12))
+    assert leftovers(tmp_path) == []
+
+
+def _die(n: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return n
+
+
+def _square(n: int) -> int:
+    time.sleep(0.05)
+    return n * n
+
+
+def test_a_task_whose_worker_dies_twice_fails_alone_and_every_other_task_completes():
+    from deconv_cli.execution.executors import ProcessExecutor, WorkerDied
+
+    with ProcessExecutor(2) as executor:
+        tasks = {executor.submit(_square, n): n for n in range(3)}
+        dying = executor.submit(_die, 99)
+        tasks.update({executor.submit(_square, n): n for n in range(3, 6)})
+        results = {done.task: done for done in executor.completed()}
+    assert sorted(results) == sorted([*tasks, dying])
+    assert isinstance(results[dying].error, WorkerDied)
+    assert {task: results[task].value for task in tasks} == {task: n * n for task, n in tasks.items()}

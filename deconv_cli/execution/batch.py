@@ -425,7 +425,8 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
         entry, stats = pending.pop(done.task)
         record = done.value if done.error is None else {
             "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
-            "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
+            "error": str(done.error) if isinstance(done.error, DeconvError)
+            else f"internal error: {done.error.__class__.__name__}: {done.error}",
         }
         journal.write([{"event": "done", "key": entry.key, "id": entry.id, "status": record["status"],
                         "inputs": stats, "output_shape": record.get("output_shape"), "t": time.time()}])
