@@ -410,3 +410,36 @@ def test_a_task_whose_worker_dies_twice_fails_alone_and_every_other_task_complet
     assert sorted(results) == sorted([*tasks, dying])
     assert isinstance(results[dying].error, WorkerDied)
     assert {task: results[task].value for task in tasks} == {task: n * n for task, n in tasks.items()}
+
+
+# ---------------------------------------------------------------- Dask
+
+
+@pytest.mark.parametrize("listener", ["nothing", "silent"])
+@pytest.mark.parametrize("command", ["batch", "run"])
+def test_a_scheduler_address_where_no_scheduler_answers_is_one_line_within_10_s(tmp_path, command, listener):
+    import socket
+
+    np.save(tmp_path / "x.npy", np.ones((1, 2, 4, 4), np.float32))
+    np.save(tmp_path / "w.npy", np.ones((2, 2, 3, 3), np.float32))
+    write_jsonl(tmp_path / "jobs.jsonl", [{"input": "x.npy", "weight": "w.npy", "output": "y.npy"}])
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    if listener == "silent":
+        server.listen()  # accepts connections, never speaks Dask
+    else:
+        server.close()  # a free port: nothing listens
+    args = ["jobs.jsonl"] if command == "batch" else ["x.npy", "w.npy", "-o", "y.zarr"]
+    try:
+        start = time.monotonic()
+        result = run(command, *args, "--scheduler", f"tcp://127.0.0.1:{port}", cwd=tmp_path, timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        server.close()
+    assert result.returncode == 1
+    kind = "OSError" if listener == "nothing" else "TimeoutError"
+    assert result.stderr == (f"Error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port} ({kind}). "
+                             "Start one with `dask scheduler` and `dask worker ADDRESS`, or check the address.\n")
+    assert seconds < 10
+    assert sorted(os.listdir(tmp_path)) == ["jobs.jsonl", "w.npy", "x.npy"]

@@ -190,6 +190,7 @@ class Journal:
     def __init__(self, path: str):
         self.path = path
         self._fd: int | None = None
+        self._created = False
         self._syncer: threading.Thread | None = None
         self._dirty = threading.Event()
         self._closing = threading.Event()
@@ -252,6 +253,7 @@ class Journal:
             data = data[os.write(self._fd, data):]
 
     def _open(self) -> int:
+        self._created = not os.path.lexists(self.path)
         try:
             return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as exc:
@@ -285,6 +287,8 @@ class Journal:
                 self._syncer = None
             os.fsync(self._fd)
             self.syncs += 1
+            if self._created and os.fstat(self._fd).st_size == 0:  # nothing ran (the cluster was unreachable...)
+                os.unlink(self.path)  # while still locked: no other run can have written to it
             os.close(self._fd)
             self._fd = None
 

@@ -342,12 +342,32 @@ def _dask_call(fn: Callable, args: tuple):
     return fn(*args)
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once (OSError) where nothing listens at a TCP scheduler address (the Dask client would retry for
+    its whole timeout first), and within ``timeout`` (TimeoutError) where something listens but says nothing
+    (the client would wait forever): a Dask scheduler speaks first, its handshake. Other protocols are left
+    to the client."""
+    import socket
+
+    from distributed.comm import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme != "tcp":
+        return
+    with socket.create_connection(parse_host_port(location, default_port=8786), timeout=timeout) as probe:
+        try:
+            if not probe.recv(1):
+                raise ConnectionResetError("closed without a word")
+        except TimeoutError:
+            raise TimeoutError(f"nothing answered within {timeout:g} s") from None
+
+
 class DaskExecutor(Executor):
     """Tasks on a Dask distributed cluster at ``address`` (``tcp://host:port``). Workers must see the same paths."""
 
     kind = "dask"
 
-    def __init__(self, address: str, *, timeout: float = 10.0):
+    def __init__(self, address: str, *, timeout: float = 6.0):
         try:
             import distributed
         except ImportError:
@@ -356,10 +376,12 @@ class DaskExecutor(Executor):
             ) from None
         self._distributed = distributed
         try:
+            _probe(address, timeout / 2)
             self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
+            kind = "OSError" if isinstance(exc, OSError) and not isinstance(exc, TimeoutError) else exc.__class__.__name__
             raise DeconvError(
-                f"cannot reach the Dask scheduler at {address} ({exc.__class__.__name__})",
+                f"cannot reach the Dask scheduler at {address} ({kind})",
                 "start one with `dask scheduler` and `dask worker ADDRESS`, or check the address",
             ) from None
         self.workers = max(1, sum(self._client.nthreads().values()))
