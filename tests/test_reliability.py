@@ -443,3 +443,79 @@ def test_a_scheduler_address_where_no_scheduler_answers_is_one_line_within_10_s(
                              "Start one with `dask scheduler` and `dask worker ADDRESS`, or check the address.\n")
     assert seconds < 10
     assert sorted(os.listdir(tmp_path)) == ["jobs.jsonl", "w.npy", "x.npy"]
+
+
+# A Dask worker's preload: job 3 of the batch stops with its output in the temporary file, about to commit, on
+# whichever worker gets it first (which the test then kills); a marker file names that worker's pid.
+PRELOAD = """
+import os, time
+from deconv_cli import tensor_io
+
+real = getattr(tensor_io.commit, "real", tensor_io.commit)  # dask may run a preload twice
+FOLDER = {folder!r}
+
+
+def commit(tmp, ref, **kwargs):
+    if ref.path.endswith("y2.npy") and not os.path.exists(os.path.join(FOLDER, "killed")):
+        open(os.path.join(FOLDER, f"worker-{{os.getpid()}}"), "w").close()
+        time.sleep(120)
+    return real(tmp, ref, **kwargs)
+
+
+commit.real = real
+tensor_io.commit = commit
+"""
+
+
+def test_a_dask_worker_killed_mid_job_has_the_job_rerun_elsewhere_and_the_batch_finishes(tmp_path, rng):
+    pytest.importorskip("distributed")
+    from test_batch_dask import _dask
+
+    (tmp_path / "jobs" / "out").mkdir(parents=True)
+    work = tmp_path / "jobs"
+    np.save(work / "w.npy", rng.standard_normal((8, 4, 3, 3)).astype(np.float32))
+    for i in range(6):
+        np.save(work / f"x{i}.npy", rng.standard_normal((1, 8, 6, 6)).astype(np.float32))
+    write_jsonl(work / "jobs.jsonl", jobs(6))
+    (tmp_path / "preload.py").write_text(PRELOAD.format(folder=str(work)))
+    info = tmp_path / "scheduler.json"
+    processes = [_dask("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(info),
+                       log=tmp_path / "scheduler.log")]
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for n in range(2):
+            processes.append(_dask("worker", "--scheduler-file", str(info), "--host", "127.0.0.1", "--nthreads", "1",
+                                   "--no-nanny", "--no-dashboard", "--preload", str(tmp_path / "preload.py"),
+                                   log=tmp_path / f"worker{n}.log"))
+        address = json.loads(info.read_text())["address"]
+        import distributed
+
+        with distributed.Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        proc = subprocess.Popen([*DECONV, "batch", "jobs.jsonl", "--scheduler", address, "--json"], cwd=work,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not list(work.glob("worker-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        [marker] = work.glob("worker-*")
+        assert leftovers(work) != []  # job 3's output, in its temporary file
+        (work / "killed").touch()
+        os.kill(int(marker.name.split("-")[1]), signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert sorted((r["id"], r["status"]) for r in records) == [(i, "ok") for i in range(1, 7)]
+    assert sorted(p.name for p in (work / "out").iterdir()) == [f"y{i}.npy" for i in range(6)]
+    assert leftovers(work) == []

@@ -468,11 +468,21 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
         summary.interrupted = True
     finally:
         journal.close()
+        _sweep(todo)
     summary.not_run = len(pending)
     if summary.stopped and pending and not summary.interrupted:
         log(f"--fail-fast: {len(pending)} jobs not run")
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _sweep(entries: list[Entry]) -> None:
+    """Remove what workers killed mid-write left in the output folders (their temporary files): a job that ran
+    again elsewhere may have written its output through a worker that had swept that folder already."""
+    from ..tensor_io import remove_stale_temps
+
+    for folder in sorted({os.path.dirname(manifest.file_of(e.output)) for e in entries if e.output is not None}):
+        remove_stale_temps(folder)
 
 
 def _mismatch_text(record: dict) -> str:

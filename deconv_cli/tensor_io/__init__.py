@@ -34,6 +34,7 @@ from ._common import (
     human,
     parse_ref,
     read_failed,
+    remove_stale_temps,
     removing_temps_on_signals,
     snapshot,
     temp_file,
@@ -42,7 +43,8 @@ from ._common import (
 
 __all__ = [
     "EXTENSIONS", "STREAMING", "WINDOWED", "ArrayInfo", "BadReference", "Ref", "StreamWriter", "can_stream",
-    "check_writable", "container_lock", "describe", "load", "open_slices", "parse_ref", "peek", "removing_temps_on_signals", "save",
+    "check_writable", "container_lock", "describe", "load", "open_slices", "parse_ref", "peek", "remove_stale_temps",
+    "removing_temps_on_signals", "save",
 ]
 
 

@@ -262,7 +262,7 @@ def _stale(entry: os.DirEntry, host: str) -> bool:
 
 
 def _process_start(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch); None when there is none; +inf where the
+    """When process ``pid`` started (seconds since the epoch); None when there is none (or a zombie); +inf where the
     system cannot tell (then it counts as alive: a temporary file is never removed on a guess)."""
     try:
         os.kill(pid, 0)
@@ -272,7 +272,10 @@ def _process_start(pid: int) -> float | None:
         pass
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22: after the name, which may hold spaces
+            fields = f.read().rsplit(b")", 1)[1].split()  # from field 3: after the name, which may hold spaces
+        if fields[0] in (b"Z", b"X"):
+            return None  # exited, not yet reaped by its parent: it writes nothing more
+        ticks = int(fields[19])  # field 22, the start time
         with open("/proc/stat", "rb") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
         return boot + ticks / os.sysconf("SC_CLK_TCK")
