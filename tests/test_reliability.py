@@ -230,6 +230,24 @@ def test_an_array_written_into_a_v2_store_is_a_v2_array_the_store_lists(store):
     assert zarr.open_array(str(store / "v2.zarr"), path="out/y", mode="r").metadata.zarr_format == 2
 
 
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_store_with_consolidated_metadata_lists_the_new_array(store, version):
+    import warnings
+
+    import zarr
+
+    group = zarr.open_group(str(store / "c.zarr"), mode="w", zarr_format=version)
+    group.create_array("keep", shape=(2,), dtype="f4")[...] = [5, 6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(store / "c.zarr"))
+    result = run("run", "x.npy", "w.npy", "-o", "c.zarr:/out/y", "-q", cwd=store)
+    assert (result.returncode, result.stderr) == (0, "")
+    listed = run("info", "c.zarr", cwd=store)
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert [line.split("\t")[1] for line in listed.stdout.splitlines()] == ["/keep", "/out/y"]
+
+
 # ---------------------------------------------------------------- containers: two writers, killed writers
 
 

@@ -14,6 +14,7 @@ swaps places with the old one in one step; every other array and group of the st
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ..core.errors import TensorFileError
@@ -41,12 +42,23 @@ def _one_at_a_time():
     return _zarr().config.set({"async.concurrency": 1})
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Without zarr's notice that consolidated v3 metadata is not in the specification: the user did not ask."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
+
+
 def _open(ref: Ref):
     zarr = _zarr()
     if not os.path.exists(ref.path):
         raise FileNotFoundError(ref.path)
     try:
-        return zarr.open(ref.path, mode="r")
+        with _quiet():
+            return zarr.open(ref.path, mode="r")
     except (zarr.errors.NodeTypeValidationError, zarr.errors.GroupNotFoundError, ValueError, KeyError) as exc:
         raise TensorFileError(f"{ref.path} is not a readable Zarr store ({exc})", "check the path") from None
 
@@ -207,6 +219,22 @@ def commit(tmp: str, ref: Ref, *, replace: bool) -> None:
     aside = os.path.join(os.path.dirname(tmp), f"{os.path.basename(tmp)}.old")
     _move(source, target, ref, replace=replace, aside=aside)
     discard(tmp)  # what is left of it: its root metadata, or the old array after a swap
+    if _consolidated(ref.path):  # readers that trust it would not see the new array: list it there too
+        with _quiet():
+            _zarr().consolidate_metadata(ref.path)  # zarr writes the root metadata to a new file, then renames
+
+
+def _consolidated(store: str) -> bool:
+    """Whether the store keeps its hierarchy's metadata in its root too (zarr.consolidate_metadata)."""
+    import json
+
+    if os.path.exists(os.path.join(store, ".zmetadata")):
+        return True
+    try:
+        with open(os.path.join(store, "zarr.json"), "rb") as f:
+            return json.loads(f.read()).get("consolidated_metadata") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _move(source: str, target: str, ref: Ref, *, replace: bool, aside: str | None = None) -> None:
