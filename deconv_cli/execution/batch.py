@@ -228,13 +228,11 @@ class Journal:
         try:
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            os.close(self._fd)
-            self._fd = None
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                raise DeconvError(f"cannot lock the journal {self.path}: {exc.strerror or exc}",
-                                  "pass --journal PATH on a local file system") from None
-            raise DeconvError(f"another deconv batch is running with the journal {self.path}",
-                              "wait for it to finish (then --resume), or give this run its own --shard or --journal") from None
+            if exc.errno in (errno.EACCES, errno.EAGAIN):  # else a file system without locks: run unguarded
+                os.close(self._fd)
+                self._fd = None
+                raise DeconvError(f"another deconv batch is running with the journal {self.path}",
+                                  "wait for it to finish (then --resume), or give this run its own --shard or --journal") from None
         if self._contents()[-1:] not in (b"", b"\n"):  # a crash cut the last line short: end it, or the next record joins it
             self._append(b"\n")
 

@@ -223,11 +223,11 @@ def check_writable(ref: Ref, *, force: bool) -> None:
     if st is not None and not stat.S_ISREG(st.st_mode) and not (store and stat.S_ISDIR(st.st_mode)):
         raise TensorFileError(f"output {ref.path} is not a regular file", "choose another --output")
     if st is not None and not force:
-        if not getattr(module, "CONTAINER", False) or (hasattr(module, "exists") and ref.key is None and module.exists(ref)):
+        if not getattr(module, "CONTAINER", False) or (hasattr(module, "holds") and ref.key is None and module.holds(ref)):
             raise TensorFileError(f"output {ref.path} already exists", "pass --force to replace it")
         member = ref.key or "output"
-        if hasattr(module, "exists"):  # a store of folders: the array's own folder says it
-            taken = module.exists(ref)
+        if hasattr(module, "holds"):  # a store of folders: the array's own folder says it
+            taken = module.holds(ref)
         else:
             taken = member.strip("/") in [i.name.strip("/") for i in describe(Ref(ref.path))]
         if taken:
@@ -270,7 +270,7 @@ def _base(ref: Ref, force: bool) -> tuple[dict, object]:
     module = format_of(ref)
     if not getattr(module, "CONTAINER", False):
         return {}, None
-    if hasattr(module, "exists"):
+    if hasattr(module, "holds"):
         return ({"base": ref.path} if os.path.isdir(ref.path) else {}), None
     if not os.path.isfile(ref.path):
         return {}, None

@@ -27,6 +27,7 @@ keep theirs), the copy, and the atomic commit that refuses a container changed m
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -422,6 +423,13 @@ class container_lock:
                     return self
             except FileNotFoundError:  # the holder removed it as we waited: take the next one
                 pass
+            except OSError as exc:
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+                    os.close(fd)
+                    raise
+                self._fd = fd  # a file system without locks: as before, the commit still refuses a changed file
+                _LIVE_LOCKS.add(self.path)
+                return self
             except BaseException:
                 os.close(fd)
                 raise

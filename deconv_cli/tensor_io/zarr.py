@@ -171,7 +171,7 @@ def check_name(ref: Ref) -> None:
                 raise TensorFileError(f"{where} exists but is not a Zarr array or group", "choose another name")
 
 
-def exists(ref: Ref) -> bool:
+def holds(ref: Ref) -> bool:
     """Whether the array OUT names is already there (for the root array: whether the store is)."""
     parts = _parts(ref)
     return os.path.lexists(os.path.join(ref.path, *parts)) if parts else os.path.lexists(ref.path)
