@@ -233,7 +233,8 @@ class Journal:
                 self._fd = None
                 raise DeconvError(f"another deconv batch is running with the journal {self.path}",
                                   "wait for it to finish (then --resume), or give this run its own --shard or --journal") from None
-        if self._contents()[-1:] not in (b"", b"\n"):  # a crash cut the last line short: end it, or the next record joins it
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":  # a crash cut the last line short: end it, or the next record joins it
             self._append(b"\n")
 
     def write(self, records: list[dict]) -> None:
