@@ -296,7 +296,8 @@ class _Target:
         if self._lock is not None:
             self._lock.__enter__()
         try:
-            check_writable(ref, force=force)
+            if self._lock is not None:  # again, under the lock: another run may have taken the name meanwhile
+                check_writable(ref, force=force)
             check_space(ref, size)
             self.base, self._expect = _base(ref, force)
             if chunks and getattr(self.module, "CHUNKED", False):
