@@ -19,10 +19,14 @@ modification time of every file it read, when it finished). ``--resume`` skips e
 ``done``/``ok`` line of the same key (same fields after defaults and paths) whose inputs are unchanged and
 whose output is still there; it may replace an output that a ``start`` line shows this manifest wrote
 (its modification time is later than the start), so a job killed after writing is simply run again.
+A journal line that cannot be read (torn by a crash, not UTF-8) is skipped with a warning naming it, and its
+job runs again. A run holds its journal (a lock that dies with the process): a second ``deconv batch`` with
+the same journal is refused instead of running every job a second time.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -189,41 +193,81 @@ class Journal:
 
     def __init__(self, path: str):
         self.path = path
-        self._file = None
+        self._fd: int | None = None
+        self._created = False
         self._syncer: threading.Thread | None = None
         self._dirty = threading.Event()
         self._closing = threading.Event()
         self.syncs = 0
 
-    def read(self, pattern: str | None = None) -> list[dict]:
-        """Every readable line of this journal (and of the others matching ``pattern``: all shards)."""
+    def read(self, pattern: str | None = None, warn: Callable[[str], None] = lambda line: None) -> list[dict]:
+        """Every readable line of this journal (and of the others matching ``pattern``: all shards). A line that
+        cannot be read (cut short by a crash, bytes that are not UTF-8, not a record) is skipped with one warning
+        naming it; its job then runs again."""
         records = []
         for path in sorted(set([self.path, *(glob.glob(glob.escape(pattern) + "*") if pattern else [])])):
             try:
-                with open(path, encoding="utf-8") as f:
-                    for text in f:
-                        try:
-                            records.append(json.loads(text))
-                        except json.JSONDecodeError:
-                            continue  # a line cut short by a crash
+                data = self._contents() if path == self.path and self._fd is not None else _contents(path)
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 raise DeconvError(f"cannot read the journal {path}: {exc.strerror or exc}", "check its permissions") from None
+            for number, line in enumerate(data.split(b"\n"), start=1):
+                record = _record(line)
+                if record is None:
+                    warn(f"journal {path}, line {number} cannot be read (skipped): its job runs again")
+                elif record:
+                    records.append(record)
         return records
 
+    def lock(self) -> None:
+        """Hold this journal for this run: a second ``deconv batch`` with the same journal (the same manifest and
+        shard) is refused rather than running every job a second time beside this one. A POSIX record lock: it
+        goes with this process however it ends, and forked workers do not inherit it. Closing any other
+        descriptor of this file would drop it, so this journal is read through the locked one (``_contents``)."""
+        import fcntl
+
+        if self._fd is None:
+            self._fd = self._open()
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):  # else a file system without locks: run unguarded
+                os.close(self._fd)
+                self._fd = None
+                raise DeconvError(f"another deconv batch is running with the journal {self.path}",
+                                  "wait for it to finish (then --resume), or give this run its own --shard or --journal") from None
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":  # a crash cut the last line short: end it, or the next record joins it
+            self._append(b"\n")
+
     def write(self, records: list[dict]) -> None:
-        if self._file is None:
-            try:
-                self._file = open(self.path, "a", encoding="utf-8")
-            except OSError as exc:
-                raise DeconvError(f"cannot write the journal {self.path}: {exc.strerror or exc}", "pass --journal PATH in a writable folder") from None
-        self._file.write("".join(json.dumps(r) + "\n" for r in records))
-        self._file.flush()  # in the kernel now: a killed run loses nothing
+        if self._fd is None:
+            self._fd = self._open()
+        self._append("".join(json.dumps(r) + "\n" for r in records).encode())
         if self._syncer is None:
             self._syncer = threading.Thread(target=self._sync, name="deconv-journal", daemon=True)
             self._syncer.start()
         self._dirty.set()
+
+    def _append(self, data: bytes) -> None:
+        """Whole lines in one system call (O_APPEND), in the kernel once written: a killed run loses nothing."""
+        while data:
+            data = data[os.write(self._fd, data):]
+
+    def _open(self) -> int:
+        self._created = not os.path.lexists(self.path)
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise DeconvError(f"cannot write the journal {self.path}: {exc.strerror or exc}", "pass --journal PATH in a writable folder") from None
+
+    def _contents(self) -> bytes:
+        chunks, offset = [], 0
+        while chunk := os.pread(self._fd, 1 << 20, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
 
     def _sync(self) -> None:
         """fsync beside the run, at most once per ``SYNC_INTERVAL_S``: what was written is on disk soon after."""
@@ -232,22 +276,45 @@ class Journal:
             if self._closing.is_set():
                 return
             self._dirty.clear()
-            os.fsync(self._file.fileno())
+            os.fsync(self._fd)
             self.syncs += 1
             if self._closing.wait(SYNC_INTERVAL_S):
                 return
 
     def close(self) -> None:
-        if self._file is not None:
+        if self._fd is not None:
             if self._syncer is not None:
                 self._closing.set()
                 self._dirty.set()
                 self._syncer.join()
                 self._syncer = None
-            os.fsync(self._file.fileno())
+            os.fsync(self._fd)
             self.syncs += 1
-            self._file.close()
-            self._file = None
+            if self._created and os.fstat(self._fd).st_size == 0:  # nothing ran (the cluster was unreachable...)
+                os.unlink(self.path)  # while still locked: no other run can have written to it
+            os.close(self._fd)
+            self._fd = None
+
+
+def _contents(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _record(data: bytes) -> dict | None:
+    """One journal line: the record, {} for a blank line, None for one that cannot be read."""
+    if not data.strip():
+        return {}
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or record.get("event") not in ("start", "done") or not isinstance(record.get("key"), str):
+        return None
+    if record["event"] == "start" and (not isinstance(record.get("t"), int | float)
+                                       or not isinstance(record.get("output"), str | None)):
+        return None
+    return record
 
 
 def _stats(entry: Entry) -> dict[str, list]:
@@ -363,10 +430,15 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
     if settings.dry_run:
         return dry_run(entries, emit, log)
     journal = Journal(journal_path(source, settings))
+    journal.lock()
     skip, replaceable = {}, set()
     if settings.resume:
         pattern = None if settings.journal else os.path.abspath("deconv-stdin.jsonl" if source == "-" else source) + ".journal"
-        skip, replaceable = _resume_plan(entries, journal.read(pattern))
+        try:
+            skip, replaceable = _resume_plan(entries, journal.read(pattern, warn=lambda line: log(f"Warning: {line}")))
+        except BaseException:
+            journal.close()
+            raise
     summary = Summary()
 
     def finish(record: dict) -> None:
@@ -384,7 +456,8 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
         entry, stats = pending.pop(done.task)
         record = done.value if done.error is None else {
             "id": entry.id, "line": entry.line, "status": "failed", "output": entry.raw_output,
-            "error": f"internal error: {done.error.__class__.__name__}: {done.error}",
+            "error": str(done.error) if isinstance(done.error, DeconvError)
+            else f"internal error: {done.error.__class__.__name__}: {done.error}",
         }
         if "error" in record:
             record["error"] = as_written(record["error"], entry)
@@ -424,6 +497,7 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
         summary.interrupted = True
     finally:
         journal.close()
+        _sweep(todo)
     summary.not_run = len(pending)
     if summary.stopped and pending and not summary.interrupted:
         log(f"--fail-fast: {len(pending)} jobs not run")
@@ -436,6 +510,15 @@ def as_written(text: str, entry: Entry) -> str:
     for resolved, written in sorted(entry.written, key=lambda pair: -len(pair[0])):
         text = text.replace(resolved, written)
     return text
+
+
+def _sweep(entries: list[Entry]) -> None:
+    """Remove what workers killed mid-write left in the output folders (their temporary files): a job that ran
+    again elsewhere may have written its output through a worker that had swept that folder already."""
+    from ..tensor_io import remove_stale_temps
+
+    for folder in sorted({os.path.dirname(manifest.file_of(e.output)) for e in entries if e.output is not None}):
+        remove_stale_temps(folder)
 
 
 def _mismatch_text(record: dict) -> str:

@@ -251,35 +251,56 @@ class _RecordingContext:
         return getattr(self._context, name)
 
 
+class WorkerDied(DeconvError):
+    """A task's worker process died under it (killed by a signal, or by the system for memory) twice."""
+
+
 class ProcessExecutor(Executor):
     """A pool of ``jobs`` local worker processes, each with ``threads`` engine threads.
 
     Tasks wait here and go to the pool a few at a time (twice the workers), so cancelling is dropping
-    the ones still here: the pool never holds a cancelled future. The workers exit when the thread that
-    made this executor ends (Linux's parent-death signal follows the thread): use it from one thread.
+    the ones still here: the pool never holds a cancelled future. A worker that dies (SIGKILL, the
+    out-of-memory killer) breaks the whole pool, and every task running in it comes back broken: a new
+    pool starts and those tasks run once more; a task whose worker dies a second time comes back as
+    ``WorkerDied``. Such a second try runs alone, so a task that kills its worker every time takes no
+    other task with it. The workers exit when the thread
+    that made this executor ends (Linux's parent-death signal follows the thread): use it from one thread.
     """
 
     kind = "processes"
 
     def __init__(self, jobs: int | None = None):
-        import multiprocessing
         import queue
         from collections import deque
-        from concurrent.futures import ProcessPoolExecutor
 
         self.workers, self.threads = split_threads(jobs)
-        # fork is the quickest start; it is only safe while this process runs a single thread
-        method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        self._context = _RecordingContext(multiprocessing.get_context(method))
-        self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=self._context, initializer=_init_worker, initargs=(self.threads, os.getpid()),
-        )
-        self._pool.submit(int)  # starts every worker now, while this process may still fork safely
+        self._pool = self._start()
         self._waiting: deque = deque()
-        self._running: dict = {}  # future -> task
+        self._running: dict = {}  # future -> (task, fn, args, the pool it went to)
+        self._strikes: dict[int, int] = {}  # task -> how many times its worker died under it
+        self._alone = False  # whether the task running now is one whose worker died (nothing runs beside it)
         self._lost: list[Done] = []
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # futures, as they finish
         self._count = 0
+
+    def _start(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork is the quickest start; it is only safe while this process runs a single thread
+        method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._context = _RecordingContext(multiprocessing.get_context(method))
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=self._context, initializer=_init_worker, initargs=(self.threads, os.getpid()),
+        )
+        pool.submit(int)  # starts every worker now, while this process may still fork safely
+        return pool
+
+    def _restart(self, broken) -> None:
+        """A new pool in place of ``broken`` (once per break: the tasks that come back broken share it)."""
+        if self._pool is broken:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start()
 
     def submit(self, fn: Callable, *args) -> int:
         self._waiting.append((self._count, fn, args))
@@ -288,25 +309,50 @@ class ProcessExecutor(Executor):
         return self._count - 1
 
     def _feed(self) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
         while self._waiting and len(self._running) < 2 * self.workers:
+            if self._running and (self._strikes.get(self._waiting[0][0]) or self._alone):
+                return  # a task whose worker died runs alone: if it kills this one too, it takes no other along
             task, fn, args = self._waiting.popleft()
+            self._alone = bool(self._strikes.get(task))
             try:
                 future = self._pool.submit(_call, fn, args)
-            except RuntimeError as error:  # BrokenProcessPool: a worker died (killed, out of memory)
+            except BrokenProcessPool:  # a worker died since the last task came back: the others will say which
+                self._restart(self._pool)
+                future = self._pool.submit(_call, fn, args)
+            except RuntimeError as error:  # shut down (a second Ctrl-C)
                 self._lost.append(Done(task, error=error))
                 continue
-            self._running[future] = task
+            self._running[future] = (task, fn, args, self._pool)
             future.add_done_callback(self._finished.put)
 
     def completed(self) -> Iterator[Done]:
-        while self._running or self._lost:
+        from concurrent.futures.process import BrokenProcessPool
+
+        while self._running or self._lost or self._waiting:
             if self._lost:
                 yield self._lost.pop(0)
                 continue
+            if not self._running:
+                self._feed()
+                continue
             future = self._finished.get()
-            task = self._running.pop(future)
-            self._feed()
+            task, fn, args, pool = self._running.pop(future)
             error = future.exception()
+            if isinstance(error, BrokenProcessPool):
+                self._restart(pool)
+                self._strikes[task] = self._strikes.get(task, 0) + 1
+                if self._strikes[task] < 2:
+                    self._waiting.appendleft((task, fn, args))  # run it once more, in the new pool
+                    self._feed()
+                    continue
+                error = WorkerDied("its worker process died twice (killed by a signal, or out of memory)",
+                                   "run it alone, with fewer jobs at once (--jobs) or a lower DECONV_MEMORY_BUDGET")
+                self._feed()
+                yield Done(task, error=error)
+                continue
+            self._feed()
             yield Done(task, None if error else future.result(), error)
 
     def cancel(self) -> None:
@@ -353,7 +399,27 @@ def _dask_call(fn: Callable, args: tuple):
     return fn(*args)
 
 
-CONNECT_TIMEOUT_S = 10.0  # how long a Dask scheduler may take to answer before the run fails
+CONNECT_TIMEOUT_S = 6.0  # how long a Dask scheduler may take to answer before the run fails
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail at once (OSError) where nothing listens at a TCP scheduler address (the Dask client would retry for
+    its whole timeout first), and within ``timeout`` (TimeoutError) where something listens but says nothing
+    (the client would wait forever): a Dask scheduler speaks first, its handshake. Other protocols are left
+    to the client."""
+    import socket
+
+    from distributed.comm import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme != "tcp":
+        return
+    with socket.create_connection(parse_host_port(location, default_port=8786), timeout=timeout) as probe:
+        try:
+            if not probe.recv(1):
+                raise ConnectionResetError("closed without a word")
+        except TimeoutError:
+            raise TimeoutError(f"nothing answered within {timeout:g} s") from None
 
 
 class DaskExecutor(Executor):
@@ -370,11 +436,13 @@ class DaskExecutor(Executor):
             ) from None
         self._distributed = distributed
         try:
-            self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S if timeout is None else timeout,
-                                              set_as_default=False)
+            timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
+            _probe(address, timeout / 2)
+            self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
+            kind = "OSError" if isinstance(exc, OSError) and not isinstance(exc, TimeoutError) else exc.__class__.__name__
             raise DeconvError(
-                f"cannot reach the Dask scheduler at {address} ({exc.__class__.__name__})",
+                f"cannot reach the Dask scheduler at {address} ({kind})",
                 "start one with `dask scheduler` and `dask worker ADDRESS`, or check the address",
             ) from None
         self.workers = max(1, sum(self._client.nthreads().values()))

@@ -1,9 +1,10 @@
 """Batch manifests: read a whole JSONL or CSV manifest, merge the command-line defaults, check it all.
 
 One job per JSONL line (a JSON object; blank lines allowed) or per CSV row (a header row names the
-columns). Fields: ``input``, ``weight`` (required), ``output`` (required unless ``expect``), ``bias``,
-``style``, ``set``, ``quirks``, ``expect``, ``atol``, ``rtol``, ``id`` (default: the line number), ``layer``
-(``MODEL.onnx#NODE``: a model's layer in place of weight, bias, style and set, which it excludes).
+columns), UTF-8 with or without a byte-order mark (a spreadsheet's "CSV UTF-8"), CRLF or LF line ends.
+Fields: ``input``, ``weight`` (required), ``output`` (required unless ``expect``), ``bias``, ``style``, ``set``,
+``quirks``, ``expect``, ``atol``, ``rtol``, ``id`` (default: the line number), ``layer`` (``MODEL.onnx#NODE``:
+a model's layer in place of weight, bias, style and set, which it excludes).
 ``set`` is a JSON object (lists stand for tuples) or a list of ``"KEY=VALUE"`` strings; in CSV,
 space-separated ``KEY=VALUE`` items (shell quoting allowed). The command line's ``--style/--set/--quirks``
 are defaults; a job's own fields override them, ``set`` key by key. Relative paths resolve against the
@@ -97,18 +98,20 @@ def _resolve(reference: str, folder: str) -> str:
 def read(source: str, defaults: Defaults = Defaults()) -> list[Entry]:
     """Every job of the manifest at ``source`` (a path, or ``-`` for JSONL on stdin), checked as a whole."""
     if source == "-":
-        text, folder, kind = sys.stdin.read(), os.getcwd(), ".jsonl"
+        stream = getattr(sys.stdin, "buffer", None)
+        text = sys.stdin.read().lstrip("\ufeff") if stream is None else _decode(stream.read(), "stdin")
+        folder, kind = os.getcwd(), ".jsonl"
     else:
         kind = os.path.splitext(source)[1].lower()
         if kind not in (".jsonl", ".ndjson", ".csv"):
             raise ConfigError(f"manifest {source} is neither .jsonl nor .csv", "name it jobs.jsonl or jobs.csv (or pass - for JSONL on stdin)")
         try:
-            with open(source, encoding="utf-8", newline="") as f:
-                text = f.read()
+            with open(source, "rb") as f:
+                text = _decode(f.read(), source)
         except FileNotFoundError:
             raise ConfigError(f"manifest {source}: no such file", "check the path") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read manifest {source}: {exc}", "give a UTF-8 text file") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read manifest {source}: {exc.strerror or exc}", "check the path and its permissions") from None
         folder = os.path.dirname(os.path.abspath(source))
     rows = _csv_rows(text) if kind == ".csv" else _jsonl_rows(text)
     entries = [_entry(line, fields, defaults, folder) for line, fields in rows]
@@ -118,14 +121,45 @@ def read(source: str, defaults: Defaults = Defaults()) -> list[Entry]:
     return entries
 
 
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text with an optional byte-order mark (what spreadsheets write for "CSV UTF-8"); CRLF or LF."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"manifest {source}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x})",
+                          "save the manifest as UTF-8") from None
+
+
+MAX_DEPTH = 16  # a manifest's values nest 3 deep ("set": {"stride": [2, 2]}); deeper is a mistake or an attack
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in ``value``, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _jsonl_rows(text: str):
-    for line, content in enumerate(text.splitlines(), start=1):
+    for line, content in enumerate(text.split("\n"), start=1):  # not splitlines: JSON strings may hold U+2028
+        content = content.removesuffix("\r")
         if not content.strip():
             continue
+        too_deep = ConfigError(f"line {line}: JSON nested more than {MAX_DEPTH} levels deep",
+                               'write one flat object per line, e.g. {"input": "x.npy", "weight": "w.npy", "output": "y.npy"}')
         try:
             fields = json.loads(content)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"line {line}: not valid JSON ({exc.msg} at column {exc.colno})", "write one JSON object per line") from None
+        except RecursionError:
+            raise too_deep from None
+        if _depth(fields) > MAX_DEPTH:
+            raise too_deep
         if not isinstance(fields, dict):
             raise ConfigError(f"line {line}: expected a JSON object, got {type(fields).__name__}", 'write e.g. {"input": "x.npy", "weight": "w.npy", "output": "y.npy"}')
         yield line, fields

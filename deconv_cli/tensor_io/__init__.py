@@ -32,10 +32,12 @@ from ._common import (
     BadReference,
     Ref,
     commit,
+    container_lock,
     discard,
     human,
     parse_ref,
     read_failed,
+    remove_stale_temps,
     removing_temps_on_signals,
     snapshot,
     temp_file,
@@ -44,7 +46,8 @@ from ._common import (
 
 __all__ = [
     "EXTENSIONS", "REFERENCES", "STREAMING", "WINDOWED", "ArrayInfo", "BadReference", "Ref", "StreamWriter",
-    "can_stream", "check_writable", "describe", "formats_help", "load", "open_slices", "parse_ref", "peek",
+    "can_stream", "check_writable", "container_lock", "describe", "formats_help", "load", "open_slices", "parse_ref",
+    "peek", "remove_stale_temps",
     "removing_temps_on_signals", "save",
 ]
 
@@ -232,11 +235,14 @@ def check_writable(ref: Ref, *, force: bool) -> None:
     if st is not None and not stat.S_ISREG(st.st_mode) and not (store and stat.S_ISDIR(st.st_mode)):
         raise TensorFileError(f"output {ref.path} is not a regular file", "choose another --output")
     if st is not None and not force:
-        if not getattr(module, "CONTAINER", False):
+        if not getattr(module, "CONTAINER", False) or (hasattr(module, "holds") and ref.key is None and module.holds(ref)):
             raise TensorFileError(f"output {ref.path} already exists", "pass --force to replace it")
         member = ref.key or "output"
-        names = [i.name.strip("/") for i in describe(Ref(ref.path))]
-        if member.strip("/") in names:
+        if hasattr(module, "holds"):  # a store of folders: the array's own folder says it
+            taken = module.holds(ref)
+        else:
+            taken = member.strip("/") in [i.name.strip("/") for i in describe(Ref(ref.path))]
+        if taken:
             raise TensorFileError(f"{ref.path} already holds an array '{member}'", "pass --force to replace it")
     if not os.path.isdir(folder):
         raise TensorFileError(f"output folder {folder} does not exist", "create it first")
@@ -272,8 +278,13 @@ def check_space(ref: Ref, size: int) -> None:
 def _base(ref: Ref, force: bool) -> tuple[dict, object]:
     """For a container that exists: the file whose other arrays the new one keeps (as ``base=``),
     and its stat, which must not change before the commit. With --force, a file that is not a
-    readable container is replaced whole."""
-    if not getattr(format_of(ref), "CONTAINER", False) or not os.path.isfile(ref.path):
+    readable container is replaced whole. A Zarr store is not copied: it is only ``base=`` (its format)."""
+    module = format_of(ref)
+    if not getattr(module, "CONTAINER", False):
+        return {}, None
+    if hasattr(module, "holds"):
+        return ({"base": ref.path} if os.path.isdir(ref.path) else {}), None
+    if not os.path.isfile(ref.path):
         return {}, None
     try:
         describe(Ref(ref.path))
@@ -284,48 +295,83 @@ def _base(ref: Ref, force: bool) -> tuple[dict, object]:
     return {"base": ref.path}, snapshot(ref.path)
 
 
+class _Target:
+    """One write of OUT, from the checks to the commit: the container's lock (held throughout, so that the
+    checks, the copy of the other arrays and the commit see no other deconv run's write in between), the
+    checks again under it, the temporary file, and the commit. ``close`` removes what was not committed and
+    releases the lock, on every path."""
+
+    def __init__(self, ref: Ref, size: int, *, force: bool, chunks=None):
+        self.ref, self.force, self.tmp, self.committed = ref, force, None, False
+        self.module = format_of(ref)
+        self._lock = container_lock(ref.path) if getattr(self.module, "CONTAINER", False) else None
+        if self._lock is not None:
+            self._lock.__enter__()
+        try:
+            if self._lock is not None:  # again, under the lock: another run may have taken the name meanwhile
+                check_writable(ref, force=force)
+            check_space(ref, size)
+            self.base, self._expect = _base(ref, force)
+            if chunks and getattr(self.module, "CHUNKED", False):
+                self.base["chunks"] = chunks
+            self.tmp = temp_file(ref)
+        except BaseException:
+            self.close()
+            raise
+
+    def commit(self) -> None:
+        if hasattr(self.module, "commit"):
+            self.module.commit(self.tmp, self.ref, replace=self.force)
+        else:
+            commit(self.tmp, self.ref, replace=self.force, expect=self._expect)
+        self.committed = True
+
+    def close(self) -> None:
+        try:
+            if not self.committed:
+                discard(self.tmp)
+        finally:
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.__exit__(None, None, None)
+
+
 def save(ref: Ref, array, *, force: bool, chunks=None) -> None:
     """Write atomically: a temporary file in the target folder, then into place. Never partial,
-    never clobbered without --force; a .npz/.h5 keeps its other arrays. ``chunks``: the chunk shape
-    for a chunked format (Zarr), the one a streamed write of the same job would use."""
+    never clobbered without --force; a container (.npz, .h5, .zarr) keeps its other arrays. ``chunks``: the
+    chunk shape for a chunked format (Zarr), the one a streamed write of the same job would use."""
     array = _native(array)
     check_writable(ref, force=force)
     if ref.path == "-":
         format_of(ref).write(ref, None, array)
         return
-    check_space(ref, array.nbytes)
-    tmp = None
+    target = None
     try:
-        base, expect = _base(ref, force)
-        tmp = temp_file(ref)
-        module = format_of(ref)
-        if chunks and getattr(module, "CHUNKED", False):
-            base["chunks"] = chunks
-        module.write(ref, tmp, array, **base)
-        commit(tmp, ref, replace=force, expect=expect)
+        target = _Target(ref, array.nbytes, force=force, chunks=chunks)
+        target.module.write(ref, target.tmp, array, **target.base)
+        target.commit()
     except (OSError, RuntimeError, ValueError, TypeError) as exc:  # what h5py and zipfile raise on write
         raise write_failed(ref.path, exc) from None
     finally:
-        discard(tmp)
+        if target is not None:
+            target.close()
 
 
 class StreamWriter:
     """Write an output one window after another into a temporary file; ``commit`` puts it in place.
-    As a context manager, leaving without ``commit`` removes the temporary file."""
+    As a context manager, leaving without ``commit`` removes the temporary file. A container stays locked
+    from here to the commit (see ``_Target``). ``tmp``: the temporary file (or store)."""
 
     def __init__(self, ref: Ref, shape, dtype, *, force: bool, chunks=None):
         import numpy as np
 
         check_writable(ref, force=force)
-        check_space(ref, math.prod(shape) * np.dtype(dtype).itemsize)
-        self.ref, self.force, self._writer, self._done, self.tmp = ref, force, None, False, None
+        self.ref, self._writer, self._target, self.tmp = ref, None, None, None
         try:
-            base, self._expect = _base(ref, force)
-            self.tmp = temp_file(ref)
-            module = format_of(ref)
-            if chunks and getattr(module, "CHUNKED", False):
-                base["chunks"] = chunks
-            self._writer = module.open_writer(ref, self.tmp, shape, np.dtype(dtype).newbyteorder("="), **base)
+            self._target = _Target(ref, math.prod(shape) * np.dtype(dtype).itemsize, force=force, chunks=chunks)
+            self.tmp = self._target.tmp
+            self._writer = self._target.module.open_writer(ref, self.tmp, shape, np.dtype(dtype).newbyteorder("="),
+                                                           **self._target.base)
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
             self.__exit__()
             raise write_failed(ref.path, exc) from None
@@ -342,10 +388,10 @@ class StreamWriter:
     def commit(self) -> None:
         try:
             self._close()
-            commit(self.tmp, self.ref, replace=self.force, expect=self._expect)
+            self._target.commit()
         except (OSError, RuntimeError) as exc:
             raise write_failed(self.ref.path, exc) from None
-        self._done = True
+        self._target.close()
 
     def _close(self) -> None:
         writer, self._writer = self._writer, None
@@ -361,5 +407,5 @@ class StreamWriter:
         except (OSError, RuntimeError):
             pass
         finally:
-            if not self._done:
-                discard(self.tmp)
+            if self._target is not None:
+                self._target.close()

@@ -13,16 +13,26 @@ A format module (npy.py, npz.py, h5.py, stdio.py) implements, at module level:
     check_name(ref)                           (CONTAINER) refuse an output name that means nothing
 
 A CONTAINER's open_writer and write take ``base=``: the existing file whose other arrays the
-temporary file must keep. Writers only ever write the temporary file (a temporary folder for a Zarr
-store); ``commit`` puts it in place. Arrays may come back in any byte order and memory order; the package
-makes them native C order.
+temporary file must keep (for a Zarr store: the store, whose format the new array follows). Writers only
+ever write the temporary file (a temporary folder for a Zarr store); ``commit`` puts it in place, or the
+module's own ``commit(tmp, ref, replace=...)`` where it has one (a Zarr store moves one array folder in).
+Arrays may come back in any byte order and memory order; the package makes them native C order.
+
+Adding a container format (e.g. a .safetensors writer): set CONTAINER = True and give the module
+``check_name(ref)`` and ``write(ref, tmp, array, base=None)`` (which copies ``base``'s other arrays into
+``tmp``); ``tensor_io.save`` then does the rest for it: the lock beside the container (``container_lock``,
+held from the check that the name is free to the commit, so two runs adding different arrays at once both
+keep theirs), the copy, and the atomic commit that refuses a container changed meanwhile by another program.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
+import re
+import time
 from dataclasses import dataclass
 
 from ..core.errors import TensorFileError
@@ -222,11 +232,15 @@ def temp_file(ref: Ref) -> str:
 
 
 _SWEPT: set[str] = set()  # folders this process has already swept: a batch writes many outputs into one
+_LEGACY = re.compile(r"\.deconv-[a-z0-9_]{8}(\.npy|\.npz|\.h5|\.hdf5|\.zarr)")  # tempfile.mkstemp's, before the pid
+LEGACY_STALE_S = 24 * 3600  # a legacy name carries no pid: only one untouched for a day is surely dead
 
 
 def remove_stale_temps(folder: str) -> None:
-    """Remove temporary files that runs killed on this host left behind (their pid is dead). Once per
-    folder and process: a scan per output made a batch of n outputs into one folder O(n^2)."""
+    """Remove the temporary files that killed runs of deconv left in ``folder``: only this user's, only ours
+    by name, only stale ones (the pid in the name is dead on this host, or was reused by a process started
+    after the file was last written; a name from older versions, which carried no pid, untouched for a day).
+    Once per folder and process: a scan per output made a batch of n outputs into one folder O(n^2)."""
     if folder in _SWEPT:
         return
     _SWEPT.add(folder)
@@ -236,27 +250,57 @@ def remove_stale_temps(folder: str) -> None:
         return
     host = _host_tag()
     for entry in entries:
-        parts = entry.name[len(TEMP_PREFIX):].split("-") if entry.name.startswith(TEMP_PREFIX) else []
-        if len(parts) != 3 or parts[1] != host or not parts[0].isdigit():
-            continue
         try:
-            os.kill(int(parts[0]), 0)
-            continue  # alive (or a reused pid): leave it
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OverflowError):
-            continue
-        try:
-            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+            if not entry.name.startswith(".deconv-") or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
                 continue
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-            elif entry.is_dir(follow_symlinks=False) and entry.name.endswith(".zarr"):
-                import shutil
-
-                shutil.rmtree(entry.path)
+            if _stale(entry, host):
+                _remove(entry)
         except OSError:
             pass
+
+
+def _stale(entry: os.DirEntry, host: str) -> bool:
+    mtime = entry.stat(follow_symlinks=False).st_mtime
+    if _LEGACY.fullmatch(entry.name):
+        return time.time() - mtime > LEGACY_STALE_S
+    parts = entry.name[len(TEMP_PREFIX):].split("-") if entry.name.startswith(TEMP_PREFIX) else []
+    if len(parts) != 3 or parts[1] != host or not parts[0].isdigit():
+        return False  # not ours, or another host's (its pids mean nothing here)
+    started = _process_start(int(parts[0]))
+    return started is None or started > mtime + 1  # dead, or the pid now names a younger process
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch); None when there is none (or a zombie); +inf where the
+    system cannot tell (then it counts as alive: a temporary file is never removed on a guess)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except (PermissionError, OverflowError):
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # from field 3: after the name, which may hold spaces
+        if fields[0] in (b"Z", b"X"):
+            return None  # exited, not yet reaped by its parent: it writes nothing more
+        ticks = int(fields[19])  # field 22, the start time
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except FileNotFoundError:
+        return None  # exited meanwhile
+    except (OSError, ValueError, IndexError, StopIteration):
+        return math.inf
+
+
+def _remove(entry: os.DirEntry) -> None:
+    if entry.is_dir(follow_symlinks=False):
+        import shutil
+
+        shutil.rmtree(entry.path)
+    else:
+        os.unlink(entry.path)
 
 
 def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
@@ -296,12 +340,11 @@ def commit(tmp: str, ref: Ref, *, replace: bool, expect=None) -> None:
 
 
 _RENAMEAT2 = []  # [the libc function, or None where there is none]
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 
 
-def _rename_noreplace(src: str, dst: str) -> bool:
-    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError), in one step; False where the system or
-    the file system cannot (then the caller links and unlinks). One system call where the claim by link took
-    two, and no temporary name left to unlink."""
+def _renameat2(src: str, dst: str, flags: int) -> bool:
+    """One renameat2 call; False where the system or the file system cannot (the caller then falls back)."""
     import ctypes
     import errno
 
@@ -313,8 +356,8 @@ def _rename_noreplace(src: str, dst: str) -> bool:
     function = _RENAMEAT2[0]
     if function is None:
         return False
-    at_fdcwd, rename_noreplace = -100, 1
-    if function(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_noreplace) == 0:
+    at_fdcwd = -100
+    if function(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), flags) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # old kernel, or this file system
@@ -322,19 +365,97 @@ def _rename_noreplace(src: str, dst: str) -> bool:
     raise OSError(code, os.strerror(code), dst)
 
 
-def _commit_folder(tmp: str, ref: Ref, *, replace: bool) -> None:
-    """A Zarr store: a folder cannot replace a folder in one step, so an old OUT moves aside first (and
-    is removed after); without ``replace`` an existing OUT is an error."""
-    old = None
-    if os.path.lexists(ref.path):
-        if not replace:
-            raise exists(ref)
-        old = f"{tmp}.old"
-        os.rename(ref.path, old)
-        _LIVE.add(old)
-    os.rename(tmp, ref.path)
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError), in one step; False where the system or
+    the file system cannot (then the caller links and unlinks). One system call where the claim by link took
+    two, and no temporary name left to unlink."""
+    return _renameat2(src, dst, _RENAME_NOREPLACE)
+
+
+def move_folder(tmp: str, dst: str, *, replace: bool, aside: str) -> None:
+    """Put the folder ``tmp`` at ``dst``. Without ``replace``, ``dst`` must not exist (FileExistsError) and is
+    claimed in one step. With it, an existing ``dst`` is swapped with ``tmp`` in one step (renameat2
+    RENAME_EXCHANGE), so a reader or a kill sees the old folder or the new one, never none; the old one,
+    now at ``tmp``, is then removed. Where the file system cannot swap, the old folder moves to ``aside``
+    first (a temporary name, removed after, or by the next run if this one is killed)."""
+    import shutil
+
+    if not replace or not os.path.lexists(dst):
+        if not _rename_noreplace(tmp, dst):
+            if os.path.lexists(dst):
+                raise FileExistsError(dst)
+            os.rename(tmp, dst)
+        _LIVE.discard(tmp)
+        return
+    if _renameat2(tmp, dst, _RENAME_EXCHANGE):
+        shutil.rmtree(tmp, ignore_errors=True)
+        _LIVE.discard(tmp)
+        return
+    _LIVE.add(aside)
+    os.rename(dst, aside)
+    os.rename(tmp, dst)
     _LIVE.discard(tmp)
-    discard(old)
+    discard(aside)
+
+
+def _commit_folder(tmp: str, ref: Ref, *, replace: bool) -> None:
+    """A whole Zarr store (its root array): see ``move_folder``."""
+    try:
+        move_folder(tmp, ref.path, replace=replace, aside=f"{tmp}.old")
+    except FileExistsError:
+        raise exists(ref) from None
+
+
+class container_lock:
+    """An exclusive lock on a container (a .npz/.h5 file, a Zarr store) among deconv runs, from the check
+    that an array name is free to the commit: two runs adding different arrays at once both keep theirs
+    (the second waits, then copies the first's result). The lock is ``flock`` on a hidden file beside the
+    container (``.NAME.deconv-lock``), which the kernel releases however the process ends; the holder
+    removes the file on release, and a waiter that finds it replaced starts over."""
+
+    def __init__(self, path: str):
+        folder, name = os.path.split(os.path.abspath(path))
+        self.path = os.path.join(folder, f".{name}.deconv-lock")
+        self._fd: int | None = None
+
+    def __enter__(self):
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self._fd = fd
+                    _LIVE_LOCKS.add(self.path)
+                    return self
+            except FileNotFoundError:  # the holder removed it as we waited: take the next one
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+                    os.close(fd)
+                    raise
+                self._fd = fd  # a file system without locks: as before, the commit still refuses a changed file
+                _LIVE_LOCKS.add(self.path)
+                return self
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    def __exit__(self, *exc) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _LIVE_LOCKS.discard(self.path)
+        try:
+            os.unlink(self.path)  # while still held: a waiter then sees its file replaced and starts over
+        except OSError:
+            pass
+        os.close(fd)
+
+
+_LIVE_LOCKS: set[str] = set()  # lock files held by this process, removed by the signal handler too
 
 
 def snapshot(path: str):
@@ -392,6 +513,11 @@ def _on_signal(number, frame) -> None:
     for tmp in list(_LIVE):
         try:
             discard(tmp)
+        except OSError:
+            pass
+    for lock in list(_LIVE_LOCKS):  # held until os._exit closes them; a waiter then finds its file gone
+        try:
+            os.unlink(lock)
         except OSError:
             pass
     try:

@@ -11,6 +11,7 @@ from ._common import ArrayInfo, BadReference, Ref, missing, oneline
 
 STREAMS = True
 CONTAINER = True
+CHUNKED = True  # open_writer and write take chunks=: the tiles' chunks, so each tile writes whole chunks
 
 
 def _h5py():
@@ -133,7 +134,7 @@ def open_reader(ref: Ref, info: ArrayInfo) -> Reader:
 
 def _start(ref: Ref, tmp: str, base: str | None):
     """The temporary file, holding every other object of ``base`` (the existing file) if given."""
-    out = _h5py().File(tmp, "w")
+    out = _h5py().File(tmp, "w", rdcc_nbytes=0)  # no chunk cache: tiles write whole chunks, and a failed write leaves nothing to flush at exit
     key = _path(ref) or "/output"
     try:
         if base is not None:
@@ -154,11 +155,19 @@ def _start(ref: Ref, tmp: str, base: str | None):
     return out, key
 
 
+def _chunks(shape, chunks) -> tuple[int, ...] | None:
+    """HDF5 chunks no larger than the dataset (h5py refuses more), or None for a contiguous dataset (no
+    chunks asked, a 0-d or empty array)."""
+    if not chunks or not shape or 0 in shape or len(chunks) != len(shape):
+        return None
+    return tuple(max(1, min(int(c), int(n))) for c, n in zip(chunks, shape))
+
+
 class Writer:
-    def __init__(self, ref: Ref, tmp: str, shape, dtype, base: str | None = None):
+    def __init__(self, ref: Ref, tmp: str, shape, dtype, chunks=None, base: str | None = None):
         self._file, key = _start(ref, tmp, base)
         try:
-            self._data = self._file.create_dataset(key, shape=tuple(shape), dtype=dtype)
+            self._data = self._file.create_dataset(key, shape=tuple(shape), dtype=dtype, chunks=_chunks(shape, chunks))
         except BaseException:
             self._file.close()
             raise
@@ -170,11 +179,11 @@ class Writer:
         self._file.close()
 
 
-def open_writer(ref: Ref, tmp: str, shape, dtype, base: str | None = None) -> Writer:
-    return Writer(ref, tmp, shape, dtype, base)
+def open_writer(ref: Ref, tmp: str, shape, dtype, chunks=None, base: str | None = None) -> Writer:
+    return Writer(ref, tmp, shape, dtype, chunks, base)
 
 
-def write(ref: Ref, tmp: str, array, base: str | None = None) -> None:
+def write(ref: Ref, tmp: str, array, chunks=None, base: str | None = None) -> None:
     out, key = _start(ref, tmp, base)
     with out:
-        out.create_dataset(key, data=array)
+        out.create_dataset(key, data=array, chunks=_chunks(array.shape, chunks))

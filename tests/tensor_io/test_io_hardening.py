@@ -26,6 +26,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processes import hooked
 from reference import reference_deconv
 
 from deconv_cli import tensor_io
@@ -47,30 +48,6 @@ def deconv(*args, cwd, env=None, timeout=60, **kwargs) -> subprocess.CompletedPr
         kwargs["capture_output"] = True
     return subprocess.run([sys.executable, "-m", "deconv_cli", *map(str, args)], cwd=cwd, env={**os.environ, **(env or {})},
                           timeout=timeout, **kwargs)
-
-
-# A deconv process in which a call of MODULE.NAME (by default the engine) runs BODY first: to hold a
-# run at a known point (a signal, a race).
-HOOKED = """
-import importlib, os, sys, time
-module = importlib.import_module({module!r})
-real = getattr(module, {name!r})
-def hooked(*args, **kwargs):
-{body}
-    return real(*args, **kwargs)
-setattr(module, {name!r}, hooked)
-sys.argv = ["deconv", *{args!r}]
-from deconv_cli.cli import main
-main()
-"""
-
-
-def hooked(body: str, *args, cwd, env=None, target="deconv_cli.engines.numpy_engine.deconvolve", **kwargs) -> subprocess.Popen:
-    module, name = target.rsplit(".", 1)
-    code = HOOKED.format(body="\n".join("    " + line for line in body.strip().splitlines()), args=[str(a) for a in args],
-                         module=module, name=name)
-    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 30) -> None:
