@@ -142,6 +142,27 @@ def test_detect_cli_prints_lines_that_run_as_pasted(layer, tmp_path):
     assert "MATCH: all 4608 elements" in out.stderr
 
 
+def test_detect_prints_a_relayout_for_a_style_with_its_own_weight_layout(layer, tmp_path):
+    """Keras wants the kernel as (k..., filters, C_in): the match re-saves the weight in that layout, and the
+    printed lines run as pasted."""
+    np.save(tmp_path / "w.npy", layer[1])
+    result = CliRunner().invoke(cli, ["detect", "x.npy", "w.npy", "y.npy", "--bias", "b.npy", "--style", "keras",
+                                      "--top", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("1. weight as saved, max abs error ") and lines[1].endswith(": keras")
+    assert lines[2].endswith("np.save('w.keras.npy', np.ascontiguousarray(w.transpose((2, 3, 1, 0))))\"")
+    assert lines[3] == ("   deconv run x.npy w.keras.npy --bias b.npy --style keras --set strides=2 "
+                        "--set data_format=channels_first --set padding=same --expect y.npy")
+    script = "\n".join(line.strip() for line in lines[2:4])
+    venv = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=f"{venv}:{os.environ['PATH']}")
+    out = subprocess.run(["bash", "-e", "-c", script.replace("python -c", f"{sys.executable} -c")],
+                         env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "MATCH: all 4608 elements" in out.stderr
+
+
 def test_detect_json_every_style_and_quoting(layer, tmp_path):
     result = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "y.npy", "--bias", "b.npy", "--json"])
     assert result.exit_code == 0, result.output

@@ -295,3 +295,35 @@ def test_the_torch_snippet_where_torch_is_installed(args, tmp_path, monkeypatch)
     namespace: dict = {}
     exec(compile(code, "snippet.py", "exec"), namespace)
     np.testing.assert_allclose(namespace["y"], np.load(tmp_path / "y.npy"), rtol=1e-5, atol=1e-5)
+
+
+KERAS_CASES = [
+    ONNX_CASES[0],  # torch: channels-first data, Keras's 'same' cannot place PyTorch's crop: crop after
+    ONNX_CASES[1],  # dragon NHWC
+    ["--style", "torch", "--input-shape", "2,3,7", "--weight-shape", "3,2,3", "--bias-shape", "2",
+     "--set", "stride=2", "--set", "padding=1"],
+    ["--style", "keras", "--input-shape", "1,4,5,3", "--weight-shape", "2,3,4,3", "--bias-shape", "4",
+     "--set", "strides=(2,3)", "--set", "padding=same", "--set", "output_padding=(1,2)"],
+    ["--style", "keras", "--input-shape", "1,3,4,2,3", "--weight-shape", "2,2,2,3,3", "--set", "strides=2",
+     "--set", "data_format=channels_first"],
+]
+
+
+@pytest.mark.parametrize("args", KERAS_CASES, ids=["torch", "dragon-nhwc", "torch-1d-random", "keras-2d", "keras-3d-cf"])
+def test_the_keras_snippet_where_keras_is_installed(args, tmp_path, monkeypatch):
+    """The snippet runs Keras 3's Conv*DTranspose and gets what `deconv run` writes (skipped without keras)."""
+    pytest.importorskip("keras")
+    code = _snippet(args, "keras")
+    assert "keras.layers.Conv" in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "snippet.py", "exec"), namespace)
+    if "--input-shape" in args:  # random tensors: compare with the library on the snippet's own arrays
+        style = args[args.index("--style") + 1]
+        options = parse_set(args[i + 1] for i, a in enumerate(args) if a == "--set")
+        want = deconv_cli.deconvolve(namespace["x"], namespace["w"], namespace.get("b"), style=style, **options)
+    else:
+        assert invoke("run", *args, "-o", str(tmp_path / "y.npy"), "-q").exit_code == 0
+        want = np.load(tmp_path / "y.npy")
+    assert namespace["y"].shape == want.shape
+    np.testing.assert_allclose(namespace["y"], want, rtol=1e-5, atol=1e-5)

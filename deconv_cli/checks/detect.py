@@ -343,28 +343,47 @@ def _dim_gather(s, d, lo, k, o, n):
 
 
 def _spellings(config, reading, wc, refs, infos, input_shape, styles, error) -> list[Match]:
-    from ..conventions.plan import plan
-
     canonical_input = (input_shape[0], *input_shape[1:]) if len(input_shape) == config.rank + 2 else (1, *input_shape)
     weight_shape = infos["weight"].shape if reading == "as saved" else tuple(wc.shape)
-    bias_shape = infos["bias"].shape if "bias" in infos else None
     matches = []
     for style in styles:
         try:
             expression = conventions.get(style).express(config, canonical_input)
             if not expression.expressible:
                 continue
-            record = plan(style, expression.options, tuple(input_shape), weight_shape, bias_shape)
+            found = _spelled(style, expression, config, input_shape, weight_shape, infos)
+        except DeconvError:
+            continue
+        if found is None:
+            continue
+        items = tuple(f"{key}={_value(value)}" for key, value in expression.options.items())
+        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, refs, infos, found)))
+    return matches
+
+
+def _spelled(style, expression, config, input_shape, weight_shape, infos):
+    """How ``expression`` runs on the files: () with the weight as read, or the permutation that re-lays the
+    reading's canonical weight into the style's own layout (Keras's (k..., filters, C_in)); None: it does not."""
+    from ..conventions.plan import plan
+
+    bias_shape = infos["bias"].shape if "bias" in infos else None
+    want = (config.kernel, config.stride, config.dilation, config.crops, config.groups, False)
+    expected = tuple(infos["expected"].shape)
+    for shape in dict.fromkeys((tuple(weight_shape), tuple(expression.weight_shape))):
+        try:
+            record = plan(style, expression.options, tuple(input_shape), shape, bias_shape)
         except DeconvError:
             continue
         got = record.config
-        same = (got.kernel, got.stride, got.dilation, got.crops, got.groups, got.channels_last, got.weight_perm) == (
-            config.kernel, config.stride, config.dilation, config.crops, config.groups, False, None)
-        if not same or tuple(record.output_shape) != tuple(infos["expected"].shape):
+        if (got.kernel, got.stride, got.dilation, got.crops, got.groups, got.channels_last) != want:
             continue
-        items = tuple(f"{key}={_value(value)}" for key, value in expression.options.items())
-        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, refs, infos)))
-    return matches
+        if tuple(record.output_shape) != expected:
+            continue
+        if got.weight_perm is None and shape == tuple(weight_shape):
+            return ()
+        if got.weight_perm is not None and shape == tuple(expression.weight_shape):
+            return tuple(sorted(range(len(shape)), key=got.weight_perm.__getitem__))  # canonical -> the style's
+    return None
 
 
 def _value(value) -> str:
@@ -374,13 +393,18 @@ def _value(value) -> str:
     return repr(value).replace(" ", "")
 
 
-def _command(style, items, reading, config, refs, infos) -> str:
+def _command(style, items, reading, config, refs, infos, relayout=()) -> str:
     weight = str(refs["weight"])
     lines = []
-    if reading != "as saved":
+    if reading != "as saved" or relayout:
         stem = refs["weight"].path.rsplit(".", 1)[0]
-        weight = f"{stem}.{reading.replace(' + ', '-').replace(' in/out', '').replace(' ', '-')}.npy"
+        name = reading.replace(" + ", "-").replace(" in/out", "").replace(" ", "-")
+        if relayout:
+            name = style if reading == "as saved" else f"{name}.{style}"
+        weight = f"{stem}.{name}.npy"
         code = reading_code(reading, infos["weight"].shape, config.groups, config.rank)
+        if relayout:  # into the style's own weight layout
+            code = f"{code}.transpose({relayout})"
         script = (f"import numpy as np; from deconv_cli import tensor_io as t; w = t.load(t.parse_ref({str(refs['weight'])!r})); "
                   f"np.save({weight!r}, np.ascontiguousarray({code}))")
         plain = not any(c in script for c in '"$`\\!')

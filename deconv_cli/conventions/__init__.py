@@ -24,6 +24,7 @@ STYLES = {
     "dragon": "dragon",
     "torch": "pytorch",
     "onnx": "onnx",
+    "keras": "keras",
 }
 
 

@@ -23,6 +23,7 @@ FRAMEWORKS = {
     "megengine": (["import megengine as mge", "import megengine.functional as MF"], "mge.tensor({})", "{}.numpy()"),
     "mindspore": (["import mindspore as ms", "from mindspore import ops"], "ms.Tensor({})", "{}.asnumpy()"),
     "dragon": (["import dragon"], "dragon.constant({})", "{}.numpy()"),
+    "keras": (["import keras"], "{}", "keras.ops.convert_to_numpy({})"),
     "onnx": (["import onnx", "from onnx import helper", "from onnx.reference import ReferenceEvaluator"], "{}", "{}"),
 }
 
@@ -79,9 +80,12 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     if has_bias:
         lines.append("B = b.reshape(-1)  # (C_out,)")
 
-    nhwc = e.options.get("data_format") == "NHWC"
+    nhwc = e.options.get("data_format") == "NHWC" or (style == "keras" and e.options.get("data_format") is None)
     relayout = []
-    if nhwc:
+    if style == "keras":
+        relayout = ["X = np.moveaxis(X, 1, -1)  # channels_last"] if nhwc else []
+        relayout.append(f"W = W.transpose({(*range(2, config.rank + 2), 1, 0)})  # (*kernel, filters, C_in)")
+    elif nhwc:
         relayout = ["X = np.moveaxis(X, 1, -1)  # NHWC", "W = np.moveaxis(W, 1, -1)  # (C_in, *kernel, C_out/group)"]
     else:
         if tuple(e.input_shape) != canonical_input_shape(record):
@@ -140,6 +144,11 @@ def _call(style: str, e, config, rank: int, bias_inside: bool, to_tensor: str, o
     if style == "dragon":
         tensors = f"[{x}, {w}, {to_tensor.format('B')}]" if bias_inside else f"[{x}, {w}]"
         return [f"y = dragon.nn.conv{rank}d_transpose({tensors}, {_kwargs(options)})"]
+    if style == "keras":
+        ctor = dict(filters=config.out_channels, kernel_size=tuple(config.kernel), **options, use_bias=bias_inside)
+        weights = "[W, B]" if bias_inside else "[W]"
+        return [f"layer = keras.layers.Conv{rank}DTranspose({_kwargs(ctor)}, dtype=X.dtype.name)",
+                "layer.build(X.shape)", f"layer.set_weights({weights})", "y = layer(X)"]
     if style == "mindspore":
         if rank == 3:
             ctor = dict(in_channel=config.in_channels, out_channel=config.out_channels, kernel_size=tuple(e.weight_shape[2:]),
