@@ -9,7 +9,11 @@ per dim with kd = dilation*(k-1) + 1 and full F = (L-1)*s + kd:
 
 (an O past F gets zeros at the end). Layouts: input per ``data_format`` (default channels_last
 (N, *spatial, C)); kernel (k..., filters, C_in), not flipped: W[i, o, k] = kernel[k, o, i]; bias (filters,).
-channels_first runs on CPU in 3.15 (Keras transposes around the TensorFlow op). No groups, no unbatched input.
+No groups, no unbatched input.
+
+TensorFlow's x86 CPU build runs these through oneDNN (its default), which computes channels_first, dilation_rate
+> 1 and empty outputs; its plain CPU kernels (TF_ENABLE_ONEDNN_OPTS=0, and the non-x86 builds) refuse those
+three. The arithmetic is valid and the default build computes it: so does deconv, with a note.
 
 Rejected as Keras rejects them: output_padding >= strides, strides > 1 together with dilation_rate > 1,
 non-positive strides/dilation_rate/kernel_size/filters, a negative output_padding, a padding other than
@@ -17,8 +21,8 @@ non-positive strides/dilation_rate/kernel_size/filters, a negative output_paddin
 does not fit the input channels, filters or kernel_size.
 
 One defect of the release, handled per the bug policy: padding='same' with an even dilated kernel and
-output_padding=0 gives an output length TensorFlow's backprop kernel refuses (oneDNN "could not create a
-primitive", AbortedError), unless the output is empty. By default deconv computes the documented length
+output_padding=0 gives out = (L-1)*s, which TensorFlow's 'SAME' gradient refuses (it needs ceil(out/s) == L:
+AbortedError "could not create a primitive" with oneDNN, InvalidArgumentError without), unless the output is empty. By default deconv computes the documented length
 and crop (a symmetric crop of kd//2) and warns; ``quirks=True`` refuses it as the release does.
 """
 
@@ -106,7 +110,8 @@ def parse(
     if warnings:
         if quirks:
             raise ConfigError(f"{FRAMEWORK} (TensorFlow backend) fails: " + "; ".join(warnings) +
-                              " (AbortedError: could not create a primitive)",
+                              " (TensorFlow's 'SAME' gradient needs ceil(out/strides) == input length; "
+                              "AbortedError: could not create a primitive)",
                               "pass output_padding=1 or an odd kernel, or drop --quirks for the documented result")
         warnings = [f"{FRAMEWORK} on TensorFlow fails for padding='same' with an even dilated kernel and "
                     f"output_padding 0 ({'; '.join(warnings)}); computing the documented result "
@@ -116,8 +121,13 @@ def parse(
         in_channels=in_channels, out_channels=filters, channels_last=channels_last,
         weight_perm=(rank + 1, rank, *range(rank)),
     )
-    return Parsed(config, tuple(dim_notes), ("kernel (k..., filters, C_in) read as W[i, o, k] = kernel[k, o, i], "
-                                             "not flipped",), tuple(warnings))
+    notes = ["kernel (k..., filters, C_in) read as W[i, o, k] = kernel[k, o, i], not flipped"]
+    plain = [what for what, used in (("channels_first", not channels_last), ("dilation_rate > 1", max(dilation) > 1))
+             if used]
+    if plain:
+        notes.append(f"{' and '.join(plain)}: computed by TensorFlow's default (oneDNN) CPU kernels; its plain kernels "
+                     "(TF_ENABLE_ONEDNN_OPTS=0, non-x86 builds) refuse it")
+    return Parsed(config, tuple(dim_notes), tuple(notes), tuple(warnings))
 
 
 def _data_format(value: object) -> bool:

@@ -55,8 +55,10 @@ def test_layouts_and_notes():
     assert parsed.dim_notes[0] == ("padding='same', output_padding 1: out = (4-1)*2 + 3 - 2*1 + 1 = 8 "
                                    "(kd = 3, pad = kd//2 = 1)",
                                    "crop start max(9 - 8, 0)//2 = 0 (TensorFlow's split) -> crop (0, 1)")
-    first = parse((1, 3, 4, 5), (3, 3, 2, 3), data_format="channels_first").config
-    assert not first.channels_last and first.in_channels == 3
+    first = parse((1, 3, 4, 5), (3, 3, 2, 3), data_format="channels_first")
+    assert not first.config.channels_last and first.config.in_channels == 3
+    assert "channels_first: computed by TensorFlow's default (oneDNN) CPU kernels" in first.notes[1]
+    assert len(parse((1, 4, 2), (3, 3, 2), dilation_rate=2).notes) == 2 and len(parsed.notes) == 1
 
 
 def test_kernel_is_not_flipped():
@@ -185,3 +187,48 @@ def test_round_trip_from_torch_every_crop():
     assert not e.expressible and e.crop is not None
     back = parse(e.input_shape, e.weight_shape, **e.options).config
     assert tuple((lo + a, hi + b) for (lo, hi), (a, b) in zip(back.crops, e.crop)) == config.crops
+
+
+def _golden_files(tmp_path, name):
+    from pathlib import Path
+
+    with np.load(Path(__file__).parent.parent / "golden" / "keras.npz") as arrays:
+        for k in "xwby":
+            if f"{name}__{k}" in arrays:
+                np.save(tmp_path / f"{k}.npy", arrays[f"{name}__{k}"])
+
+
+def test_cli_run_and_batch_match_keras(tmp_path, monkeypatch):
+    """`deconv run` and `deconv batch` with --style keras reproduce a recorded Keras output from files."""
+    from click.testing import CliRunner
+
+    from deconv_cli.cli import cli
+
+    _golden_files(tmp_path, "k2d_s2_same_op1")
+    monkeypatch.chdir(tmp_path)
+    sets = ["--set", "strides=2", "--set", "padding=same", "--set", "output_padding=1"]
+    result = CliRunner().invoke(cli, ["run", "x.npy", "w.npy", "--bias", "b.npy", "--style", "keras", *sets,
+                                      "-o", "out.npy", "--expect", "y.npy"])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "jobs.jsonl").write_text(
+        '{"input": "x.npy", "weight": "w.npy", "bias": "b.npy", "style": "keras", "output": "batch.npy", '
+        '"set": {"strides": 2, "padding": "same", "output_padding": 1}}\n')
+    result = CliRunner().invoke(cli, ["batch", "jobs.jsonl", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load("batch.npy"), np.load("y.npy"), rtol=1e-4, atol=1e-4)
+
+
+def test_cli_rejection_is_one_line_exit_2_and_no_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deconv_cli.cli import cli
+
+    _golden_files(tmp_path, "k1d_s2_valid")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "x.npy", "w.npy", "--style", "keras", "--set", "strides=2",
+                                      "--set", "dilation_rate=2", "-o", "out.npy"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: strides=2 > 1 together with dilation_rate=2 > 1 is not supported (Keras 3.15 rejects it). "
+        "Use strides 1 or dilation_rate 1."]
+    assert not (tmp_path / "out.npy").exists()

@@ -10,7 +10,9 @@ Each case builds ``keras.layers.Conv{1,2,3}DTranspose`` with the case's keywords
 ``use_bias`` from whether there is a bias unless the case sets it; builds it on the input shape, loads the
 kernel (and bias) with ``set_weights`` and calls it. The recorded options are every keyword the layer got
 except a ``use_bias`` the case did not set (deconv takes it from --bias). Keras raises Python exceptions
-only (no process aborts were seen), so the cases run in this process.
+only (no process aborts were seen), so the cases run in this process. Recorded with TensorFlow's default
+CPU kernels (oneDNN); with TF_ENABLE_ONEDNN_OPTS=0 the channels_first, dilation_rate > 1 and empty-output
+cases are refused instead (deconv computes them, with a note), and every other result is the same.
 """
 
 from __future__ import annotations
