@@ -163,6 +163,17 @@ def test_detect_prints_a_relayout_for_a_style_with_its_own_weight_layout(layer, 
     assert "MATCH: all 4608 elements" in out.stderr
 
 
+def test_detect_finds_tensorflow_without_a_bias(layer, tmp_path):
+    """tf.nn.conv*_transpose has no bias: a bias-free output is found, with output_shape and the filters re-laid."""
+    x, w, _, _ = layer
+    np.save(tmp_path / "w.npy", w)
+    np.save(tmp_path / "y0.npy", deconv_cli.deconvolve(x, w, stride=2, padding=1))
+    found = detect("x.npy", "w.npy", "y0.npy", styles=("tensorflow",), top=1)
+    assert [(m.style, m.set) for m in found.matches] == [
+        ("tensorflow", ("output_shape=[1,8,24,24]", "strides=2", "data_format=NCHW"))]
+    assert "w.transpose((2, 3, 1, 0))" in found.matches[0].command
+
+
 def test_detect_json_every_style_and_quoting(layer, tmp_path):
     result = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "y.npy", "--bias", "b.npy", "--json"])
     assert result.exit_code == 0, result.output

@@ -306,15 +306,22 @@ KERAS_CASES = [
      "--set", "strides=(2,3)", "--set", "padding=same", "--set", "output_padding=(1,2)"],
     ["--style", "keras", "--input-shape", "1,3,4,2,3", "--weight-shape", "2,2,2,3,3", "--set", "strides=2",
      "--set", "data_format=channels_first"],
+    ["--style", "tensorflow", "--input-shape", "2,5,4,3", "--weight-shape", "3,2,2,3", "--set", "strides=(2,3)",
+     "--set", "output_shape=[2,9,12,2]"],
+    ["--style", "tensorflow", "--input-shape", "1,5,5,2", "--weight-shape", "3,3,4,2", "--set", "strides=2",
+     "--set", "output_shape=[1,10,9,4]", "--set", "padding=[[0,0],[1,0],[1,1],[0,0]]"],
 ]
+KERAS_IDS = ["torch", "dragon-nhwc", "torch-1d-random", "keras-2d", "keras-3d-cf", "tensorflow-2d", "tensorflow-pairs"]
 
 
-@pytest.mark.parametrize("args", KERAS_CASES, ids=["torch", "dragon-nhwc", "torch-1d-random", "keras-2d", "keras-3d-cf"])
-def test_the_keras_snippet_where_keras_is_installed(args, tmp_path, monkeypatch):
-    """The snippet runs Keras 3's Conv*DTranspose and gets what `deconv run` writes (skipped without keras)."""
-    pytest.importorskip("keras")
-    code = _snippet(args, "keras")
-    assert "keras.layers.Conv" in code
+@pytest.mark.parametrize("target, call", [("keras", "keras.layers.Conv"), ("tensorflow", "tf.nn.conv")])
+@pytest.mark.parametrize("args", KERAS_CASES, ids=KERAS_IDS)
+def test_the_keras_and_tensorflow_snippets_where_installed(target, call, args, tmp_path, monkeypatch):
+    """The snippet runs Keras 3's Conv*DTranspose / tf.nn.conv*d_transpose and gets what `deconv run` writes
+    (skipped where the framework is not installed)."""
+    pytest.importorskip(target)
+    code = _snippet(args, target)
+    assert call in code
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "snippet.py", "exec"), namespace)

@@ -25,6 +25,7 @@ STYLES = {
     "torch": "pytorch",
     "onnx": "onnx",
     "keras": "keras",
+    "tensorflow": "tensorflow",
 }
 
 

@@ -24,6 +24,7 @@ FRAMEWORKS = {
     "mindspore": (["import mindspore as ms", "from mindspore import ops"], "ms.Tensor({})", "{}.asnumpy()"),
     "dragon": (["import dragon"], "dragon.constant({})", "{}.numpy()"),
     "keras": (["import keras"], "{}", "keras.ops.convert_to_numpy({})"),
+    "tensorflow": (["import tensorflow as tf"], "{}", "{}.numpy()"),
     "onnx": (["import onnx", "from onnx import helper", "from onnx.reference import ReferenceEvaluator"], "{}", "{}"),
 }
 
@@ -80,9 +81,10 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     if has_bias:
         lines.append("B = b.reshape(-1)  # (C_out,)")
 
-    nhwc = e.options.get("data_format") == "NHWC" or (style == "keras" and e.options.get("data_format") is None)
+    # Keras and TensorFlow default to channels-last; they say so only for channels-first
+    nhwc = e.options.get("data_format") == "NHWC" or (style in ("keras", "tensorflow") and "data_format" not in e.options)
     relayout = []
-    if style == "keras":
+    if style in ("keras", "tensorflow"):
         relayout = ["X = np.moveaxis(X, 1, -1)  # channels_last"] if nhwc else []
         relayout.append(f"W = W.transpose({(*range(2, config.rank + 2), 1, 0)})  # (*kernel, filters, C_in)")
     elif nhwc:
@@ -98,7 +100,7 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     crop = e.crop or ((0, 0),) * (len(e.input_shape) - 2)
     rank = len(crop)
     # the framework adds the bias unless positions must be added after it (they hold only the bias)
-    bias_inside = has_bias and style != "mindspore" and all(lo >= 0 and hi >= 0 for lo, hi in crop)
+    bias_inside = has_bias and style not in ("mindspore", "tensorflow") and all(lo >= 0 and hi >= 0 for lo, hi in crop)
     if bias_inside and style == "megengine":
         lines.append(f"B = B.reshape(1, -1{', 1' * rank})  # MegEngine's bias is (1, C_out, 1, ...)")
     lines += ["", f"# {style}"] + _call(style, e, config, rank, bias_inside, to_tensor, explanation.output_shape)
@@ -144,6 +146,8 @@ def _call(style: str, e, config, rank: int, bias_inside: bool, to_tensor: str, o
     if style == "dragon":
         tensors = f"[{x}, {w}, {to_tensor.format('B')}]" if bias_inside else f"[{x}, {w}]"
         return [f"y = dragon.nn.conv{rank}d_transpose({tensors}, {_kwargs(options)})"]
+    if style == "tensorflow":
+        return [f"y = tf.nn.conv{rank}d_transpose({x}, {w}, {_kwargs(options)})"]
     if style == "keras":
         ctor = dict(filters=config.out_channels, kernel_size=tuple(config.kernel), **options, use_bias=bias_inside)
         weights = "[W, B]" if bias_inside else "[W]"
