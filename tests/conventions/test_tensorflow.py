@@ -185,3 +185,25 @@ def test_reachable_and_target_shape_in_the_data_format():
     first = deconv_cli.derive((1, 4, 5, 5), (3, 3, 2, 4), style="tensorflow", strides=2, data_format="NCHW",
                               output_shape=[1, 2, 9, 10])
     assert dict(solve(first, (10, 9)).options)["output_shape"] == (1, 2, 10, 9)
+
+
+def test_cli_run_matches_tensorflow_and_rejects_in_one_line(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from deconv_cli.cli import cli
+
+    with np.load(Path(__file__).parent.parent / "golden" / "tensorflow.npz") as arrays:
+        for k in "xwy":
+            np.save(tmp_path / f"{k}.npy", arrays[f"tf2d_explicit_asym__{k}"])
+    monkeypatch.chdir(tmp_path)
+    sets = ["--set", "strides=2", "--set", "padding=[[0,0],[1,0],[1,1],[0,0]]"]
+    result = CliRunner().invoke(cli, ["run", "x.npy", "w.npy", "--style", "tensorflow", *sets,
+                                      "--set", "output_shape=[1,10,9,4]", "-o", "out.npy", "--expect", "y.npy"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["run", "x.npy", "w.npy", "--style", "tensorflow", *sets,
+                                      "--set", "output_shape=[1,12,9,4]", "-o", "bad.npy"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("Error: output_shape size 12 in spatial dimension 0 does not map back")
+    assert not (tmp_path / "bad.npy").exists()
