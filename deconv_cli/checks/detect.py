@@ -371,29 +371,48 @@ class _Recipe:
 
 
 def _spellings(config, reading, wc, recipe: _Recipe, input_shape, styles, error) -> list[Match]:
-    from ..conventions.plan import plan
-
     infos = recipe.infos
     canonical_input = (input_shape[0], *input_shape[1:]) if len(input_shape) == config.rank + 2 else (1, *input_shape)
     weight_shape = infos["weight"].shape if reading == "as saved" else tuple(wc.shape)
-    bias_shape = infos["bias"].shape if "bias" in infos else None
     matches = []
     for style in styles:
         try:
             expression = conventions.get(style).express(config, canonical_input)
             if not expression.expressible:
                 continue
-            record = plan(style, expression.options, tuple(input_shape), weight_shape, bias_shape)
+            found = _spelled(style, expression, config, input_shape, weight_shape, infos)
+        except DeconvError:
+            continue
+        if found is None:
+            continue
+        items = tuple(f"{key}={_value(value)}" for key, value in expression.options.items())
+        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, recipe, found)))
+    return matches
+
+
+def _spelled(style, expression, config, input_shape, weight_shape, infos):
+    """How ``expression`` runs on the files: () with the weight as read, or the permutation that re-lays the
+    reading's canonical weight into the style's own layout (Keras's (k..., filters, C_in)); None: it does not."""
+    from ..conventions.plan import plan
+
+    bias_shape = infos["bias"].shape if "bias" in infos else None
+    want = (config.kernel, config.stride, config.dilation, config.crops, config.groups, False)
+    expected = tuple(infos["expected"].shape)
+    for shape in dict.fromkeys((tuple(weight_shape), tuple(expression.weight_shape))):
+        try:
+            record = plan(style, expression.options, tuple(input_shape), shape, bias_shape)
         except DeconvError:
             continue
         got = record.config
-        same = (got.kernel, got.stride, got.dilation, got.crops, got.groups, got.channels_last, got.weight_perm) == (
-            config.kernel, config.stride, config.dilation, config.crops, config.groups, False, None)
-        if not same or tuple(record.output_shape) != tuple(infos["expected"].shape):
+        if (got.kernel, got.stride, got.dilation, got.crops, got.groups, got.channels_last) != want:
             continue
-        items = tuple(f"{key}={_value(value)}" for key, value in expression.options.items())
-        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, recipe)))
-    return matches
+        if tuple(record.output_shape) != expected:
+            continue
+        if got.weight_perm is None and shape == tuple(weight_shape):
+            return ()
+        if got.weight_perm is not None and shape == tuple(expression.weight_shape):
+            return tuple(sorted(range(len(shape)), key=got.weight_perm.__getitem__))  # canonical -> the style's
+    return None
 
 
 def _value(value) -> str:
@@ -403,15 +422,20 @@ def _value(value) -> str:
     return repr(value).replace(" ", "")
 
 
-def _command(style, items, reading, config, recipe: _Recipe) -> str:
+def _command(style, items, reading, config, recipe: _Recipe, relayout: tuple = ()) -> str:
+    """The run line of one match; ``relayout``: the permutation into the style's own weight layout (Keras's
+    (k..., filters, C_in)), which the weight file it reads must have."""
     refs = recipe.refs
     weight, lines = str(refs["weight"]), []
-    if recipe.target is not None and reading == recipe.best:  # --save-weight wrote this reading's weight
+    if recipe.target is not None and reading == recipe.best and not relayout:  # --save-weight wrote it
         weight = str(recipe.target)
-    elif reading != "as saved":
+    elif reading != "as saved" or relayout:
         stem = refs["weight"].path.rsplit(".", 1)[0]
-        weight = f"{stem}.{reading.replace(' + ', '-').replace(' in/out', '').replace(' ', '-')}.npy"
-        lines.append(_resave_line(reading, config, recipe, weight))
+        name = reading.replace(" + ", "-").replace(" in/out", "").replace(" ", "-")
+        if relayout:
+            name = style if reading == "as saved" else f"{name}.{style}"
+        weight = f"{stem}.{name}.npy"
+        lines.append(_resave_line(reading, config, recipe, weight, relayout))
     parts = ["deconv", "run", str(refs["input"]), weight]
     if "bias" in refs:
         parts += ["--bias", str(refs["bias"])]
@@ -423,11 +447,11 @@ def _command(style, items, reading, config, recipe: _Recipe) -> str:
     return "\n".join(lines)
 
 
-def _resave_line(reading, config, recipe: _Recipe, weight: str) -> str:
+def _resave_line(reading, config, recipe: _Recipe, weight: str, relayout: tuple = ()) -> str:
     """How to get the weight file the run line reads: this search again with --save-weight (it saves the best
-    match's reading), or for another reading the NumPy re-layout of the loaded weight ``w``."""
+    match's reading), or for another reading or a style's own layout the NumPy re-layout of the loaded weight ``w``."""
     refs = recipe.refs
-    if reading == recipe.best:
+    if reading == recipe.best and not relayout:
         parts = ["deconv", "detect", str(refs["input"]), str(refs["weight"]), str(refs["expected"])]
         if "bias" in refs:
             parts += ["--bias", str(refs["bias"])]
@@ -437,4 +461,6 @@ def _resave_line(reading, config, recipe: _Recipe, weight: str) -> str:
             parts += ["--limit", str(recipe.limit)]
         return shlex.join([*parts, "--top", "1", "--save-weight", weight])
     code = reading_code(reading, recipe.infos["weight"].shape, config.groups, config.rank)
+    if relayout:  # into the style's own weight layout
+        code = f"{code}.transpose({relayout})"
     return f"# save the weight w re-laid as {code} to {weight}"

@@ -24,6 +24,8 @@ STYLES = {
     "dragon": "dragon",
     "torch": "pytorch",
     "onnx": "onnx",
+    "keras": "keras",
+    "tensorflow": "tensorflow",
 }
 
 

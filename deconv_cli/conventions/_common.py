@@ -195,7 +195,10 @@ def express_first(style: str, parse, config: DeconvConfig, input_shape: Shape, w
             continue
         if all(r == (0, 0) for r in residual):
             return Expression(style, options, input_shape, weight_shape, weight)
-        if nearest is None:
+        # a negative residual adds positions holding only the bias: right only past the full result, where
+        # the nearest spelling itself does not crop (else those positions hold data it dropped)
+        outside = all((rl >= 0 or gl <= 0) and (rh >= 0 or gh <= 0) for (rl, rh), (gl, gh) in zip(residual, got.crops))
+        if nearest is None and outside:
             nearest = (options, residual)
     if nearest is None:
         return Expression(style, {}, input_shape, weight_shape, weight, expressible=False,

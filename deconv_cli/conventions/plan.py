@@ -39,9 +39,15 @@ def _space(kind: str, axis: int, record: Derivation) -> tuple[int, Callable[[int
 
     def value(i: int) -> tuple:
         sizes = tuple(first + i if a == axis else base[a] for a in range(rank))
-        return sizes if kind == "size" else (record.output_shape[0], config.out_channels, *sizes)
+        return sizes if kind == "size" else _full_shape(record, sizes)
 
     return base[axis] + span + 1 - first, value
+
+
+def _full_shape(record: Derivation, sizes: tuple) -> tuple:
+    """A full output shape with these spatial sizes, in the record's layout (TensorFlow's NHWC output_shape)."""
+    batch, channels = record.output_shape[0], record.config.out_channels
+    return (batch, *sizes, channels) if record.config.channels_last else (batch, channels, *sizes)
 
 
 class SizeRun(Mapping):
@@ -116,7 +122,7 @@ def reachable(record: Derivation, bias_shape: Shape | None = None, *, quirks: bo
     base = {k: v for k, v in record.options if k not in keywords}
     found: Reachable = [{} for _ in range(record.config.rank)]
     for keyword, kind in keywords.items():
-        lead = 2 if kind == "full_size" else 0
+        lead = (1 if record.config.channels_last else 2) if kind == "full_size" else 0
         for axis in range(record.config.rank):
             def size_of(value, keyword=keyword, axis=axis):
                 probe = _probe(record.style, {**base, keyword: value}, record.input_shape, record.weight_shape,
@@ -180,7 +186,7 @@ def solve(record: Derivation, target: Shape, bias_shape: Shape | None = None, *,
         elif kind == "size":
             value = target
         else:
-            value = (record.output_shape[0], record.config.out_channels, *target)
+            value = _full_shape(record, target)
         solved = _probe(record.style, {**base, keyword: value}, record.input_shape, record.weight_shape, bias_shape, quirks)
         if solved is not None and solved.output_spatial == target:
             return solved

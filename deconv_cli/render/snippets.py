@@ -23,6 +23,8 @@ FRAMEWORKS = {
     "megengine": (["import megengine as mge", "import megengine.functional as MF"], "mge.tensor({})", "{}.numpy()"),
     "mindspore": (["import mindspore as ms", "from mindspore import ops"], "ms.Tensor({})", "{}.asnumpy()"),
     "dragon": (["import dragon"], "dragon.constant({})", "{}.numpy()"),
+    "keras": (["import keras"], "{}", "keras.ops.convert_to_numpy({})"),
+    "tensorflow": (["import tensorflow as tf"], "{}", "{}.numpy()"),
     "onnx": (["import onnxruntime", "from onnx import helper"], "{}", "{}"),
 }
 
@@ -86,9 +88,13 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     if style == "onnx":
         lines.append("X0, W0 = X, W  # kept for the check at the end")
 
-    nhwc = e.options.get("data_format") == "NHWC"
+    # Keras and TensorFlow default to channels-last; they say so only for channels-first
+    nhwc = e.options.get("data_format") == "NHWC" or (style in ("keras", "tensorflow") and "data_format" not in e.options)
     relayout = []
-    if nhwc:
+    if style in ("keras", "tensorflow"):
+        relayout = ["X = np.moveaxis(X, 1, -1)  # channels_last"] if nhwc else []
+        relayout.append(f"W = W.transpose({(*range(2, config.rank + 2), 1, 0)})  # (*kernel, filters, C_in)")
+    elif nhwc:
         relayout = ["X = np.moveaxis(X, 1, -1)  # NHWC", "W = np.moveaxis(W, 1, -1)  # (C_in, *kernel, C_out/group)"]
     else:
         if tuple(e.input_shape) != canonical_input_shape(record):
@@ -101,7 +107,7 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     crop = e.crop or ((0, 0),) * (len(e.input_shape) - 2)
     rank = len(crop)
     # the framework adds the bias unless positions must be added after it (they hold only the bias)
-    bias_inside = has_bias and style != "mindspore" and all(lo >= 0 and hi >= 0 for lo, hi in crop)
+    bias_inside = has_bias and style not in ("mindspore", "tensorflow") and all(lo >= 0 and hi >= 0 for lo, hi in crop)
     if bias_inside and style == "megengine":
         lines.append(f"B = B.reshape(1, -1{', 1' * rank})  # MegEngine's bias is (1, C_out, 1, ...)")
     lines += ["", f"# {style}"] + _call(style, e, config, rank, bias_inside, to_tensor, explanation.output_shape)
@@ -149,6 +155,13 @@ def _call(style: str, e, config, rank: int, bias_inside: bool, to_tensor: str, o
     if style == "dragon":
         tensors = f"[{x}, {w}, {to_tensor.format('B')}]" if bias_inside else f"[{x}, {w}]"
         return [f"y = dragon.nn.conv{rank}d_transpose({tensors}, {_kwargs(options)})"]
+    if style == "tensorflow":
+        return [f"y = tf.nn.conv{rank}d_transpose({x}, {w}, {_kwargs(options)})"]
+    if style == "keras":
+        ctor = dict(filters=config.out_channels, kernel_size=tuple(config.kernel), **options, use_bias=bias_inside)
+        weights = "[W, B]" if bias_inside else "[W]"
+        return [f"layer = keras.layers.Conv{rank}DTranspose({_kwargs(ctor)}, dtype=X.dtype.name)",
+                "layer.build(X.shape)", f"layer.set_weights({weights})", "y = layer(X)"]
     if style == "mindspore":
         if rank == 3:
             ctor = dict(in_channel=config.in_channels, out_channel=config.out_channels, kernel_size=tuple(e.weight_shape[2:]),

@@ -153,8 +153,10 @@ def test_save_weight_writes_the_best_matchs_weight_and_its_lines_read_it(layer, 
     found = json.loads(result.stdout)
     assert found["saved_weight"] == "fixed.npz:w"
     np.testing.assert_array_equal(np.load("fixed.npz")["w"], w)  # the flip undone
-    assert all(m["command"].startswith("deconv run x.npy fixed.npz:w ") for m in found["matches"])
-    for match in found["matches"]:
+    # styles with their own weight layout (Keras, TensorFlow) read a re-laid copy, which a comment describes
+    own = [m for m in found["matches"] if not m["command"].startswith("# save the weight")]
+    assert own and all(m["command"].startswith("deconv run x.npy fixed.npz:w ") for m in own)
+    for match in own:
         assert CliRunner().invoke(cli, [*shlex.split(match["command"])[1:], "-q"]).exit_code == 0
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and again.stderr == "Error: fixed.npz already holds an array 'w'. Pass --force to replace it.\n"
@@ -183,6 +185,37 @@ def test_a_depthwise_weight_is_printed_once(tmp_path, rng, flipped):
     result = CliRunner().invoke(cli, ["detect", str(tmp_path / "x.npy"), str(tmp_path / "w.npy"),
                                       str(tmp_path / "y.npy"), "--style", "torch", "--top", "1"])
     assert result.stdout.count("deconv run ") == 1 and result.stdout.splitlines()[0].startswith("1 matching configuration")
+
+
+def test_detect_prints_a_relayout_for_a_style_with_its_own_weight_layout(layer, tmp_path):
+    """Keras wants the kernel as (k..., filters, C_in): the match re-saves the weight in that layout, and the
+    printed lines run as pasted."""
+    np.save(tmp_path / "w.npy", layer[1])
+    result = CliRunner().invoke(cli, ["detect", "x.npy", "w.npy", "y.npy", "--bias", "b.npy", "--style", "keras",
+                                      "--top", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("1. weight as saved, max abs error ") and lines[1].endswith(": keras")
+    assert lines[2].strip() == "# save the weight w re-laid as w.transpose((2, 3, 1, 0)) to w.keras.npy"
+    assert lines[3] == ("   deconv run x.npy w.keras.npy --bias b.npy --style keras --set strides=2 "
+                        "--set data_format=channels_first --set padding=same --expect y.npy")
+    np.save(tmp_path / "w.keras.npy", np.ascontiguousarray(layer[1].transpose((2, 3, 1, 0))))  # as the comment says
+    venv = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=f"{venv}:{os.environ['PATH']}")
+    out = subprocess.run(["bash", "-e", "-c", lines[3].strip()], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "MATCH: all 4608 elements" in out.stderr
+
+
+def test_detect_finds_tensorflow_without_a_bias(layer, tmp_path):
+    """tf.nn.conv*_transpose has no bias: a bias-free output is found, with output_shape and the filters re-laid."""
+    x, w, _, _ = layer
+    np.save(tmp_path / "w.npy", w)
+    np.save(tmp_path / "y0.npy", deconv_cli.deconvolve(x, w, stride=2, padding=1))
+    found = detect("x.npy", "w.npy", "y0.npy", styles=("tensorflow",), top=1)
+    assert [(m.style, m.set) for m in found.matches] == [
+        ("tensorflow", ("output_shape=[1,8,24,24]", "strides=2", "data_format=NCHW"))]
+    assert "w.transpose((2, 3, 1, 0))" in found.matches[0].command
 
 
 def test_detect_json_every_style_and_quoting(layer, tmp_path):

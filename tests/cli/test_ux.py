@@ -287,7 +287,8 @@ def _snippet(args, target) -> str:
 
 # the framework each target style's snippet imports (run where installed, compiled elsewhere)
 FRAMEWORK_MODULES = {"torch": ["torch"], "onnx": ["onnx", "onnxruntime"], "oneflow": ["oneflow"],
-                     "megengine": ["megengine"], "mindspore": ["mindspore"], "dragon": ["dragon"]}
+                     "megengine": ["megengine"], "mindspore": ["mindspore"], "dragon": ["dragon"], "keras": ["keras"],
+                     "tensorflow": ["tensorflow"]}
 
 
 def _tensor_case(folder: Path, name: str, x_shape, w_shape, b_shape, *sets) -> list[str]:
@@ -373,3 +374,42 @@ def test_every_snippet_compiles(args, target):
     assert result.exit_code == 0, result.output
     compile(result.stdout, f"{target}.py", "exec")
     assert result.stdout.count("\ny = ") >= 1
+
+
+KERAS_CASES = [
+    ONNX_CASES[0],  # torch: channels-first data, Keras's 'same' cannot place PyTorch's crop: crop after
+    ONNX_CASES[1],  # dragon NHWC
+    ["--style", "torch", "--input-shape", "2,3,7", "--weight-shape", "3,2,3", "--bias-shape", "2",
+     "--set", "stride=2", "--set", "padding=1"],
+    ["--style", "keras", "--input-shape", "1,4,5,3", "--weight-shape", "2,3,4,3", "--bias-shape", "4",
+     "--set", "strides=(2,3)", "--set", "padding=same", "--set", "output_padding=(1,2)"],
+    ["--style", "keras", "--input-shape", "1,3,4,2,3", "--weight-shape", "2,2,2,3,3", "--set", "strides=2",
+     "--set", "data_format=channels_first"],
+    ["--style", "tensorflow", "--input-shape", "2,5,4,3", "--weight-shape", "3,2,2,3", "--set", "strides=(2,3)",
+     "--set", "output_shape=[2,9,12,2]"],
+    ["--style", "tensorflow", "--input-shape", "1,5,5,2", "--weight-shape", "3,3,4,2", "--set", "strides=2",
+     "--set", "output_shape=[1,10,9,4]", "--set", "padding=[[0,0],[1,0],[1,1],[0,0]]"],
+]
+KERAS_IDS = ["torch", "dragon-nhwc", "torch-1d-random", "keras-2d", "keras-3d-cf", "tensorflow-2d", "tensorflow-pairs"]
+
+
+@pytest.mark.parametrize("target, call", [("keras", "keras.layers.Conv"), ("tensorflow", "tf.nn.conv")])
+@pytest.mark.parametrize("args", KERAS_CASES, ids=KERAS_IDS)
+def test_the_keras_and_tensorflow_snippets_where_installed(target, call, args, tmp_path, monkeypatch):
+    """The snippet runs Keras 3's Conv*DTranspose / tf.nn.conv*d_transpose and gets what `deconv run` writes
+    (skipped where the framework is not installed)."""
+    pytest.importorskip(target)
+    code = _snippet(args, target)
+    assert call in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "snippet.py", "exec"), namespace)
+    if "--input-shape" in args:  # random tensors: compare with the library on the snippet's own arrays
+        style = args[args.index("--style") + 1]
+        options = parse_set(args[i + 1] for i, a in enumerate(args) if a == "--set")
+        want = deconv_cli.deconvolve(namespace["x"], namespace["w"], namespace.get("b"), style=style, **options)
+    else:
+        assert invoke("run", *args, "-o", str(tmp_path / "y.npy"), "-q").exit_code == 0
+        want = np.load(tmp_path / "y.npy")
+    assert namespace["y"].shape == want.shape
+    np.testing.assert_allclose(namespace["y"], want, rtol=1e-5, atol=1e-5)
