@@ -311,8 +311,8 @@ def test_info_lists_a_models_initializers():
     assert names["asym.weight"] == [3, 2, 4, 4] and names["up1d.bias"] == [6]
 
 
-# ---------------------------------------------------------------- Keras 3 .keras (reader only: the keras style
-# is another branch's; make_keras_models.py recorded the weights as Keras holds them)
+# ---------------------------------------------------------------- Keras 3 .keras (make_keras_models.py recorded
+# the weights as Keras holds them, and each layer's input and output as Keras 3.15.1 computed them)
 
 KERAS = os.path.join(HERE, "deconvs.keras")
 SEQUENTIAL = os.path.join(HERE, "sequential.keras")
@@ -403,3 +403,24 @@ def test_layers_to_says_when_keywords_need_the_unrecorded_input_size(tmp_path):
     data = json.loads(invoke("layers", path, "--json", "--to", "torch").stdout)
     assert "depend on the input size" in data[0]["to"]["note"] and data[0]["output_shape"] is None
     assert "depend on the input size" in data[1]["to"]["note"]
+
+
+@pytest.mark.parametrize("layer", ["up1d", "valid2d", "dilated2d", "up3d_cf"])
+def test_run_reproduces_every_keras_layer_as_keras_ran_it(tmp_path, layer):
+    """The .keras model's layers (both paddings, output_padding, dilation, channels first and last) through
+    the keras style give the outputs Keras 3 recorded when the fixture was made."""
+    out = tmp_path / "y.npy"
+    result = invoke("run", f"{KERAS_RECORDED}:{layer}_x", f"{KERAS}#{layer}", "-o", out, "--expect",
+                    f"{KERAS_RECORDED}:{layer}_y", "-q")
+    assert result.exit_code == 0, result.output
+    with np.load(KERAS_RECORDED) as recorded_tensors:
+        np.testing.assert_allclose(np.load(out), recorded_tensors[f"{layer}_y"], rtol=1e-5, atol=1e-5)
+
+
+def test_layers_of_a_keras_model_derive_every_output_shape():
+    result = invoke("layers", KERAS, "--json")
+    assert result.exit_code == 0, result.output
+    with np.load(KERAS_RECORDED) as recorded_tensors:
+        shapes = {layer["name"]: layer["output_shape"] for layer in json.loads(result.stdout)}
+        assert {name: shape[1:] for name, shape in shapes.items()} == {
+            name: list(recorded_tensors[f"{name}_y"].shape[1:]) for name in ("up1d", "valid2d", "dilated2d", "up3d_cf")}
