@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -5,6 +7,18 @@ import pytest
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def environment_as_it_was():
+    """Each test leaves the environment as it found it: code that owns its process may set variables there
+    (deconv bench pins DECONV_THREADS and the BLAS variables), and processes started by later tests (Dask
+    workers) would inherit them."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def pytest_collection_modifyitems(config, items):
