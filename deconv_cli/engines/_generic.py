@@ -220,6 +220,16 @@ def inline_ort(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtype, 
                        b_dtype is not None)
 
 
+def forget_sessions() -> None:
+    """Drop every cached onnxruntime session (a forked child cannot use its parent's: their threads are gone)."""
+    inline_ort.cache_clear()
+    import sys
+
+    ort = sys.modules.get(__package__ + "._ort")
+    if ort is not None:
+        ort._session.cache_clear()
+
+
 def runs_inline(config: DeconvConfig, out_spatial: Shape, batch: int) -> bool:
     """Whether the problem is one small direct-path GEMM (``choose_path``'s first rule, at most
     ``SINGLE_THREAD_GEMM_MACS`` multiply-adds), which needs neither item threads nor a BLAS thread limit: the
