@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from deconv_cli.bench import suite as bench
 from deconv_cli.cli import cli
-from deconv_cli.engines import _generic
+from deconv_cli.engines import dispatch
 
 TINY = "tiny_4to4_8x8_k3"
 
@@ -20,7 +20,7 @@ def test_bench_json_record():
     record = json.loads(result.stdout)
     (row,) = record["rows"]
     assert row["name"] == TINY and row["path"] == "direct"
-    ort = {"ort"} if _generic.ort_installed() else set()  # onnxruntime's kernel where it is installed
+    ort = {"ort"} if dispatch.ort_installed() else set()  # onnxruntime's kernel where it is installed
     assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct", "shift"} | ort
     assert row["torch_ms"] is None and record["summary"]["compared"] == 0
     assert record["startup"]["deconv_shape_s"] > record["startup"]["python_pass_s"] > 0
@@ -76,7 +76,7 @@ def test_list_prints_every_configuration_with_options_that_plan_to_its_shapes():
 def test_memory_probe_counts_onnxruntime_library_in_the_baseline_not_the_call():
     """On a configuration the rules give onnxruntime (dil2), its library is loaded before the baseline, as
     numba's is for depthwise; what is left is the call's own memory, within input + weight + output + 25%."""
-    if not _generic.ort_installed():
+    if not dispatch.ort_installed():
         import pytest
 
         pytest.skip("onnxruntime is not installed")

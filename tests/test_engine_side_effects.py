@@ -21,7 +21,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from deconv_cli.core.config import DeconvConfig
-from deconv_cli.engines import _generic, numpy_engine
+from deconv_cli.engines import dispatch, numpy_engine
 
 CPUS = len(os.sched_getaffinity(0))
 PACKAGE = Path(__file__).resolve().parents[1] / "deconv_cli"
@@ -153,7 +153,7 @@ def test_concurrent_calls_run_every_gemm_on_one_blas_thread_and_give_the_single_
 _FORK_SCRIPT = """
 import os, sys, numpy as np
 from deconv_cli.core.config import DeconvConfig
-from deconv_cli.engines import _generic, numpy_engine
+from deconv_cli.engines import dispatch, numpy_engine
 
 path, how = sys.argv[1], sys.argv[2]
 os.environ["DECONV_THREADS"] = "2"
@@ -193,9 +193,9 @@ sys.exit(0 if all(results) else 3)
 @pytest.mark.parametrize("how", ["fork", "multiprocessing"])
 @pytest.mark.parametrize("path", ["phase", "scatter", "ort", "depthwise"])
 def test_a_forked_child_after_a_parallel_call_does_not_hang(path, how, tmp_path):
-    if path == "ort" and not _generic.ort_installed():
+    if path == "ort" and not dispatch.ort_installed():
         pytest.skip("onnxruntime is not installed")
-    if path == "depthwise" and not _generic.numba_installed():
+    if path == "depthwise" and not dispatch.numba_installed():
         pytest.skip("numba is not installed")
     script = tmp_path / "fork_after_call.py"
     script.write_text(textwrap.dedent(_FORK_SCRIPT))

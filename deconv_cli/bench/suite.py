@@ -286,19 +286,19 @@ def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
     import numpy as np
 
     from ..conventions.plan import plan
-    from ..engines import _generic, get_engine
+    from ..engines import direct, dispatch, get_engine
 
     case = _by_name("tiny_4to4_8x8_k3")
     x, w, b = make_inputs(case)
     record = plan("torch", case.options(), x.shape, w.shape, b.shape)
     config, out_spatial = record.config, tuple(record.output_spatial)
     engine = get_engine("cpu")
-    if _generic.choose_path(config, out_spatial, case.batch, case.spatial) != "direct":
+    if dispatch.choose_path(config, out_spatial, case.batch, case.spatial) != "direct":
         raise RuntimeError("the tiny configuration no longer takes the direct path; update call_overhead")
-    index = _generic._direct_index(config, case.spatial, out_spatial)
+    index = direct.direct_index(config, case.spatial, out_spatial)
     n, c_in, c_out, length, taps = case.batch, case.in_channels, case.out_channels, math.prod(case.spatial), math.prod(case.kernel)
 
-    def bare():  # _generic._direct_item's NumPy calls, nothing around them
+    def bare():  # direct.run_item's NumPy calls, nothing around them
         y = np.empty((n, c_out, *out_spatial), np.float32)
         xe = np.empty((n, c_in, length + 1), np.float32)
         xe[:, :, :length] = x.reshape(n, c_in, length)
@@ -355,8 +355,11 @@ def memory_probe(name: str, device: str) -> dict:
     """In this (fresh) process: resident bytes after imports, then the peak of one call above that."""
     import numpy  # noqa: F401  (the baseline includes numpy and the engine)
 
-    warm = SUITE[-1]  # the tiny case: imports, thread pool and BLAS buffers belong to the baseline
+    warm = SUITE[-1]  # the tiny case: imports belong to the baseline ...
     _ours(warm, device, *make_inputs(warm))()
+    if device == "cpu":  # ... and so do the thread pool, threadpoolctl and BLAS buffers (a parallel call)
+        pool = _case("warm_pool", 8, 16, 16, (16, 16), 4, stride=2, padding=1)
+        _ours(pool, device, *make_inputs(pool), path="phase")()
     case = _by_name(name)
     if device == "cpu" and case.groups == case.in_channels:  # so do numba and its compiled kernel (~140 MB)
         small = _case("warm_depthwise", 1, 4, 4, (8, 8), 3, groups=4)
@@ -383,10 +386,10 @@ def _reset_peak() -> None:
 
 def _chosen(case: Case) -> str:
     from ..conventions.plan import plan
-    from ..engines import _generic
+    from ..engines import dispatch
 
     record = plan("torch", case.options(), case.input_shape, case.weight_shape, (case.out_channels,))
-    return _generic.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
+    return dispatch.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
 
 
 def memory(name: str, device: str, threads: int) -> dict:
@@ -469,7 +472,7 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
     import numpy as np  # noqa: F401  (after pinning)
 
     from ..conventions.plan import plan
-    from ..engines import _generic
+    from ..engines import direct, dispatch
 
     cases = [_by_name(n) for n in only] if only else list(SUITE)
     blas = blas_info()  # before sgemm_peak, which holds BLAS to one thread for a while
@@ -478,7 +481,7 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
     for case in cases:
         x, w, b = make_inputs(case)
         record = plan("torch", case.options(), x.shape, w.shape, b.shape)
-        chosen = _generic.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
+        chosen = dispatch.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
         runners = {"ours": _ours(case, device, x, w, b)}
         if peers:
             for label, factory in (("torch", _torch), ("onnxruntime", _onnxruntime)):
@@ -487,9 +490,9 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
                     runners[label] = runner
         if paths and device == "cpu":
             dense = case.batch * case.in_channels * math.prod(case.kernel) * math.prod(case.output_spatial)
-            for p in _generic.PATHS:  # the direct path's dense columns would take GBs on the big configurations
-                if (p != "direct" or dense <= 16 * _generic.DIRECT_MAX_ELEMENTS) and (p != "depthwise" or case.groups == case.in_channels) \
-                        and (p != "ort" or _generic.ort_installed()):
+            for p in dispatch.PATHS:  # the direct path's dense columns would take GBs on the big configurations
+                if (p != "direct" or dense <= 16 * direct.DIRECT_MAX_ELEMENTS) and (p != "depthwise" or case.groups == case.in_channels) \
+                        and (p != "ort" or dispatch.ort_installed()):
                     runners[f"path:{p}"] = _ours(case, device, x, w, b, path=p)
         med = time_interleaved(runners, repeat)
         ours = med["ours"]

@@ -16,7 +16,6 @@ threads do not exist there, and waiting on them would hang the child's first cal
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,33 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..core.config import DeconvConfig, Shape
-from ..core.errors import ConfigError
-from . import _generic, cpus
+from . import direct, dispatch, threads, wanted_threads
 
 NAME = "numpy"
 DEVICE = "cpu"
 _pool_executor: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
-
-
-def threads() -> int:
-    """Worker threads for independent work items: DECONV_THREADS, never more than the CPUs (more only
-    oversubscribe them, and OpenBLAS crashes with hundreds of concurrent callers); default min(CPUs, 8)."""
-    wanted = _wanted_threads(os.environ.get("DECONV_THREADS", ""))
-    return min(wanted, cpus())  # the mask, read each call (about 1 us)
-
-
-@functools.lru_cache(maxsize=8)
-def _wanted_threads(env: str) -> int:
-    """DECONV_THREADS as written (8 when unset), parsed once per value; a bad value is a ConfigError."""
-    env = env.strip()
-    if not env:
-        return 8
-    digits = env.lstrip("0")
-    if not (env.isascii() and env.isdigit()) or not digits:
-        raise ConfigError(f"DECONV_THREADS={env!r} is not a positive whole number", "write e.g. DECONV_THREADS=2")
-    return int(digits) if len(digits) < 10 else 1 << 30
 
 
 class _Blas:
@@ -134,10 +113,10 @@ class thread_budget:  # noqa: N801  (used as a context manager, like threadpoolc
     - several items run on that many threads, this one and a pool (measured on the suite, 2 cores: "2 item threads x
       1 BLAS thread" beat "2 x 2", oversubscribed, BLAS workers spin while the other item copies, and
       "1 x 2", copies single-threaded);
-    - a lone item runs inline on one BLAS thread: ``_generic`` cuts any work above ``MIN_ITEM_BYTES`` into
+    - a lone item runs inline on one BLAS thread: ``_common.item_budget`` cuts any work above ``MIN_ITEM_BYTES`` into
       two items at least, so a lone item is small, and a small GEMM on two BLAS threads waits on hand-offs
       (measured on 2 shared cores: a 16x144x324 GEMM item 17-48 ms on two BLAS threads, 0.3-1.1 ms on one).
-    ``with thread_budget() as parallel_map`` gives the ``parallel_map`` for ``_generic.deconvolve``.
+    ``with thread_budget() as parallel_map`` gives the ``parallel_map`` for ``dispatch.deconvolve``.
     Batch workers set ``DECONV_THREADS`` to their share and get the same split.
     """
 
@@ -200,7 +179,7 @@ def _after_fork_in_child() -> None:
     if _BlasHold.count:
         _BlasHold.count = 0
         _BlasHold._restore()
-    _generic.forget_sessions()
+    dispatch.forget_sessions()
 
 
 if hasattr(os, "register_at_fork"):
@@ -218,9 +197,9 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
         # one small GEMM, which OpenBLAS runs on one thread whatever its setting: no pool, no BLAS hold, and
         # the problem's shapes and index worked out once (tiny 4->4 8x8 k3 in a loop: 73 -> 30 -> 17.3 us a
         # call, against 12.3 us for its NumPy calls alone)
-        run = _generic.inline_direct(*key)
+        run = direct.inline_direct(*key)
         if run is not None:
-            _wanted_threads(os.environ.get("DECONV_THREADS", ""))  # a bad DECONV_THREADS is an error here too
+            wanted_threads()  # a bad DECONV_THREADS is an error here too
             with np.errstate(all="ignore"):
                 y = run(x, w, bias)
             if y is not None:
@@ -228,11 +207,11 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
     if path in (None, "ort"):
         # onnxruntime's node on threads() of its own threads (no BLAS in it, so no budget to hold), the
         # problem's feeds and session worked out once
-        run = _generic.inline_ort(*key, path == "ort")
+        run = dispatch.inline_ort(*key, path == "ort")
         if run is not None:
             return run(x, w, bias, threads())
     with thread_budget() as parallel_map, np.errstate(all="ignore"):
-        return _generic.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map)
+        return dispatch.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map)
 
 
 def to_host(array):

@@ -35,7 +35,7 @@ def path_for(plan: TilePlan) -> str:
     """The engine path for every tile: the one the rules pick for the whole problem. A tile's own extent
     would pick differently (the scatter rule looks at the output's size), and a thin tile is not the
     problem the rules were measured on (3-D U-Net k3s2 1x32x64^3: scatter on 2-row tiles 2.2x slower)."""
-    from ..engines._generic import choose_path
+    from ..engines.dispatch import choose_path
 
     batch_axis, _, spatial_axes = plan.config.input_axes()
     batch = 1 if batch_axis is None else plan.input_shape[batch_axis]
@@ -48,7 +48,7 @@ def _with_weight(path: str, w) -> str:
     only (the phase path would multiply the zero padding by it, turning unreached positions into NaN)."""
     import numpy as np
 
-    from ..engines._generic import all_finite
+    from ..engines._common import all_finite
 
     with np.errstate(all="ignore"):  # a float16 weight's sum may overflow: all_finite then looks closer
         return "scatter" if not all_finite(np.asarray(w), np) else path

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime
 
 from ..core.config import DeconvConfig
+from . import threads as engine_threads
 
 _FLOAT = 1  # onnx TensorProto.FLOAT
 _OPSET = 17
@@ -91,6 +92,11 @@ def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: 
                                         providers=["CPUExecutionProvider"])
 
 
+def forget_sessions() -> None:
+    """Drop every cached session: a forked child cannot use its parent's (their threads are gone)."""
+    _session.cache_clear()
+
+
 def _pads(config: DeconvConfig) -> tuple:
     """ONNX pads cannot be negative: the node crops max(crop, 0) on each side."""
     return tuple(max(lo, 0) for lo, _ in config.crops) + tuple(max(hi, 0) for _, hi in config.crops)
@@ -103,6 +109,13 @@ def _run_into(session, feeds: dict, y) -> None:
         binding.bind_cpu_input(name, array)
     binding.bind_output("y", "cpu", 0, np.float32, y.shape, y.ctypes.data)
     session.run_with_iobinding(binding)
+
+
+def items(x, w, b, y, config: DeconvConfig, out_spatial, acc, xp, cap: int) -> list:
+    """The node as one work item on ``threads()`` onnxruntime threads (float32 NumPy arrays)."""
+    from functools import partial
+
+    return [partial(run, x, w, b, y, config, tuple(out_spatial), engine_threads())]
 
 
 def run(x, w, b, y, config: DeconvConfig, out_spatial, threads: int) -> None:
