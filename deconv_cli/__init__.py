@@ -3,6 +3,8 @@
 Python API (the same library the CLI uses)::
 
     y = deconv_cli.deconvolve(x, w, b, style="onnx", strides=(2, 2), auto_pad="SAME_UPPER")
+    op = deconv_cli.Deconvolution(w, b, style="torch", stride=2, padding=1)   # made once ...
+    y = op(x)                                                                # ... called many times
     record = deconv_cli.derive((1, 4, 5, 5), (4, 2, 3, 3), style="torch", stride=2)
 
 Nothing heavy is imported here: numpy, h5py, rich and cupy load only when needed.
@@ -10,10 +12,19 @@ Nothing heavy is imported here: numpy, h5py, rich and cupy load only when needed
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, NamedTuple
+
 from .core.errors import ConfigError, DeconvError, TensorFileError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from .core.shapes import Derivation
+    from .execution.tiles import TilePlan
+
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "DeconvError", "TensorFileError", "deconvolve", "derive", "__version__"]
+__all__ = ["ConfigError", "Deconvolution", "DeconvError", "TensorFileError", "deconvolve", "derive", "__version__"]
 
 
 def derive(input_shape, weight_shape, *, style: str = "torch", bias_shape=None, quirks: bool = False, **options):
@@ -23,34 +34,162 @@ def derive(input_shape, weight_shape, *, style: str = "torch", bias_shape=None, 
     return plan(style, options, input_shape, weight_shape, bias_shape, quirks=quirks)
 
 
-def deconvolve(input, weight, bias=None, /, *, style: str = "torch", device: str = "cpu", quirks: bool = False, **options):
-    """Transposed convolution with a style's keywords. NumPy in -> NumPy out, CuPy in -> CuPy out,
-    dask array in -> a lazy dask array out (one task per tile of the same tile plan, same bits).
+def deconvolve(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, /, *, style: str = "torch",
+               device: str = "cpu", quirks: bool = False, **options: object) -> Any:
+    """Transposed convolution with a style's keywords. NumPy in -> NumPy out (anything ``numpy.asarray``
+    takes, such as nested lists, is taken as its array), CuPy in -> CuPy out, dask array in -> a lazy dask
+    array out (one task per tile of the same tile plan, same bits).
 
     The tensors are positional, so a style's own ``bias=True`` keyword (torch's module check) reaches
-    the style; ``bias=<array>`` is taken as the bias tensor.
+    the style; ``bias=<array>`` is taken as the bias tensor. Repeated calls with the same style, keywords,
+    shapes and dtypes reuse the parsed keywords and the tile plan (a bounded cache); ``Deconvolution``
+    holds the weight and keywords for calls on many inputs.
     """
+    if bias is None and hasattr(options.get("bias"), "shape"):
+        bias = options.pop("bias")  # type: ignore[assignment]
+    x, w = _tensor(input, "input"), _tensor(weight, "weight")
+    b = None if bias is None else _tensor(bias, "bias")
+    return _run(_prepare(style, device, quirks, options, x, w, b), x, w, b)
+
+
+class Deconvolution:
+    """A transposed convolution made once and called many times, as a ``torch.nn.ConvTranspose2d`` or an
+    onnxruntime session is: the weight, bias, style and keywords are fixed here; ``op(x)`` runs it on an
+    input, planning once per input shape and dtype. Same results as ``deconvolve`` with the same arguments.
+
+        op = deconv_cli.Deconvolution(w, b, style="torch", stride=2, padding=1)
+        y = op(x)
+
+    The weight and bias are kept as given (a NumPy or CuPy array, or converted once with ``numpy.asarray``);
+    changing their values in place changes later results, as with a framework's parameters.
+    """
+
+    __slots__ = ("weight", "bias", "style", "device", "quirks", "options", "_plans")
+
+    def __init__(self, weight: ArrayLike, bias: ArrayLike | None = None, /, *, style: str = "torch",
+                 device: str = "cpu", quirks: bool = False, **options: object) -> None:
+        from . import conventions
+
+        conventions.get(style)  # an unknown style is an error here, not at the first call
+        self.weight = _tensor(weight, "weight")
+        self.bias = None if bias is None else _tensor(bias, "bias")
+        self.style, self.device, self.quirks, self.options = style, device, quirks, dict(options)
+        self._plans: OrderedDict[tuple[Any, ...], _Prepared] = OrderedDict()
+
+    def __call__(self, input: ArrayLike) -> Any:
+        x = _tensor(input, "input")
+        key = (type(x), tuple(x.shape), str(x.dtype))
+        prepared = self._plans.get(key)
+        if prepared is None:
+            prepared = _prepare(self.style, self.device, self.quirks, self.options, x, self.weight, self.bias)
+            _remember(self._plans, key, prepared, 16)
+        return _run(prepared, x, self.weight, self.bias)
+
+    def derive(self, input_shape: tuple[int, ...], dtype: str | None = None) -> Derivation:
+        """The shape derivation record for an input of this shape and dtype (default: the weight's)."""
+        from .conventions.plan import plan
+
+        dtypes = {"input": dtype or str(self.weight.dtype), "weight": str(self.weight.dtype)}
+        if self.bias is not None:
+            dtypes["bias"] = str(self.bias.dtype)
+        return plan(self.style, self.options, tuple(input_shape), tuple(self.weight.shape),
+                    None if self.bias is None else tuple(self.bias.shape), quirks=self.quirks, dtypes=dtypes)
+
+    def __repr__(self) -> str:
+        keywords = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"Deconvolution(weight {tuple(self.weight.shape)}, style={self.style!r}{keywords})"
+
+
+class _Prepared(NamedTuple):
+    engine: Any
+    tile_plan: TilePlan
+    kind: str  # "numpy", "cupy" or "dask"
+
+
+_PREPARED: OrderedDict[tuple[Any, ...], _Prepared] = OrderedDict()  # by _key(): the last 256 problems
+
+
+def _tensor(value: object, role: str) -> Any:
+    """A NumPy, CuPy or dask array as it is; anything else through ``numpy.asarray``, or a ConfigError."""
+    if hasattr(value, "shape") and hasattr(value, "dtype") and _kind(value) in ("cupy", "dask", "numpy"):
+        return value
+    import numpy as np
+
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot make an array of
+        raise ConfigError(f"{role}: numpy.asarray cannot make an array of this {type(value).__name__} ({exc})",
+                          f"pass the {role} as a NumPy array, or nested lists of numbers of one shape") from None
+    if array.dtype.kind not in "fiub":
+        raise ConfigError(f"{role}: a {type(value).__name__} of {array.dtype} values is not a tensor of numbers",
+                          f"pass the {role} as a float32 NumPy array")
+    return array
+
+
+def _kind(array: object) -> str:
+    return type(array).__module__.split(".")[0]
+
+
+def _prepare(style: str, device: str, quirks: bool, options: dict[str, object], x: Any, w: Any, b: Any) -> _Prepared:
+    """The parsed keywords, engine and tile plan of a problem, from the cache where the problem was seen."""
+    key = _key(style, device, quirks, options, x, w, b)
+    prepared = None if key is None else _PREPARED.get(key)
+    if prepared is None:
+        prepared = _plan(style, device, quirks, options, x, w, b)
+        if key is not None:
+            _remember(_PREPARED, key, prepared, 256)
+    return prepared
+
+
+def _key(style: str, device: str, quirks: bool, options: dict[str, object], x: Any, w: Any, b: Any) -> tuple[Any, ...] | None:
+    """The cache key, or None where a keyword's value is not a plain number, string or tuple of them."""
+    frozen = []
+    for name, value in options.items():
+        value = _frozen(value)
+        if value is None and options[name] is not None:
+            return None
+        frozen.append((name, type(options[name]).__name__, value))
+    tensors = tuple(None if a is None else (type(a), tuple(a.shape), str(a.dtype)) for a in (x, w, b))
+    return style, device, quirks, tuple(frozen), tensors
+
+
+def _frozen(value: object) -> object:
+    if isinstance(value, (bool, int, float, str)) and type(value).__module__ == "builtins":
+        return value
+    if isinstance(value, (tuple, list)):
+        items = tuple(_frozen(v) for v in value)
+        return None if any(f is None for f in items) else (type(value).__name__, items)
+    return None
+
+
+def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, size: int) -> None:
+    cache[key] = value
+    if len(cache) > size:
+        cache.popitem(last=False)
+
+
+def _plan(style: str, device: str, quirks: bool, options: dict[str, object], x: Any, w: Any, b: Any) -> _Prepared:
     from .conventions.plan import plan
     from .engines import get_engine
-
-    if bias is None and hasattr(options.get("bias"), "shape"):
-        bias = options.pop("bias")
-    on_gpu = type(input).__module__.split(".")[0] == "cupy"
-    lazy = type(input).__module__.split(".")[0] == "dask"
-    engine = get_engine("gpu" if on_gpu else device)
-    dtypes = {"input": str(input.dtype), "weight": str(weight.dtype)}
-    if bias is not None:
-        dtypes["bias"] = str(bias.dtype)
-    record = plan(
-        style, options, input.shape, weight.shape, None if bias is None else bias.shape, quirks=quirks, dtypes=dtypes
-    )
     from .execution import tiling
 
-    plan = tiling.plan_for(record, dtypes["input"])  # the tiles every run of this problem computes
-    if lazy:
-        return tiling.to_dask(input, weight, bias, plan, device=engine.DEVICE)
-    if on_gpu:
+    kind = _kind(x)
+    engine = get_engine("gpu" if kind == "cupy" else device)
+    dtypes = {"input": str(x.dtype), "weight": str(w.dtype)}
+    if b is not None:
+        dtypes["bias"] = str(b.dtype)
+    record = plan(style, options, tuple(x.shape), tuple(w.shape), None if b is None else tuple(b.shape),
+                  quirks=quirks, dtypes=dtypes)
+    return _Prepared(engine, tiling.plan_for(record, dtypes["input"]), kind if kind in ("cupy", "dask") else "numpy")
+
+
+def _run(prepared: _Prepared, x: Any, w: Any, b: Any) -> Any:
+    from .execution import tiling
+
+    if prepared.kind == "dask":
+        return tiling.to_dask(x, w, b, prepared.tile_plan, device=prepared.engine.DEVICE)
+    if prepared.kind == "cupy":
         import cupy
 
-        return tiling.compute_in_memory(engine, input, weight, bias, plan, xp=cupy)
-    return tiling.compute_in_memory(engine, input, weight, bias, plan)
+        return tiling.compute_in_memory(prepared.engine, x, w, b, prepared.tile_plan, xp=cupy)
+    return tiling.compute_in_memory(prepared.engine, x, w, b, prepared.tile_plan)
