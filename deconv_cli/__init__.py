@@ -13,11 +13,14 @@ Nothing heavy is imported here: numpy, h5py, rich and cupy load only when needed
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .core.errors import ConfigError, DeconvError, TensorFileError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import ArrayLike
 
     from .core.shapes import Derivation
@@ -78,7 +81,7 @@ class Deconvolution:
 
     def __call__(self, input: ArrayLike) -> Any:
         x = _tensor(input, "input")
-        key = (type(x), tuple(x.shape), str(x.dtype))
+        key = (type(x), x.shape, x.dtype.str)
         prepared = self._plans.get(key)
         if prepared is None:
             prepared = _prepare(self.style, self.device, self.quirks, self.options, x, self.weight, self.bias)
@@ -101,9 +104,8 @@ class Deconvolution:
 
 
 class _Prepared(NamedTuple):
-    engine: Any
     tile_plan: TilePlan
-    kind: str  # "numpy", "cupy" or "dask"
+    run: Callable[[Any, Any, Any], Any]  # (x, w, b) -> y, everything that does not depend on the values bound
 
 
 _PREPARED: OrderedDict[tuple[Any, ...], _Prepared] = OrderedDict()  # by _key(): the last 256 problems
@@ -149,7 +151,7 @@ def _key(style: str, device: str, quirks: bool, options: dict[str, object], x: A
         if value is None and options[name] is not None:
             return None
         frozen.append((name, type(options[name]).__name__, value))
-    tensors = tuple(None if a is None else (type(a), tuple(a.shape), str(a.dtype)) for a in (x, w, b))
+    tensors = tuple(None if a is None else (type(a), tuple(a.shape), a.dtype.str) for a in (x, w, b))
     return style, device, quirks, tuple(frozen), tensors
 
 
@@ -180,16 +182,30 @@ def _plan(style: str, device: str, quirks: bool, options: dict[str, object], x: 
         dtypes["bias"] = str(b.dtype)
     record = plan(style, options, tuple(x.shape), tuple(w.shape), None if b is None else tuple(b.shape),
                   quirks=quirks, dtypes=dtypes)
-    return _Prepared(engine, tiling.plan_for(record, dtypes["input"]), kind if kind in ("cupy", "dask") else "numpy")
+    tile_plan = tiling.plan_for(record, dtypes["input"])
+    if kind == "dask":
+        return _Prepared(tile_plan, partial(_lazy, tiling.to_dask, tile_plan, engine.DEVICE))
+    if kind == "cupy":
+        import cupy
+
+        return _Prepared(tile_plan, partial(_in_memory, tiling.compute_in_memory, engine, tile_plan, cupy))
+    if len(tile_plan) == 1:  # compute_in_memory's one-tile case, with its tile and path looked up once
+        tile = next(iter(tile_plan))
+        return _Prepared(tile_plan, partial(_one_tile, tiling.compute_tile, engine, tile, tiling.path_for(tile_plan)))
+    return _Prepared(tile_plan, partial(_in_memory, tiling.compute_in_memory, engine, tile_plan, None))
 
 
 def _run(prepared: _Prepared, x: Any, w: Any, b: Any) -> Any:
-    from .execution import tiling
+    return prepared.run(x, w, b)
 
-    if prepared.kind == "dask":
-        return tiling.to_dask(x, w, b, prepared.tile_plan, device=prepared.engine.DEVICE)
-    if prepared.kind == "cupy":
-        import cupy
 
-        return tiling.compute_in_memory(prepared.engine, x, w, b, prepared.tile_plan, xp=cupy)
-    return tiling.compute_in_memory(prepared.engine, x, w, b, prepared.tile_plan)
+def _lazy(to_dask: Callable[..., Any], tile_plan: TilePlan, device: str, x: Any, w: Any, b: Any) -> Any:
+    return to_dask(x, w, b, tile_plan, device=device)
+
+
+def _in_memory(compute: Callable[..., Any], engine: Any, tile_plan: TilePlan, xp: Any, x: Any, w: Any, b: Any) -> Any:
+    return compute(engine, x, w, b, tile_plan, xp=xp)
+
+
+def _one_tile(compute_tile: Callable[..., Any], engine: Any, tile: Any, path: str, x: Any, w: Any, b: Any) -> Any:
+    return compute_tile(engine, x, w, b, tile, path)
