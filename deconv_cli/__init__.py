@@ -144,24 +144,13 @@ def _prepare(style: str, device: str, quirks: bool, options: dict[str, object], 
 
 
 def _key(style: str, device: str, quirks: bool, options: dict[str, object], x: Any, w: Any, b: Any) -> tuple[Any, ...] | None:
-    """The cache key, or None where a keyword's value is not a plain number, string or tuple of them."""
-    frozen = []
-    for name, value in options.items():
-        value = _frozen(value)
-        if value is None and options[name] is not None:
-            return None
-        frozen.append((name, type(options[name]).__name__, value))
-    tensors = tuple(None if a is None else (type(a), tuple(a.shape), a.dtype.str) for a in (x, w, b))
-    return style, device, quirks, tuple(frozen), tensors
-
-
-def _frozen(value: object) -> object:
-    if isinstance(value, (bool, int, float, str)) and type(value).__module__ == "builtins":
-        return value
-    if isinstance(value, (tuple, list)):
-        items = tuple(_frozen(v) for v in value)
-        return None if any(f is None for f in items) else (type(value).__name__, items)
-    return None
+    """The cache key: the keywords by their repr, which keeps types apart (``2``, ``2.0`` and ``True`` are
+    equal but parse differently) and orders as given; None where a repr is elided (a large array's "...")."""
+    spelled = repr(options)
+    if "..." in spelled:
+        return None
+    tensors = tuple(None if a is None else (type(a), a.shape, a.dtype.str) for a in (x, w, b))
+    return style, device, quirks, spelled, tensors
 
 
 def _remember(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, size: int) -> None:
@@ -190,8 +179,10 @@ def _plan(style: str, device: str, quirks: bool, options: dict[str, object], x: 
 
         return _Prepared(tile_plan, partial(_in_memory, tiling.compute_in_memory, engine, tile_plan, cupy))
     if len(tile_plan) == 1:  # compute_in_memory's one-tile case, with its tile and path looked up once
-        tile = next(iter(tile_plan))
-        return _Prepared(tile_plan, partial(_one_tile, tiling.compute_tile, engine, tile, tiling.path_for(tile_plan)))
+        tile, path = next(iter(tile_plan)), tiling.path_for(tile_plan)
+        one = partial(_one_tile, tiling.compute_tile, engine, tile, path)
+        fast = engine.runner(tile.config, tile.out_spatial, x, w, b, path) if hasattr(engine, "runner") else None
+        return _Prepared(tile_plan, one if fast is None else partial(_fast_or, fast, one))
     return _Prepared(tile_plan, partial(_in_memory, tiling.compute_in_memory, engine, tile_plan, None))
 
 
@@ -205,6 +196,12 @@ def _lazy(to_dask: Callable[..., Any], tile_plan: TilePlan, device: str, x: Any,
 
 def _in_memory(compute: Callable[..., Any], engine: Any, tile_plan: TilePlan, xp: Any, x: Any, w: Any, b: Any) -> Any:
     return compute(engine, x, w, b, tile_plan, xp=xp)
+
+
+def _fast_or(fast: Callable[..., Any], one: Callable[..., Any], x: Any, w: Any, b: Any) -> Any:
+    """The engine's per-problem runner (same bytes as the tile call), or the tile call where it steps aside."""
+    y = fast(x, w, b)
+    return one(x, w, b) if y is None else y
 
 
 def _one_tile(compute_tile: Callable[..., Any], engine: Any, tile: Any, path: str, x: Any, w: Any, b: Any) -> Any:

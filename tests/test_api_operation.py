@@ -87,16 +87,24 @@ def test_repeated_deconvolve_calls_skip_parsing_and_planning(rng, counted):
     assert counted["plan_for"] == 6
 
 
-def test_the_planning_cache_is_bounded_and_skips_keywords_it_cannot_key(rng, counted):
+def test_the_planning_cache_is_bounded_and_keys_by_spelling(rng, counted):
     _, w, _ = _tensors(rng)
     for n in range(1, 300):
         deconv_cli.deconvolve(np.zeros((n, 4, 2, 2), np.float32), w)
     assert len(deconv_cli._PREPARED) == 256
     x = np.ones((1, 4, 3, 3), np.float32)
-    before = counted["plan_for"]
-    for _ in range(2):  # a NumPy integer as a keyword's value: not keyed (its repr varies), still computed
-        y = deconv_cli.deconvolve(x, w, style="torch", stride=np.int64(2))
-    assert counted["plan_for"] == before + 2 and y.shape == (1, 6, 7, 7)
+    before, parsed = counted["plan_for"], counted["plan"]
+    big = np.zeros(2000, dtype=np.int64)  # a keyword whose repr is elided ("...") cannot be keyed: never cached
+    for _ in range(2):
+        with pytest.raises(deconv_cli.ConfigError):
+            deconv_cli.deconvolve(x, w, style="torch", output_padding=big)
+    assert counted["plan"] == parsed + 2 and len(deconv_cli._PREPARED) == 256
+    for value in (2, 2.0, True):  # equal values of other types are other problems (and 2.0 and True are refused)
+        try:
+            deconv_cli.deconvolve(x, w, style="torch", stride=value)
+        except deconv_cli.ConfigError:
+            assert value is not 2  # noqa: F632
+    assert counted["plan_for"] == before + 1
 
 
 def test_a_weight_changed_in_place_changes_the_next_result(rng):
@@ -153,3 +161,26 @@ def test_what_numpy_cannot_make_a_tensor_of_is_one_config_error(bad, says):
     assert "\n" not in str(info.value) and info.value.__cause__ is None
     with pytest.raises(deconv_cli.ConfigError, match=says.replace("input", "weight")):
         deconv_cli.Deconvolution(bad)
+
+
+@pytest.mark.parametrize("size", ["direct", "ort"])
+@pytest.mark.parametrize("value", [1.0, np.nan, np.inf])
+def test_the_prepared_runner_gives_the_tile_calls_bytes_for_any_weight(size, value, rng):
+    """The engine's per-problem runner that a prepared problem binds (the direct and onnxruntime paths) steps
+    aside for a weight with NaN or Inf, so the result is always compute_in_memory's, bit for bit."""
+    from deconv_cli.engines import dispatch, numpy_engine
+
+    if size == "ort" and not dispatch.ort_installed():
+        pytest.skip("onnxruntime is not installed")
+    shape, cout, options = ((1, 4, 8, 8), 4, {}) if size == "direct" else \
+        ((8, 64, 32, 32), 32, {"stride": 2, "padding": 2, "output_padding": 1, "dilation": 2})
+    x, w, b = _tensors(rng, shape, cout)
+    w[0, 0, 1, 1] *= value
+    op = deconv_cli.Deconvolution(w, b, **options)
+    record = op.derive(x.shape)
+    tile_plan = tiling.plan_for(record, "float32")
+    assert tiling.path_for(tile_plan) == size
+    want = tiling.compute_in_memory(numpy_engine, x, w, b, tile_plan)
+    for _ in range(2):
+        np.testing.assert_array_equal(op(x), want)
+        np.testing.assert_array_equal(deconv_cli.deconvolve(x, w, b, **options), want)

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..core.config import DeconvConfig, Shape
-from . import direct, dispatch, threads, wanted_threads
+from . import _common, direct, dispatch, threads, wanted_threads
 
 NAME = "numpy"
 DEVICE = "cpu"
@@ -212,6 +212,29 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
             return run(x, w, bias, threads())
     with thread_budget() as parallel_map, np.errstate(all="ignore"):
         return dispatch.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map)
+
+
+def runner(config: DeconvConfig, out_spatial: Shape, x, w, bias, path: str):
+    """For repeated calls on arrays of these shapes and dtypes on ``path`` (the tile plan's), a function
+    ``run(x, w, bias)`` with the per-call work done once, or None where the problem has none. ``run`` returns
+    None where this call needs the general path instead (a weight with NaN or Inf, whose path the caller
+    decides): the caller then makes the ordinary call. Used by the Python API's prepared problems."""
+    key = (config, tuple(out_spatial), x.shape, x.dtype.char, w.shape, w.dtype.char,
+           None if bias is None else bias.dtype.char)
+    if path == "direct" and (inline := direct.inline_direct(*key)) is not None:
+        def run(x, w, bias):
+            wanted_threads()  # a bad DECONV_THREADS is an error here too
+            with np.errstate(all="ignore"):
+                return inline(x, w, bias)  # None for a weight whose sum is not finite
+        return run
+    if path == "ort" and (node := dispatch.inline_ort(*key, True)) is not None:
+        def run_node(x, w, bias):
+            with np.errstate(all="ignore"):
+                if not _common.all_finite(w, np):  # the caller's rule for such a weight: scatter
+                    return None
+            return node(x, w, bias, threads())
+        return run_node
+    return None
 
 
 def to_host(array):
