@@ -178,8 +178,10 @@ def _plan(style: str, device: str, quirks: bool, options: dict[str, object], x: 
         import cupy
 
         return _Prepared(tile_plan, partial(_in_memory, tiling.compute_in_memory, engine, tile_plan, cupy))
-    if len(tile_plan) == 1:  # compute_in_memory's one-tile case, with its tile and path looked up once
-        tile, path = next(iter(tile_plan)), tiling.path_for(tile_plan)
+    tile = next(iter(tile_plan))
+    if len(tile_plan) == 1 and tile.input_shape == tuple(x.shape):
+        # compute_in_memory's one-tile case (a tile reading the whole input), its tile and path looked up once
+        path = tiling.path_for(tile_plan)
         one = partial(_one_tile, tiling.compute_tile, engine, tile, path)
         fast = engine.runner(tile.config, tile.out_spatial, x, w, b, path) if hasattr(engine, "runner") else None
         return _Prepared(tile_plan, one if fast is None else partial(_fast_or, fast, one))

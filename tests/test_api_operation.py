@@ -184,3 +184,19 @@ def test_the_prepared_runner_gives_the_tile_calls_bytes_for_any_weight(size, val
     for _ in range(2):
         np.testing.assert_array_equal(op(x), want)
         np.testing.assert_array_equal(deconv_cli.deconvolve(x, w, b, **options), want)
+
+
+def test_a_single_tile_that_reads_part_of_the_input_gets_its_window(rng):
+    """A crop larger than the kernel's reach leaves input rows no output reads: the one tile reads a window,
+    and the prepared problem must hand it that window, not the whole input (as compute_in_memory does)."""
+    from deconv_cli.engines import numpy_engine
+
+    x, w, _ = _tensors(rng, (1, 2, 6, 6), 2)
+    options = {"stride": 2, "padding": (3, 2)}
+    record = deconv_cli.derive(x.shape, w.shape, style="megengine", **options)
+    tile_plan = tiling.plan_for(record, "float32")
+    assert len(tile_plan) == 1 and next(iter(tile_plan)).input_shape != x.shape
+    want = tiling.compute_in_memory(numpy_engine, x, w, None, tile_plan)
+    for _ in range(2):
+        np.testing.assert_array_equal(deconv_cli.deconvolve(x, w, style="megengine", **options), want)
+        np.testing.assert_array_equal(deconv_cli.Deconvolution(w, style="megengine", **options)(x), want)
