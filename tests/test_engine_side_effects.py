@@ -171,6 +171,8 @@ def call():
 
 want = call()  # a real parallel call in the parent: the pool's threads (or onnxruntime's) now exist
 want = call()
+import time
+time.sleep(0.5)  # the pools' threads now wait on their condition variables, as in an idle parent
 if how == "fork":
     pid = os.fork()
     if pid == 0:
@@ -202,7 +204,7 @@ def test_a_forked_child_after_a_parallel_call_does_not_hang(path, how, tmp_path)
     proc = subprocess.Popen([sys.executable, str(script), path, how], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the script and its forked children: their own process group
         proc.communicate()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import numpy as np
 import onnxruntime
@@ -75,9 +76,18 @@ def model_bytes(config: DeconvConfig, input_shape, pads, with_bias: bool) -> byt
     return _int(1, 8) + _bytes(7, graph) + _bytes(8, _bytes(1, "") + _int(2, _OPSET))  # ir_version 8, opset 17
 
 
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # every session not yet destroyed (``forget_sessions``)
+
+
 @functools.lru_cache(maxsize=8)
 def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: int):
     """One InferenceSession per (problem, shapes, bias, threads); eight kept (a batch job reuses its one)."""
+    session = _new_session(config, input_shape, pads, with_bias, threads)
+    _LIVE.add(session)
+    return session
+
+
+def _new_session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: int):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -93,7 +103,14 @@ def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: 
 
 
 def forget_sessions() -> None:
-    """Drop every cached session: a forked child cannot use its parent's (their threads are gone)."""
+    """In a forked child: stop using the parent's sessions (their thread pools' threads are gone), without
+    destroying them. A session's destructor joins its pool's threads, which wait forever in a child (seen: a
+    multiprocessing child hung in pthread_cond_destroy); so each inherited session gets one reference that
+    is never released (CPython's public Py_IncRef), and later calls make their own."""
+    import ctypes
+
+    for session in list(_LIVE):
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(session))
     _session.cache_clear()
 
 
