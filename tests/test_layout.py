@@ -155,27 +155,3 @@ def test_a_lazy_import_inside_a_function_is_in_the_graph():
     graph = import_graph()
     # run_job imports the engines inside the function only (so that `deconv shape` never loads them)
     assert "deconv_cli.engines" in graph["deconv_cli.execution.job"]
-
-
-@pytest.mark.parametrize("threads", ["1", "2"])
-def test_the_ort_path_runs_on_the_numpy_engines_threads(threads, monkeypatch):
-    """The general ``ort`` path gets its thread count from the NumPy engine (DECONV_THREADS) as an argument,
-    not by importing the engine back (the cycle ``_generic <-> numpy_engine`` this replaced)."""
-    np = pytest.importorskip("numpy")
-    from deconv_cli.core.config import DeconvConfig
-    from deconv_cli.engines import _generic, _ort, numpy_engine
-
-    if not _generic.ort_installed():
-        pytest.skip("onnxruntime is not installed")
-    config = DeconvConfig(kernel=(3, 3), stride=(2, 2), dilation=(2, 2), crops=((1, 1), (1, 1)), groups=1,
-                          in_channels=8, out_channels=4, batched=True)
-    x = np.ones((2, 8, 6, 6), np.float32)
-    w = np.ones(config.weight_shape, np.float32)
-    seen, run = [], _ort.run
-    monkeypatch.setattr(_ort, "run", lambda *a: seen.append(a[-1]) or run(*a))
-    monkeypatch.setattr(_generic, "inline_ort", lambda *a: None)  # the general path, not the per-problem runner
-    monkeypatch.setenv("DECONV_THREADS", threads)
-    y = numpy_engine.deconvolve(x, w, None, config, (13, 13), path="ort")
-    want = min(int(threads), numpy_engine.cpus())
-    assert seen == [want]
-    np.testing.assert_allclose(y, numpy_engine.deconvolve(x, w, None, config, (13, 13), path="scatter"), rtol=1e-6)

@@ -3,9 +3,13 @@ timed against PyTorch and onnxruntime in the same run.
 
     deconv bench [--device cpu|gpu] [--threads 2] [--repeat 7] [--only NAME] [--paths] [--json] [--list]
 
-Every configuration is timed interleaved (one call of each per round, the order turning from round to
-round) so that load from other processes, and whatever one library leaves behind for the next, hits all
-of them alike; the table shows medians and ratios. Thread counts are pinned for every
+The figure of record is the steady state through the public API: every runner is what its user calls,
+made once and called back to back on the same arrays (ours ``deconv_cli.deconvolve(x, w, b, style="torch",
+...)``, and the reusable ``deconv_cli.Deconvolution`` on its own column; PyTorch's
+``torch.nn.functional.conv_transpose{1,2,3}d``; onnxruntime one ``InferenceSession``, ``run`` per call).
+Runners are interleaved (a burst of back-to-back calls of each per round, the order turning from round to
+round) so that load from other processes hits all of them alike, until each has run for ``min_time``
+seconds; the table shows the median call and ratios. Thread counts are pinned for every
 library: BLAS through threadpoolctl (or OPENBLAS/OMP_NUM_THREADS when numpy is not imported yet),
 ``torch.set_num_threads`` and onnxruntime's ``intra_op_num_threads``. Peak memory is measured per
 configuration in a fresh subprocess (VmHWM minus the resident size after imports and a warm-up call),
@@ -141,7 +145,40 @@ def make_inputs(case: Case, dtype: str = "float32", seed: int = 0):
     return x, w, b
 
 
+def _api(case: Case, device: str, x, w, b, reusable: bool = False):
+    """Ours as a user calls it: ``deconv_cli.deconvolve`` with the torch keywords, or (``reusable``) one
+    ``deconv_cli.Deconvolution`` made here and called; on the GPU, on CuPy arrays made once."""
+    import deconv_cli
+
+    if device == "gpu":
+        import cupy
+
+        x, w, b = cupy.asarray(x), cupy.asarray(w), cupy.asarray(b)
+    sync = _gpu_sync if device == "gpu" else None
+    options = case.options()
+    if reusable:
+        op = deconv_cli.Deconvolution(w, b, style="torch", **options)
+        run = lambda: op(x)  # noqa: E731
+    else:
+        run = lambda: deconv_cli.deconvolve(x, w, b, style="torch", **options)  # noqa: E731
+    if sync is None:
+        return run
+
+    def synced():
+        run()
+        sync()
+
+    return synced
+
+
+def _gpu_sync():
+    import cupy
+
+    cupy.cuda.Device().synchronize()
+
+
 def _ours(case: Case, device: str, x, w, b, path: str | None = None):
+    """The engine itself on one path (``--paths``, the memory probe): planned once, no API around it."""
     from ..conventions.plan import plan
     from ..engines import get_engine
 
@@ -209,29 +246,37 @@ def _onnxruntime(case: Case, device: str, threads: int, x, w, b):
     return lambda: session.run(None, feeds)
 
 
-def time_interleaved(runners: dict, repeat: int, settle_s: float = 0.1) -> dict:
-    """Median seconds per runner; one warm-up each, then ``repeat`` rounds of one call each, the order of
-    each round taken in turn from ``round_orders``, so that every runner follows every other as often.
+def time_interleaved(runners: dict, repeat: int, min_time: float = 1.0, burst_s: float = 0.05) -> dict:
+    """Median seconds per call of each runner, in the steady state: one warm-up call each, then rounds in
+    which each runner makes a burst of back-to-back calls (about ``burst_s`` seconds, one call at least),
+    the order of each round taken in turn from ``round_orders`` so that every runner follows every other as
+    often; at least ``repeat`` rounds, and more until every runner has run ``min_time`` seconds in all.
 
-    The pause before every call lets the previous library's spinning worker threads go to sleep, so that no
-    runner pays for its predecessor: PyTorch's OpenMP workers spin under 10 ms after a call, onnxruntime's about
-    65 ms (measured: a full core of worker CPU time for 60-70 ms after a 5 ms call). With 20 ms pauses our ``ort``
-    path, run right after the onnxruntime peer with its own session's workers still spinning, took 2.2x the time.
-    The order turns because a fixed one did not treat the peers alike: with every round ours, PyTorch,
-    onnxruntime, the onnxruntime peer always ran right after PyTorch, which on dil2 took it 11.2 ms against
-    6.5 after ours (15 rounds each, same process), a cause that no pause length removed.
+    No pause between calls: batch jobs and scripts call back to back, and on a virtual machine a pause mostly
+    measures the hypervisor waking a sleeping thread (PyTorch's dw layer: 0.64 ms back to back, 11.8 ms after a
+    100 ms pause), which no user's loop pays.
     """
-    for run in runners.values():
+    per_call = {}
+    for name, run in runners.items():
+        start = time.perf_counter()
         run()
+        per_call[name] = max(time.perf_counter() - start, 1e-6)
     times: dict[str, list[float]] = {name: [] for name in runners}
-    orders = round_orders(list(runners), repeat)
-    for order in orders:
+    spent = dict.fromkeys(runners, 0.0)
+    names, rounds = list(runners), 0
+    while rounds < repeat or min(spent.values()) < min_time:
+        order = round_orders(names, rounds + 1)[rounds]
         for name in order:
             run = runners[name]
-            time.sleep(settle_s)
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            calls = max(1, min(1000, int(burst_s / per_call[name])))
+            for _ in range(calls):
+                start = time.perf_counter()
+                run()
+                elapsed = time.perf_counter() - start
+                times[name].append(elapsed)
+                spent[name] += elapsed
+            per_call[name] = statistics.median(times[name][-calls:])
+        rounds += 1
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -286,19 +331,19 @@ def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
     import numpy as np
 
     from ..conventions.plan import plan
-    from ..engines import _generic, get_engine
+    from ..engines import direct, dispatch, get_engine
 
     case = _by_name("tiny_4to4_8x8_k3")
     x, w, b = make_inputs(case)
     record = plan("torch", case.options(), x.shape, w.shape, b.shape)
     config, out_spatial = record.config, tuple(record.output_spatial)
     engine = get_engine("cpu")
-    if _generic.choose_path(config, out_spatial, case.batch, case.spatial) != "direct":
+    if dispatch.choose_path(config, out_spatial, case.batch, case.spatial) != "direct":
         raise RuntimeError("the tiny configuration no longer takes the direct path; update call_overhead")
-    index = _generic._direct_index(config, case.spatial, out_spatial)
+    index = direct.direct_index(config, case.spatial, out_spatial)
     n, c_in, c_out, length, taps = case.batch, case.in_channels, case.out_channels, math.prod(case.spatial), math.prod(case.kernel)
 
-    def bare():  # _generic._direct_item's NumPy calls, nothing around them
+    def bare():  # direct.run_item's NumPy calls, nothing around them
         y = np.empty((n, c_out, *out_spatial), np.float32)
         xe = np.empty((n, c_in, length + 1), np.float32)
         xe[:, :, :length] = x.reshape(n, c_in, length)
@@ -355,8 +400,11 @@ def memory_probe(name: str, device: str) -> dict:
     """In this (fresh) process: resident bytes after imports, then the peak of one call above that."""
     import numpy  # noqa: F401  (the baseline includes numpy and the engine)
 
-    warm = SUITE[-1]  # the tiny case: imports, thread pool and BLAS buffers belong to the baseline
+    warm = SUITE[-1]  # the tiny case: imports belong to the baseline ...
     _ours(warm, device, *make_inputs(warm))()
+    if device == "cpu":  # ... and so do the thread pool, threadpoolctl and BLAS buffers (a parallel call)
+        pool = _case("warm_pool", 8, 16, 16, (16, 16), 4, stride=2, padding=1)
+        _ours(pool, device, *make_inputs(pool), path="phase")()
     case = _by_name(name)
     if device == "cpu" and case.groups == case.in_channels:  # so do numba and its compiled kernel (~140 MB)
         small = _case("warm_depthwise", 1, 4, 4, (8, 8), 3, groups=4)
@@ -383,10 +431,10 @@ def _reset_peak() -> None:
 
 def _chosen(case: Case) -> str:
     from ..conventions.plan import plan
-    from ..engines import _generic
+    from ..engines import dispatch
 
     record = plan("torch", case.options(), case.input_shape, case.weight_shape, (case.out_channels,))
-    return _generic.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
+    return dispatch.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
 
 
 def memory(name: str, device: str, threads: int) -> dict:
@@ -448,6 +496,7 @@ class Row:
     peak_fraction: float
     torch_ms: float | None = None
     ort_ms: float | None = None
+    op_ms: float | None = None  # the reusable Deconvolution, same run
     paths_ms: dict | None = None
     peak_mem_mb: float | None = None
     tensors_mb: float | None = None
@@ -464,12 +513,12 @@ class Row:
 
 
 def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), paths: bool = False,
-              peers: bool = True, measure_memory: bool = True, progress=None) -> dict:
+              peers: bool = True, measure_memory: bool = True, progress=None, min_time: float = 1.0) -> dict:
     pin_threads(threads)
     import numpy as np  # noqa: F401  (after pinning)
 
     from ..conventions.plan import plan
-    from ..engines import _generic
+    from ..engines import direct, dispatch
 
     cases = [_by_name(n) for n in only] if only else list(SUITE)
     blas = blas_info()  # before sgemm_peak, which holds BLAS to one thread for a while
@@ -478,8 +527,8 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
     for case in cases:
         x, w, b = make_inputs(case)
         record = plan("torch", case.options(), x.shape, w.shape, b.shape)
-        chosen = _generic.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
-        runners = {"ours": _ours(case, device, x, w, b)}
+        chosen = dispatch.choose_path(record.config, record.output_spatial, case.batch, case.spatial)
+        runners = {"ours": _api(case, device, x, w, b), "op": _api(case, device, x, w, b, reusable=True)}
         if peers:
             for label, factory in (("torch", _torch), ("onnxruntime", _onnxruntime)):
                 runner = factory(case, device, threads, x, w, b)
@@ -487,14 +536,14 @@ def run_suite(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), p
                     runners[label] = runner
         if paths and device == "cpu":
             dense = case.batch * case.in_channels * math.prod(case.kernel) * math.prod(case.output_spatial)
-            for p in _generic.PATHS:  # the direct path's dense columns would take GBs on the big configurations
-                if (p != "direct" or dense <= 16 * _generic.DIRECT_MAX_ELEMENTS) and (p != "depthwise" or case.groups == case.in_channels) \
-                        and (p != "ort" or _generic.ort_installed()):
+            for p in dispatch.PATHS:  # the direct path's dense columns would take GBs on the big configurations
+                if (p != "direct" or dense <= 16 * direct.DIRECT_MAX_ELEMENTS) and (p != "depthwise" or case.groups == case.in_channels) \
+                        and (p != "ort" or dispatch.ort_installed()):
                     runners[f"path:{p}"] = _ours(case, device, x, w, b, path=p)
-        med = time_interleaved(runners, repeat)
+        med = time_interleaved(runners, repeat, min_time)
         ours = med["ours"]
         row = Row(case.name, chosen, ours * 1e3, case.flops / ours / 1e9, case.flops / ours / 1e9 / peak,
-                  med.get("torch", 0) * 1e3 or None, med.get("onnxruntime", 0) * 1e3 or None,
+                  med.get("torch", 0) * 1e3 or None, med.get("onnxruntime", 0) * 1e3 or None, med["op"] * 1e3,
                   {k[5:]: v * 1e3 for k, v in med.items() if k.startswith("path:")} or None)
         del x, w, b, runners
         if measure_memory:
@@ -528,18 +577,19 @@ def _fmt(v, spec):
 def format_row(row: Row) -> str:
     mem = "-" if row.peak_mem_mb is None else f"{row.peak_mem_mb:7.1f}/{row.tensors_mb:<7.1f}"
     extra = "" if not row.paths_ms else "  " + " ".join(f"{k}={v:.2f}" for k, v in row.paths_ms.items())
-    return (f"{row.name:34s} {row.path:9s} {row.ours_ms:9.2f} {row.gflops:7.1f} {100 * row.peak_fraction:5.1f}% "
-            f"{_fmt(row.torch_ms, '9.2f'):>9s} {_fmt(row.ort_ms, '9.2f'):>9s} {_fmt(row.vs_torch, '6.2f'):>6s} "
+    return (f"{row.name:34s} {row.path:9s} {row.ours_ms:9.3f} {_fmt(row.op_ms, '9.3f'):>9s} {row.gflops:7.1f} {100 * row.peak_fraction:5.1f}% "
+            f"{_fmt(row.torch_ms, '9.3f'):>9s} {_fmt(row.ort_ms, '9.3f'):>9s} {_fmt(row.vs_torch, '6.2f'):>6s} "
             f"{_fmt(row.vs_best, '6.2f'):>6s} {mem:>15s}{extra}")
 
 
-HEADER = (f"{'configuration':34s} {'path':9s} {'ours ms':>9s} {'GFLOP/s':>7s} {'%peak':>6s} {'torch ms':>9s} "
+HEADER = (f"{'configuration':34s} {'path':9s} {'ours ms':>9s} {'op ms':>9s} {'GFLOP/s':>7s} {'%peak':>6s} {'torch ms':>9s} "
           f"{'ort ms':>9s} {'torch/':>6s} {'best/':>6s} {'peak MB/tensors':>15s}")
-COLUMNS = (34, 9, 9, 7, 6, 9, 9, 6, 6, 15)  # the cell widths of HEADER and format_row, to fold a row between cells
+COLUMNS = (34, 9, 9, 9, 7, 6, 9, 9, 6, 6, 15)  # the cell widths of HEADER and format_row, to fold a row between cells
 
 
 def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), paths: bool = False, peers: bool = True,
-           memory: bool = True, as_json: bool = False, echo=print, width: int | None = None) -> None:
+           memory: bool = True, as_json: bool = False, echo=print, min_time: float = 1.0,
+           width: int | None = None) -> None:
     """Run the suite and print the table (row by row, as results come; folded to ``width``) or one JSON object."""
     from ..render.report import fold_columns
 
@@ -553,7 +603,7 @@ def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), path
 
     if not as_json:
         echo("\n".join(fold_columns(HEADER, COLUMNS, width)))
-    result = run_suite(device, threads, repeat, only, paths, peers, memory, progress)
+    result = run_suite(device, threads, repeat, only, paths, peers, memory, progress, min_time)
     summary = summarize(result)
     start = startup()
     overhead = call_overhead() if device == "cpu" else None
@@ -563,6 +613,8 @@ def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), path
         echo(json.dumps(record, indent=1))
         return
     echo("\n" + blas_line(result))
+    echo("steady state: each runner made once, called back to back, interleaved; median call. ours: "
+         "deconv_cli.deconvolve(x, w, b, style='torch', ...); op: deconv_cli.Deconvolution(w, b, ...)(x)")
     echo("torch/ and best/ are peer ms / our ms (>= 1: we are at least as fast)")
     n = summary["compared"]
     echo(f"as fast as PyTorch: {summary['as_fast_as_torch']}/{n}; as fast as the best peer: "

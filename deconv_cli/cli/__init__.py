@@ -623,14 +623,16 @@ def detect_command(ctx, input, weight, expected, bias, style, top, limit, save_w
 @cli.command(name="bench")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True, help="Threads for us and for every peer.")
-@click.option("--repeat", type=int, default=7, show_default=True, help="Timed calls per engine (medians).")
+@click.option("--repeat", type=int, default=7, show_default=True, help="Interleaved rounds, at least (medians).")
+@click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds each runner is timed, at least (back-to-back calls).")
 @click.option("--only", multiple=True, metavar="NAME", help="One suite configuration (repeatable).")
 @click.option("--paths", is_flag=True, help="Also time every applicable engine path.")
 @click.option("--no-peers", is_flag=True, help="Skip PyTorch and onnxruntime.")
 @click.option("--no-memory", is_flag=True, help="Skip the per-configuration peak-memory subprocesses.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @click.option("--list", "list_only", is_flag=True, help="List the suite's configurations and exit (times nothing).")
-def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_json, list_only):
+def bench_command(device, threads, repeat, min_time, only, paths, no_peers, no_memory, as_json, list_only):
     """Time the benchmark suite against PyTorch and onnxruntime, same threads, same run.
 
     The suite: 16 transposed convolutions from U-Net, DCGAN, FCN, HiFi-GAN and the frameworks' own
@@ -651,7 +653,7 @@ def bench_command(device, threads, repeat, only, paths, no_peers, no_memory, as_
         return
     try:
         report(device, threads, repeat, only, paths, not no_peers, not no_memory, as_json,
-               echo=lambda line: click.echo(line), width=terminal_width(sys.stdout))
+               echo=lambda line: click.echo(line), min_time=min_time, width=terminal_width(sys.stdout))
     except DeconvError as error:
         _fail(error)
 

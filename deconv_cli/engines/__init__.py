@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
-from ..core.errors import DeconvError
+from ..core.errors import ConfigError, DeconvError
 
 
 def cpus() -> int:
@@ -14,6 +15,29 @@ def cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def threads() -> int:
+    """Threads for one call's independent work items (and onnxruntime's node): DECONV_THREADS, never more
+    than the CPUs (more only oversubscribe them, and OpenBLAS crashes with hundreds of concurrent callers);
+    default min(CPUs, 8)."""
+    return min(wanted_threads(), cpus())  # the mask, read each call (about 1 us)
+
+
+def wanted_threads() -> int:
+    """DECONV_THREADS as set now (8 when unset); a bad value is a ConfigError."""
+    return _parse_threads(os.environ.get("DECONV_THREADS", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_threads(env: str) -> int:
+    env = env.strip()
+    if not env:
+        return 8
+    digits = env.lstrip("0")
+    if not (env.isascii() and env.isdigit()) or not digits:
+        raise ConfigError(f"DECONV_THREADS={env!r} is not a positive whole number", "write e.g. DECONV_THREADS=2")
+    return int(digits) if len(digits) < 10 else 1 << 30
 
 
 def get_engine(device: str, arrays=()):

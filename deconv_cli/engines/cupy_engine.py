@@ -9,7 +9,7 @@ run on a GPU since the fast-engines rewrite.
 from __future__ import annotations
 
 from ..core.config import DeconvConfig, Shape
-from . import _generic
+from . import dispatch
 
 NAME = "cupy"
 DEVICE = "gpu"
@@ -33,7 +33,7 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
     import cupy
 
     to_device = cupy.asarray
-    return _generic.deconvolve(
+    return dispatch.deconvolve(
         to_device(x), to_device(w), None if bias is None else to_device(bias), config, out_spatial, xp=cupy, path=path
     )
 

@@ -31,6 +31,7 @@ from .windows import (
     WholeFile,
     WrittenByWorkers,
     ZarrTile,
+    with_weight,
 )
 
 
@@ -50,7 +51,7 @@ def path_for(plan: TilePlan) -> str:
     """The engine path for every tile: the one the rules pick for the whole problem. A tile's own extent
     would pick differently (the scatter rule looks at the output's size), and a thin tile is not the
     problem the rules were measured on (3-D U-Net k3s2 1x32x64^3: scatter on 2-row tiles 2.2x slower)."""
-    from ..engines._generic import choose_path
+    from ..engines.dispatch import choose_path
 
     batch_axis, _, spatial_axes = plan.config.input_axes()
     batch = 1 if batch_axis is None else plan.input_shape[batch_axis]
@@ -67,6 +68,16 @@ def compute_in_memory(engine, x, w, b, plan: TilePlan, *, xp=None):
     writer = ArrayWriter(plan.output_shape, x.dtype, xp)
     run_tiles(plan, ArrayWindows(x, xp), writer, Compute(engine.DEVICE, w, b, path_for(plan), host=host))
     return writer.finish()
+
+
+def compute_tile(engine, x, w, b, tile: Tile, path: str):
+    """One tile's block from arrays in hand, as ``Compute`` makes it (the Python API's one-tile problems call
+    it directly: no reader, writer or loop around a single block)."""
+    import numpy as np
+
+    x = np.ascontiguousarray(x) if engine.DEVICE == "cpu" else x
+    block = engine.deconvolve(x, w, b, tile.config, tile.out_spatial, path=with_weight(path, w))
+    return engine.to_host(block)
 
 
 def run_tiles(plan: TilePlan, reader, writer, compute, *, executor=None, progress=None) -> dict:

@@ -74,7 +74,7 @@ def with_weight(path: str, w) -> str:
     only (the phase path would multiply the zero padding by it, turning unreached positions into NaN)."""
     import numpy as np
 
-    from ..engines._generic import all_finite
+    from ..engines._common import all_finite
 
     w = w.get() if type(w).__module__.split(".")[0] == "cupy" else np.asarray(w)
     with np.errstate(all="ignore"):  # a float16 weight's sum may overflow: all_finite then looks closer

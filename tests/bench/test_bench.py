@@ -9,20 +9,20 @@ from click.testing import CliRunner
 
 from deconv_cli.bench import suite as bench
 from deconv_cli.cli import cli
-from deconv_cli.engines import _generic
+from deconv_cli.engines import dispatch
 
 TINY = "tiny_4to4_8x8_k3"
 
 
 def test_bench_json_record():
-    result = CliRunner().invoke(cli, ["bench", "--only", TINY, "--no-peers", "--no-memory", "--repeat", "1", "--paths", "--json"])
+    result = CliRunner().invoke(cli, ["bench", "--only", TINY, "--no-peers", "--no-memory", "--repeat", "1", "--min-time", "0", "--paths", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     (row,) = record["rows"]
     assert row["name"] == TINY and row["path"] == "direct"
-    ort = {"ort"} if _generic.ort_installed() else set()  # onnxruntime's kernel where it is installed
+    ort = {"ort"} if dispatch.ort_installed() else set()  # onnxruntime's kernel where it is installed
     assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct", "shift"} | ort
-    assert row["torch_ms"] is None and record["summary"]["compared"] == 0
+    assert row["torch_ms"] is None and record["summary"]["compared"] == 0 and row["op_ms"] > 0
     assert record["startup"]["deconv_shape_s"] > record["startup"]["python_pass_s"] > 0
     overhead = record["call_overhead"]  # checks itself that its bare NumPy calls give the engine's bytes
     assert overhead["call_us"] > 0 and overhead["numpy_us"] > 0
@@ -76,7 +76,7 @@ def test_list_prints_every_configuration_with_options_that_plan_to_its_shapes():
 def test_memory_probe_counts_onnxruntime_library_in_the_baseline_not_the_call():
     """On a configuration the rules give onnxruntime (dil2), its library is loaded before the baseline, as
     numba's is for depthwise; what is left is the call's own memory, within input + weight + output + 25%."""
-    if not _generic.ort_installed():
+    if not dispatch.ort_installed():
         import pytest
 
         pytest.skip("onnxruntime is not installed")
@@ -110,7 +110,29 @@ def test_rounds_turn_the_order_so_every_runner_follows_every_other_alike():
 def test_time_interleaved_calls_in_the_turning_orders():
     calls = []
     runners = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
-    medians = bench.time_interleaved(runners, 6, settle_s=0)
+    medians = bench.time_interleaved(runners, 6, min_time=0, burst_s=0)
     assert calls[:3] == ["a", "b", "c"]  # the warm-up
     assert [tuple(calls[3 + 3 * r:6 + 3 * r]) for r in range(6)] == bench.round_orders(["a", "b", "c"], 6)
     assert set(medians) == {"a", "b", "c"} and all(m >= 0 for m in medians.values())
+
+
+def test_the_steady_state_timing_calls_each_runner_back_to_back_until_its_time_is_spent():
+    """No pause between a runner's calls; every runner runs at least min_time seconds, interleaved."""
+    import statistics
+    import time
+
+    stamps: dict[str, list[float]] = {"a": [], "b": []}
+
+    def runner(name):
+        def run():
+            stamps[name].append(time.perf_counter())
+            time.sleep(0.001)
+        return run
+
+    medians = bench.time_interleaved({"a": runner("a"), "b": runner("b")}, repeat=2, min_time=0.2, burst_s=0.02)
+    for name, times in stamps.items():
+        assert len(times) > 100  # 0.2 s of 1 ms calls, not one call per round
+        gaps = [t1 - t0 for t0, t1 in zip(times, times[1:])]
+        assert statistics.median(gaps) < 0.005 and 0.001 <= medians[name] < 0.005
+    order = sorted((t, name) for name, times in stamps.items() for t in times)
+    assert sum(a[1] != b[1] for a, b in zip(order, order[1:])) >= 3  # interleaved in bursts

@@ -120,10 +120,10 @@ def test_bias_reaches_positions_outside_the_full_result(rng):
 
 def test_large_batches_are_processed_in_chunks(rng, monkeypatch):
     """A small column budget forces many chunks; the result must not change."""
-    from deconv_cli.engines import _generic
+    from deconv_cli.engines import _common
 
     config = DeconvConfig(kernel=(3, 3), stride=(2, 2), dilation=(1, 1), crops=((1, 0), (1, 0)), groups=1, in_channels=3, out_channels=2)
     x, w, b = _tensors(rng, config, (7, 3, 4, 4))
     want = _run(config, x, w, b)
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 1)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", 1)
     np.testing.assert_allclose(_run(config, x, w, b), want, rtol=1e-6, atol=1e-6)

@@ -12,9 +12,9 @@ from reference import reference_deconv
 
 from deconv_cli.core.config import DeconvConfig
 from deconv_cli.core.shapes import full_length
-from deconv_cli.engines import _generic, numpy_engine
+from deconv_cli.engines import _common, dispatch, numpy_engine, phase, scatter, shift
 
-PATHS = _generic.PATHS
+PATHS = dispatch.PATHS
 
 
 def _config(kernel, stride, dilation, crops, groups, cin, cout, **layout):
@@ -93,8 +93,8 @@ def test_every_path_matches_the_reference(name, dtype, rng):
 @pytest.mark.parametrize("path", PATHS)
 def test_float16_large_enough_for_several_items(path, rng, monkeypatch):
     """float16 in and out, converted block by block, across several threaded items and the unfolded GEMM."""
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 4096)
-    monkeypatch.setattr(_generic, "MIN_ITEM_BYTES", 1024)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", 4096)
+    monkeypatch.setattr(_common, "MIN_ITEM_BYTES", 1024)
     config = _config((3, 3), (2, 2), (1, 1), ((1, 0), (1, 0)), 1, 8, 6)
     x, w, b = _tensors(rng, config, 3, (17, 16), np.float16)
     _check(config, x, w, b, path, np.float16)
@@ -107,8 +107,8 @@ def test_tiny_work_items_and_one_thread_change_nothing(name, fold_below, rng, mo
     the scatter's batch folded into its GEMM or one GEMM per sample."""
     config, batch, spatial = CASES[name]
     x, w, b = _tensors(rng, config, batch, spatial)
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 1)
-    monkeypatch.setattr(_generic, "FOLD_BATCH_BELOW", fold_below)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", 1)
+    monkeypatch.setattr(scatter, "FOLD_BATCH_BELOW", fold_below)
     for threads in ("1", "2"):
         monkeypatch.setenv("DECONV_THREADS", threads)
         for path in PATHS:
@@ -134,12 +134,12 @@ def test_small_image_scatter_items_match_the_reference(name, dtype, rng, monkeyp
     itemsize = np.dtype(np.float32 if dtype == np.float16 else dtype).itemsize
     length, taps = int(np.prod(spatial)), int(np.prod(config.kernel))
     per_sample = itemsize * (config.in_channels * length + config.out_channels * (taps * length + int(np.prod(out))))
-    monkeypatch.setattr(_generic, "_column_cap", lambda tensor_bytes: 2 * per_sample)
-    monkeypatch.setattr(_generic, "MIN_GEMM_COLUMNS", 1)
+    monkeypatch.setattr(_common, "column_cap", lambda tensor_bytes: 2 * per_sample)
+    monkeypatch.setattr(scatter, "MIN_GEMM_COLUMNS", 1)
     monkeypatch.setenv("DECONV_THREADS", "2")
     calls = []
-    real = _generic._scatter_small_item
-    monkeypatch.setattr(_generic, "_scatter_small_item", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    real = scatter._scatter_small_item
+    monkeypatch.setattr(scatter, "_scatter_small_item", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
     x, w, b = _tensors(rng, config, batch, spatial, dtype)
     _check(config, x, w, b, "scatter", dtype)
     assert len(calls) >= 2 and sorted(r for block in calls for r in range(*block)) == list(range(batch))
@@ -172,7 +172,7 @@ def _choose(kernel, stride, cin, cout, spatial, groups=1, dilation=None, batch=1
     """The rule for a problem; ``ort=False`` (a float64 call, or the GPU) unless a test asks for onnxruntime."""
     rank = len(spatial)
     config = _config(kernel, stride, dilation or (1,) * rank, crops or ((0, 0),) * rank, groups, cin, cout)
-    return _generic.choose_path(config, _out_spatial(config, spatial), batch, spatial, ort=ort)
+    return dispatch.choose_path(config, _out_spatial(config, spatial), batch, spatial, ort=ort)
 
 
 def test_rule_small_problems_pick_direct():
@@ -200,7 +200,7 @@ def test_rule_many_phases_with_few_channels_pick_shift(monkeypatch):
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8, crops=((1, 1),) * 2) == "phase"  # g4: 4 phases
     assert _choose((16, 16), (8, 8), 64, 64, (64, 64), crops=((4, 4),) * 2) == "phase"  # 64 x 64 channels: big GEMMs
     assert _choose((9, 9), (8, 8), 21, 21, (64, 64)) == "phase"  # 2 shifts a dim for 1.1 taps: 3.2x the work
-    monkeypatch.setattr(_generic, "numba_installed", lambda: False)
+    monkeypatch.setattr(dispatch, "numba_installed", lambda: False)
     assert _choose((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2, ort=True) == "shift"  # fcn_g21
 
 
@@ -209,7 +209,7 @@ def test_rule_deep_1d_phases_pick_the_shift_path_one_gemm_per_phase():
     are windows of the shifts: the shift path, one GEMM per phase (``shift_windowed``)."""
     def windowed(kernel, stride, cin, cout, spatial, crops=None, dilation=None):
         config = _config(kernel, stride, dilation or (1,) * len(spatial), crops or ((0, 0),) * len(spatial), 1, cin, cout)
-        return _generic.shift_windowed(config, _out_spatial(config, spatial))
+        return shift.shift_windowed(config, _out_spatial(config, spatial))
 
     assert _choose((16,), (8,), 512, 256, (2000,), batch=4, crops=((4, 4),)) == "shift"  # hifigan: 2 x 512
     assert windowed((16,), (8,), 512, 256, (2000,), crops=((4, 4),))
@@ -239,12 +239,12 @@ WINDOWED = {  # 1-D problems whose phases' taps are windows of the shifts
 def test_shift_path_gemm_per_phase_matches_the_reference(name, dtype, budget, rng, monkeypatch):
     """The shift path with one GEMM per phase window, forced by lowering its thresholds; row-block items
     (a 1-byte budget) and one item per call, two threads."""
-    monkeypatch.setattr(_generic, "SHIFT_WINDOW_MIN_STRIDE", 1)
-    monkeypatch.setattr(_generic, "SHIFT_WINDOW_MIN_DEPTH", 0)
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", budget)
+    monkeypatch.setattr(shift, "SHIFT_WINDOW_MIN_STRIDE", 1)
+    monkeypatch.setattr(shift, "SHIFT_WINDOW_MIN_DEPTH", 0)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", budget)
     monkeypatch.setenv("DECONV_THREADS", "2")
     config, batch, spatial = WINDOWED[name]
-    assert _generic.shift_windowed(config, _out_spatial(config, spatial))
+    assert shift.shift_windowed(config, _out_spatial(config, spatial))
     x, w, b = _tensors(rng, config, batch, spatial, dtype)
     _check(config, x, w, b, "shift", dtype)
     _check(config, x, w, None, "shift", dtype)
@@ -265,19 +265,19 @@ def test_rule_widening_grouped_and_depthwise_pick_phase():
 
 
 def test_rule_large_depthwise_picks_the_compiled_kernel_where_numba_is_installed(monkeypatch):
-    monkeypatch.setattr(_generic, "numba_installed", lambda: True)
+    monkeypatch.setattr(dispatch, "numba_installed", lambda: True)
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "depthwise"  # dw: 8.4 M MACs
     assert _choose((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "depthwise"  # fcn_g21
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=1) == "phase"  # 1 M MACs: not worth numba
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=4, batch=8) == "phase"  # g4: C_in/g = 16
-    monkeypatch.setattr(_generic, "numba_installed", lambda: False)
+    monkeypatch.setattr(dispatch, "numba_installed", lambda: False)
     assert _choose((4, 4), (2, 2), 64, 64, (32, 32), groups=64, batch=8) == "phase"
 
 
 def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypatch):
     """The suite's configurations where onnxruntime's kernel measured faster, and those where it did not."""
-    monkeypatch.setattr(_generic, "ort_installed", lambda: True)
-    monkeypatch.setattr(_generic, "numba_installed", lambda: True)
+    monkeypatch.setattr(dispatch, "ort_installed", lambda: True)
+    monkeypatch.setattr(dispatch, "numba_installed", lambda: True)
     ort = partial(_choose, ort=True)
     assert ort((4, 6, 2), (1, 1, 1), 16, 3, (10, 32, 32), batch=32) == "ort"  # ms_doc 16->3 (few outputs)
     assert ort((3, 3), (2, 2), 64, 32, (32, 32), dilation=(2, 2), crops=((2, 1),) * 2, batch=8) == "ort"  # dil2
@@ -298,10 +298,10 @@ def test_rule_onnxruntime_where_installed_for_float32_with_enough_work(monkeypat
     assert ort((3, 3), (2, 2), 16, 8, (32, 32), dilation=(2, 2)) == "scatter"  # 1.2 M multiply-adds
     assert ort((3, 3), (1, 1), 4, 4, (8, 8)) == "direct"  # tiny
     # without numba the depthwise fcn_g21 goes to onnxruntime; without onnxruntime nothing does
-    monkeypatch.setattr(_generic, "numba_installed", lambda: False)
+    monkeypatch.setattr(dispatch, "numba_installed", lambda: False)
     assert ort((16, 16), (8, 8), 21, 21, (64, 64), groups=21, crops=((4, 4),) * 2) == "shift"
     assert ort((4, 4), (2, 2), 32, 32, (32, 32), groups=32, batch=32, crops=((1, 1),) * 2) == "ort"  # a dw, 4 phases
-    monkeypatch.setattr(_generic, "ort_installed", lambda: False)
+    monkeypatch.setattr(dispatch, "ort_installed", lambda: False)
     assert ort((4, 4), (2, 2), 32, 32, (32, 32), groups=32, batch=32, crops=((1, 1),) * 2) == "phase"
 
 
@@ -310,8 +310,8 @@ def test_ort_only_for_float32_on_numpy(rng, monkeypatch):
     pytest.importorskip("onnxruntime")
     config = _config((4, 4), (2, 2), (1, 1), ((1, 1),) * 2, 2, 32, 32)  # g4-like: 33.5 M multiply-adds
     picked = []
-    real = _generic.choose_path
-    monkeypatch.setattr(_generic, "choose_path", lambda *a, **k: picked.append(real(*a, **k)) or picked[-1])
+    real = dispatch.choose_path
+    monkeypatch.setattr(dispatch, "choose_path", lambda *a, **k: picked.append(real(*a, **k)) or picked[-1])
     x, w, b = _tensors(rng, config, 16, (16, 16), np.float32)
     for dtype in (np.float32, np.float64, np.float16):
         numpy_engine.deconvolve(x.astype(dtype), w.astype(dtype), b.astype(dtype), config, (32, 32))
@@ -326,22 +326,22 @@ def test_the_gpu_engine_never_runs_ort():
     import types
 
     cupy_like = types.SimpleNamespace(__name__="cupy", dtype=np.dtype, float32=np.float32)
-    assert not any(_generic._ort_runs(cupy_like, dtype) for dtype in (np.float16, np.float32, np.float64))
-    assert [_generic._ort_runs(np, dtype) for dtype in (np.float16, np.float64)] == [False, False]
-    assert _generic._ort_runs(np, np.float32) == _generic.ort_installed()
+    assert not any(dispatch.ort_runs(cupy_like, dtype) for dtype in (np.float16, np.float32, np.float64))
+    assert [dispatch.ort_runs(np, dtype) for dtype in (np.float16, np.float64)] == [False, False]
+    assert dispatch.ort_runs(np, np.float32) == dispatch.ort_installed()
 
 
 def test_ort_sessions_are_cached_per_problem(rng):
     pytest.importorskip("onnxruntime")
-    from deconv_cli.engines import _ort
+    from deconv_cli.engines import ort
 
-    _ort._session.cache_clear()
+    ort._session.cache_clear()
     config, batch, spatial = CASES["2d_groups"]
     x, w, b = _tensors(rng, config, batch, spatial, np.float32)
     for _ in range(3):
         _check(config, x, w, b, "ort", np.float32)
     _check(config, x, w, None, "ort", np.float32)
-    info = _ort._session.cache_info()
+    info = ort._session.cache_info()
     assert (info.misses, info.hits) == (2, 2)  # with and without a bias: two models
 
 
@@ -401,9 +401,9 @@ def test_property_chosen_path_matches_the_reference(problem):
 
 
 def test_column_cap_is_a_twelfth_of_the_tensors_within_bounds():
-    assert _generic._column_cap(1 << 30) == _generic.COLUMN_BUDGET_BYTES
-    assert _generic._column_cap(12 << 20) == 1 << 20
-    assert _generic._column_cap(1000) == _generic.MIN_COLUMN_BYTES
+    assert _common.column_cap(1 << 30) == _common.COLUMN_BUDGET_BYTES
+    assert _common.column_cap(12 << 20) == 1 << 20
+    assert _common.column_cap(1000) == _common.MIN_COLUMN_BYTES
 
 
 def test_scatter_makes_one_samples_columns_by_row_blocks_under_the_cap():
@@ -415,7 +415,7 @@ def test_scatter_makes_one_samples_columns_by_row_blocks_under_the_cap():
     w = np.zeros(config.weight_shape, dtype=np.float32)
     y = np.empty((3, 3, 35, 35), dtype=np.float32)
     cap = 3 * 16 * 32 * 32 * 4 // 2  # half of one sample's columns
-    items = _generic._scatter_items(x, w, None, y, config, (35, 35), np.dtype(np.float32), np, cap)
+    items = scatter.items(x, w, None, y, config, (35, 35), np.dtype(np.float32), np, cap)
     assert [item.args[4:6] for item in items] == [((s, s + 1), (0, 3)) for s in range(3)]
     for item in items:
         blocks = item.args[6]
@@ -431,7 +431,7 @@ def test_scatter_with_many_overlapping_taps_cuts_by_channel():
     w = np.zeros(config.weight_shape, dtype=np.float32)
     y = np.empty((3, 3, 35, 37), dtype=np.float32)
     cap = 3 * 24 * 32 * 32 * 4 // 2
-    items = _generic._scatter_items(x, w, None, y, config, (35, 37), np.dtype(np.float32), np, cap)
+    items = scatter.items(x, w, None, y, config, (35, 37), np.dtype(np.float32), np, cap)
     blocks = [(item.args[4], item.args[5]) for item in items]
     assert all(b1 - b0 == 1 for (b0, b1), _ in blocks) and all(c1 - c0 < 3 for _, (c0, c1) in blocks)
     assert sorted({b for b, _ in blocks}) == [(0, 1), (1, 2), (2, 3)] and all(len(item.args) == 6 for item in items)
@@ -442,12 +442,12 @@ def test_scatter_with_many_overlapping_taps_cuts_by_channel():
 def test_all_finite_finds_any_nan_or_inf_without_a_temporary_the_arrays_size(dtype, value):
     a = np.ones((5, 7, 3), dtype=dtype)
     a[3, 6, 1] = value
-    assert _generic.all_finite(a, np) == (value == 1.0)
-    assert _generic.all_finite(a[:, ::3].transpose(2, 0, 1), np) == (value == 1.0)  # strided: column 6 kept
-    assert _generic.all_finite(a[:, :5], np) and _generic.all_finite(a[:0], np)
+    assert _common.all_finite(a, np) == (value == 1.0)
+    assert _common.all_finite(a[:, ::3].transpose(2, 0, 1), np) == (value == 1.0)  # strided: column 6 kept
+    assert _common.all_finite(a[:, :5], np) and _common.all_finite(a[:0], np)
     big = np.full(8, np.finfo(dtype).max, dtype=dtype)  # finite values whose sum overflows: the exact check says finite
     with np.errstate(all="ignore"):
-        assert _generic.all_finite(big, np) and _generic.all_finite(np.append(big, dtype(value)), np) == (value == 1.0)
+        assert _common.all_finite(big, np) and _common.all_finite(np.append(big, dtype(value)), np) == (value == 1.0)
 
 
 # suite configurations whose peak went over the memory target, scaled down: (config, batch, spatial, path)
@@ -474,11 +474,11 @@ def test_items_in_turn_allocate_one_cap_beyond_the_output(name, rng):
     w = rng.standard_normal(config.weight_shape, dtype=np.float32)
     b = rng.standard_normal(config.out_channels, dtype=np.float32)
     y_bytes = batch * config.out_channels * int(np.prod(out)) * 4
-    cap = _generic._column_cap(x.nbytes + w.nbytes + y_bytes)
-    _generic.deconvolve(x, w, b, config, out, xp=np, path=path)  # plans cached, as in a warm process
+    cap = _common.column_cap(x.nbytes + w.nbytes + y_bytes)
+    dispatch.deconvolve(x, w, b, config, out, xp=np, path=path)  # plans cached, as in a warm process
     tracemalloc.start()
     try:
-        y = _generic.deconvolve(x, w, b, config, out, xp=np, path=path)
+        y = dispatch.deconvolve(x, w, b, config, out, xp=np, path=path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -510,7 +510,7 @@ def test_phase_rows_over_the_cap_make_their_columns_a_tap_chunk_at_a_time(rng, m
     y = np.empty((batch, 5, *out), dtype=np.float32)
     row = out[1] * out[2] * 4  # one row's bytes per channel
     cap = (4 * 20 + 5) * row // 3
-    items = _generic._phase_items(x, w, None, y, config, out, np.dtype(np.float32), np, cap)
+    items = phase.items(x, w, None, y, config, out, np.dtype(np.float32), np, cap)
     for item in items:
         parts, box = item.args[1], item.args[6]
         assert len(box) == 1 and box[0][1] - box[0][0] == 1 and len(parts) > 1
@@ -518,7 +518,7 @@ def test_phase_rows_over_the_cap_make_their_columns_a_tap_chunk_at_a_time(rng, m
         sizes = [len(taps) for taps, _ in parts]  # 20 taps (phase 0) or 10, at most 4 a chunk here
         assert len(parts) == -(-sum(sizes) // 4) and max(sizes) - min(sizes) <= 1
     assert all((c == 1).all() for c in _phase_coverage(items, batch).values())
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", cap)
     for dtype in (np.float16, np.float32, np.float64):  # float16 adds its chunks in float32
         xf, wf, bf = _tensors(rng, config, batch, spatial, dtype)
         _check(config, xf, wf, bf, "phase", dtype)
@@ -533,14 +533,14 @@ def test_phase_rows_whose_single_tap_is_over_the_cap_are_cut_into_boxes(rng, mon
     w = np.zeros(config.weight_shape, dtype=np.float32)
     y = np.empty((batch, 5, *out), dtype=np.float32)
     cap = (4 + 2 * 5) * out[1] * out[2] * 4 - 1
-    items = _generic._phase_items(x, w, None, y, config, out, np.dtype(np.float32), np, cap)
+    items = phase.items(x, w, None, y, config, out, np.dtype(np.float32), np, cap)
     for item in items:
         parts, q_shape, box = item.args[1], item.args[4], item.args[6]
         assert len(parts) == 1 and len(box) >= 2 and box[0][1] - box[0][0] == 1
         positions = np.prod([hi - lo for lo, hi in box]) * np.prod(q_shape[len(box):])
         assert (4 * len(parts[0][0]) + 5) * positions * 4 <= cap
     assert all((c == 1).all() for c in _phase_coverage(items, batch).values())
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", cap)
     xf, wf, bf = _tensors(rng, config, batch, spatial, np.float32)
     _check(config, xf, wf, bf, "phase", np.float32)
 
@@ -552,7 +552,7 @@ def test_scatter_batch_items_over_the_cap_make_columns_a_channel_block_at_a_time
     item's columns over the cap): each item keeps all output channels but makes its columns a channel block
     at a time, the input copy, accumulator (or channels-last block, for small images) and one block's columns
     under the cap; the oracle's result, small images channels last or not."""
-    monkeypatch.setattr(_generic, "FOLD_BATCH_BELOW", fold_below)
+    monkeypatch.setattr(scatter, "FOLD_BATCH_BELOW", fold_below)
     config = _config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 1, 8, 6)
     batch, spatial, out = 8, (4, 4), (8, 8)
     acc = np.dtype(np.float32)
@@ -560,8 +560,8 @@ def test_scatter_batch_items_over_the_cap_make_columns_a_channel_block_at_a_time
     x = np.zeros((batch, 8, *spatial), dtype=dtype)
     w = np.zeros(config.weight_shape, dtype=dtype)
     y = np.empty((batch, 6, *out), dtype=dtype)
-    (item,) = _generic._scatter_items(x, w, None, y, config, out, acc, np, cap)
-    small = item.func is _generic._scatter_small_item
+    (item,) = scatter.items(x, w, None, y, config, out, acc, np, cap)
+    small = item.func is scatter._scatter_small_item
     assert small == (fold_below > 16)
     if small:
         batch_range, channels = item.args[4:6]
@@ -572,7 +572,7 @@ def test_scatter_batch_items_over_the_cap_make_columns_a_channel_block_at_a_time
     assert per_sample <= cap < 8 * per_sample and batch_range == (0, 8)  # 8 samples make 128 input positions
     per_channel = (16 * 16 + (64 if small else 0)) * acc.itemsize  # one output channel of one sample: columns
     assert 1 <= channels < 6 and per_sample * 8 - (6 - channels) * 8 * per_channel <= cap  # (and its block)
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", cap)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", cap)
     xf, wf, bf = _tensors(rng, config, batch, spatial, dtype)
     _check(config, xf, wf, bf, "scatter", dtype)
 
@@ -581,10 +581,10 @@ def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
     """k2s2-like taps that cover the output: items are (sample, channel block, input-row block), and a cap
     of one row and one channel per item still gives the oracle's result, crops included."""
     config, batch, spatial = CASES["2d_k2s2_cropped_row_blocks"]
-    assert _generic._tap_cover(config, spatial, _out_spatial(config, spatial)) == (True, True)
+    assert _common.tap_cover(config, spatial, _out_spatial(config, spatial)) == (True, True)
     x, w, b = _tensors(rng, config, batch, spatial, np.float32)
     y = np.empty((batch, config.out_channels, *_out_spatial(config, spatial)), dtype=np.float32)
-    items = _generic._scatter_items(x, w, b, y, config, _out_spatial(config, spatial), np.dtype(np.float32), np, 1)
+    items = scatter.items(x, w, b, y, config, _out_spatial(config, spatial), np.dtype(np.float32), np, 1)
     assert sorted(item.args[-1] for item in items) == sorted([((r, r + 1),) for r in range(5)] * batch * 2)
-    monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", 1)
+    monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", 1)
     _check(config, x, w, b, "scatter", np.float32)

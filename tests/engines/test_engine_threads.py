@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_info
 
 from deconv_cli.core.config import DeconvConfig
 from deconv_cli.core.errors import ConfigError
-from deconv_cli.engines import _generic, numpy_engine
+from deconv_cli.engines import _common, direct, dispatch, numpy_engine
 
 CPUS = len(os.sched_getaffinity(0))
 
@@ -37,8 +37,8 @@ def _run_with_spy(monkeypatch, threads: str, budget: int | None = None, stride: 
     monkeypatch.setattr(np, "matmul", spy)
     monkeypatch.setenv("DECONV_THREADS", threads)
     if budget is not None:
-        monkeypatch.setattr(_generic, "COLUMN_BUDGET_BYTES", budget)
-        monkeypatch.setattr(_generic, "MIN_ITEM_BYTES", 1)
+        monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", budget)
+        monkeypatch.setattr(_common, "MIN_ITEM_BYTES", 1)
     config = DeconvConfig(kernel=(3, 3), stride=(stride, stride), dilation=(1, 1), crops=((1, 1), (1, 1)), groups=1,
                           in_channels=4, out_channels=4)
     x = np.ones((2, 4, 6, 6), dtype=np.float32)
@@ -47,10 +47,13 @@ def _run_with_spy(monkeypatch, threads: str, budget: int | None = None, stride: 
     return seen
 
 
-def test_blas_threads_is_held_for_the_block_and_put_back():
+def test_the_blas_hold_is_counted_and_the_last_one_out_restores():
     before = _blas_threads()
-    with numpy_engine.blas_threads(1):
+    with numpy_engine.thread_budget():
         assert _blas_threads() == [1] * len(before)
+        with numpy_engine.thread_budget():
+            assert _blas_threads() == [1] * len(before)
+        assert _blas_threads() == [1] * len(before)  # the outer call still runs: still held
     assert _blas_threads() == before
 
 
@@ -104,84 +107,6 @@ def test_parallel_map_runs_every_item_once_and_raises_an_items_error(monkeypatch
     assert 7 in seen and len(seen) == len(set(seen))
 
 
-@pytest.mark.skipif(CPUS < 2 or numpy_engine._current_cpu() is None, reason="needs two CPUs and sched_getcpu")
-def test_a_parallel_call_keeps_the_caller_on_its_cpu_and_the_helpers_off_it(monkeypatch):
-    """During a parallel call the caller stays on the CPU it was on and the pool's threads run on the others
-    (a KVM guest otherwise stacks them on one vCPU); afterwards every thread has its mask back. (Placed only
-    where the call is to use every CPU of its mask: DECONV_THREADS is the CPUs.)"""
-    monkeypatch.setenv("DECONV_THREADS", str(CPUS))
-    mask = os.sched_getaffinity(0)
-    seen = []
-
-    def item(_):
-        time.sleep(0.003)
-        seen.append((threading.current_thread().name, os.sched_getaffinity(0)))
-
-    for _ in range(3):  # the first call may create the pool's threads (not yet known to the placement)
-        seen.clear()
-        with numpy_engine.thread_budget() as parallel_map:
-            parallel_map(item, range(8 * CPUS))
-        assert os.sched_getaffinity(0) == mask
-        assert all(os.sched_getaffinity(t) == mask for t in numpy_engine._helper_ids)
-    mine = {frozenset(a) for name, a in seen if not name.startswith("deconv")}
-    theirs = {frozenset(a) for name, a in seen if name.startswith("deconv")}
-    assert len(mine) == 1 and len(next(iter(mine))) == 1  # one CPU, the same for the whole call
-    assert theirs == {frozenset(mask - next(iter(mine)))}
-
-
-def test_no_placement_for_concurrent_calls_or_where_affinity_cannot_be_set(monkeypatch):
-    monkeypatch.setenv("DECONV_THREADS", str(CPUS))  # else placed
-    affinity = os.sched_getaffinity
-    mask = affinity(0)
-    seen = []
-
-    def item(i):
-        time.sleep(0.001)
-        seen.append(affinity(0))
-        return i + 1
-
-    with numpy_engine._Placement._lock:  # another call is placed: this one runs free
-        with numpy_engine.thread_budget() as parallel_map:
-            assert sorted(parallel_map(item, list(range(20)))) == list(range(1, 21))
-    assert seen and all(a == mask for a in seen)
-
-    wider = mask | {max(mask) + 1}  # a share of the CPUs (DECONV_THREADS below them): no placement
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(wider) if pid == 0 else set(mask))
-    seen.clear()
-    with numpy_engine.thread_budget() as parallel_map:
-        assert sorted(parallel_map(item, list(range(20)))) == list(range(1, 21))
-    assert seen and all(a == mask for a in seen)
-    monkeypatch.undo()
-    monkeypatch.setenv("DECONV_THREADS", str(CPUS))
-
-    def refuse(*_):
-        raise PermissionError("sandbox")
-
-    monkeypatch.setattr(os, "sched_setaffinity", refuse)
-    with numpy_engine.thread_budget() as parallel_map:
-        assert sorted(parallel_map(item, list(range(50)))) == list(range(1, 51))
-    assert not numpy_engine._Placement._lock.locked()
-    monkeypatch.setattr(numpy_engine, "_current_cpu", lambda: None)  # no sched_getcpu (not Linux, not glibc)
-    with numpy_engine.thread_budget() as parallel_map:
-        assert sorted(parallel_map(item, list(range(50)))) == list(range(1, 51))
-
-
-def test_an_items_error_still_gives_every_thread_its_mask_back(monkeypatch):
-    monkeypatch.setenv("DECONV_THREADS", str(CPUS))  # a placed call (every CPU of the mask)
-    mask = os.sched_getaffinity(0)
-
-    def fails(i):
-        time.sleep(0.001)
-        if i == 5:
-            raise ValueError("item 5")
-
-    for _ in range(2):
-        with pytest.raises(ValueError, match="item 5"), numpy_engine.thread_budget() as parallel_map:
-            parallel_map(fails, list(range(20)))
-    assert os.sched_getaffinity(0) == mask and not numpy_engine._Placement._lock.locked()
-    assert all(os.sched_getaffinity(t) == mask for t in numpy_engine._helper_ids)
-
-
 def _direct_config(channels: int) -> DeconvConfig:
     return DeconvConfig(kernel=(3, 3), stride=(1, 1), dilation=(1, 1), crops=((0, 0), (0, 0)), groups=1,
                         in_channels=channels, out_channels=channels)
@@ -202,8 +127,8 @@ def test_a_small_direct_problem_runs_as_it_stands_and_a_larger_one_on_the_budget
     before = _blas_threads()
     for channels, inline in ((4, True), (24, False)):  # 3 600 columns x 4 rows; 21 600 x 24 = 518 400
         config = _direct_config(channels)
-        assert _generic.runs_inline(config, (10, 10), 1) is inline
-        assert _generic.choose_path(config, (10, 10), 1, (8, 8)) == "direct"
+        assert direct.runs_inline(config, (10, 10), 1) is inline
+        assert dispatch.choose_path(config, (10, 10), 1, (8, 8)) == "direct"
         seen.clear()
         x = np.ones((1, channels, 8, 8), dtype=np.float32)
         y = numpy_engine.deconvolve(x, np.ones(config.weight_shape, dtype=np.float32), None, config, (10, 10))
@@ -212,14 +137,10 @@ def test_a_small_direct_problem_runs_as_it_stands_and_a_larger_one_on_the_budget
     assert _blas_threads() == before
 
 
-@pytest.mark.parametrize("store", ["os.environ's store", "os.environ.get"])
-def test_a_bad_deconv_threads_is_an_error_for_the_smallest_problem_too(store, monkeypatch):
-    """Read from os.environ's own store (CPython, POSIX) or through os.environ.get: either way the value as
-    set now, and a bad one is an error with the value as written."""
+def test_a_bad_deconv_threads_is_an_error_for_the_smallest_problem_too(monkeypatch):
+    """The value as set now, and a bad one is an error with the value as written."""
     from deconv_cli.core.errors import ConfigError
 
-    if store == "os.environ.get":
-        monkeypatch.setattr(numpy_engine, "_ENV_DATA", None)
     config = _direct_config(1)
     x, w = np.ones((1, 1, 2, 2), np.float32), np.ones(config.weight_shape, np.float32)
     monkeypatch.setenv("DECONV_THREADS", "two")
@@ -249,20 +170,20 @@ def test_the_inline_direct_runner_gives_the_general_paths_bytes(dtype, bias, rng
     general direct path returns, in every dtype, with and without a bias, and with a bias of another dtype."""
     config, x, w, b = _tiny_problem(rng, dtype, bias)
     key = (config, (10, 10), x.shape, x.dtype.char, w.shape, w.dtype.char, None if b is None else b.dtype.char)
-    run = _generic.inline_direct(*key)
+    run = direct.inline_direct(*key)
     assert run is not None
     calls = []
-    monkeypatch.setattr(_generic, "inline_direct", lambda *a: calls.append(a) or run)
+    monkeypatch.setattr(direct, "inline_direct", lambda *a: calls.append(a) or run)
     got = numpy_engine.deconvolve(x, w, b, config, (10, 10))
     assert calls == [key]
     with np.errstate(all="ignore"):
-        want = _generic.deconvolve(x, w, b, config, (10, 10), xp=np, path="direct")
+        want = dispatch.deconvolve(x, w, b, config, (10, 10), xp=np, path="direct")
     assert got.dtype == want.dtype == dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
     if b is not None:  # a float64 bias on float32 work is cast first, as the general path casts it
         b64 = b.astype(np.float64)
         with np.errstate(all="ignore"):
-            want = _generic.deconvolve(x, w, b64, config, (10, 10), xp=np, path="direct")
+            want = dispatch.deconvolve(x, w, b64, config, (10, 10), xp=np, path="direct")
         np.testing.assert_array_equal(numpy_engine.deconvolve(x, w, b64, config, (10, 10)), want)
 
 
@@ -271,7 +192,7 @@ def test_the_inline_runner_leaves_a_nan_weight_and_other_layouts_to_the_general_
     exactly and takes scatter, which keeps positions no input reaches at the bias. Layouts that need moving
     and empty problems get no runner."""
     config, x, w, b = _tiny_problem(rng)
-    run = _generic.inline_direct(config, (10, 10), x.shape, x.dtype, w.shape, w.dtype, b.dtype)
+    run = direct.inline_direct(config, (10, 10), x.shape, x.dtype, w.shape, w.dtype, b.dtype)
     w_nan = w.copy()
     w_nan[0, 0, 2, 2] = np.nan  # the last tap: output (0, 0) is reached by tap (0, 0) only
     with np.errstate(all="ignore"):  # (the engine calls it quietly)
@@ -283,24 +204,18 @@ def test_the_inline_runner_leaves_a_nan_weight_and_other_layouts_to_the_general_
     with np.errstate(all="ignore"):
         assert run(x, big, b) is None
         np.testing.assert_array_equal(numpy_engine.deconvolve(x, big, b, config, (10, 10)),
-                                      _generic.deconvolve(x, big, b, config, (10, 10), xp=np, path="direct"))
+                                      dispatch.deconvolve(x, big, b, config, (10, 10), xp=np, path="direct"))
     last = DeconvConfig(kernel=config.kernel, stride=config.stride, dilation=config.dilation, crops=config.crops,
                         groups=1, in_channels=4, out_channels=4, channels_last=True)
-    assert _generic.inline_direct(last, (10, 10), (2, 8, 8, 4), x.dtype, w.shape, w.dtype, None) is None
-    assert _generic.inline_direct(config, (10, 10), (0, 4, 8, 8), x.dtype, w.shape, w.dtype, None) is None
-    assert _generic.inline_direct(_direct_config(24), (10, 10), (1, 24, 8, 8), x.dtype, (24, 24, 3, 3), w.dtype, None) is None
+    assert direct.inline_direct(last, (10, 10), (2, 8, 8, 4), x.dtype, w.shape, w.dtype, None) is None
+    assert direct.inline_direct(config, (10, 10), (0, 4, 8, 8), x.dtype, w.shape, w.dtype, None) is None
+    assert direct.inline_direct(_direct_config(24), (10, 10), (1, 24, 8, 8), x.dtype, (24, 24, 3, 3), w.dtype, None) is None
 
 
-@pytest.mark.parametrize("state", ["context variable", "np.errstate"])
-def test_the_inline_runner_is_quiet_on_overflow(state, rng, monkeypatch):
-    """Overflow inside the small GEMM gives Inf without a NumPy RuntimeWarning (the job reports Inf itself),
-    whether NumPy's error state is set through its context variable (NumPy 2) or np.errstate (the fallback)."""
+def test_the_inline_runner_is_quiet_on_overflow(rng):
+    """Overflow inside the small GEMM gives Inf without a NumPy RuntimeWarning (the job reports Inf itself)."""
     import warnings
 
-    if state == "np.errstate":
-        monkeypatch.setattr(numpy_engine, "_FP_STATE", None)
-    else:
-        assert numpy_engine._FP_STATE is not None  # NumPy 2, as installed here
     config, x, w, b = _tiny_problem(rng)
     x[...] = 1e30
     w[...] = 1e30
@@ -322,7 +237,7 @@ def _ort_problem(rng, batched=True, crops=((1, 1), (1, 1)), **layout):
     return config, x, w, b, out
 
 
-@pytest.mark.skipif(not _generic.ort_installed(), reason="onnxruntime is not installed")
+@pytest.mark.skipif(not dispatch.ort_installed(), reason="onnxruntime is not installed")
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_inline_ort_runner_gives_the_general_paths_bytes_without_the_thread_budget(batched, bias, rng, monkeypatch):
@@ -331,20 +246,20 @@ def test_the_inline_ort_runner_gives_the_general_paths_bytes_without_the_thread_
     config, x, w, b, out = _ort_problem(rng, batched)
     b = b if bias else None
     # one sample is below the rules' onnxruntime threshold: the path is asked for by name there
-    assert (_generic.choose_path(config, out, 8, (32, 32)) == "ort") if batched else \
-        (_generic.choose_path(config, out, 1, (32, 32)) != "ort")
+    assert (dispatch.choose_path(config, out, 8, (32, 32)) == "ort") if batched else \
+        (dispatch.choose_path(config, out, 1, (32, 32)) != "ort")
     path = None if batched else "ort"
     key = (config, out, x.shape, "f", w.shape, "f", "f" if bias else None, not batched)
-    run = _generic.inline_ort(*key)
+    run = dispatch.inline_ort(*key)
     assert run is not None
     calls, budgets = [], []
-    monkeypatch.setattr(_generic, "inline_ort", lambda *a: calls.append(a) or run)
+    monkeypatch.setattr(dispatch, "inline_ort", lambda *a: calls.append(a) or run)
     monkeypatch.setattr(numpy_engine.thread_budget, "__enter__", lambda self: budgets.append(self))
     got = numpy_engine.deconvolve(x, w, b, config, out, path=path)
     assert calls == [key] and not budgets
     monkeypatch.undo()
     with np.errstate(all="ignore"):
-        want = _generic.deconvolve(x, w, b, config, out, xp=np, path="ort")
+        want = dispatch.deconvolve(x, w, b, config, out, xp=np, path="ort")
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
     monkeypatch.setenv("DECONV_THREADS", "two")  # still validated on this path
@@ -352,14 +267,14 @@ def test_the_inline_ort_runner_gives_the_general_paths_bytes_without_the_thread_
         numpy_engine.deconvolve(x, w, b, config, out, path=path)
 
 
-@pytest.mark.skipif(not _generic.ort_installed(), reason="onnxruntime is not installed")
+@pytest.mark.skipif(not dispatch.ort_installed(), reason="onnxruntime is not installed")
 def test_the_inline_ort_runner_is_only_for_what_the_node_can_take_as_it_lies(rng):
     """Other dtypes, channels last, a weight permutation, a negative crop and problems the rules give another
     path get no runner (the general path handles them); byte-swapped float32 is converted, not misread."""
     config, x, w, b, out = _ort_problem(rng)
 
     def key(cfg=config, x_shape=x.shape, dtype="f", w_dtype="f", b_dtype="f", forced=False, spatial=out):
-        return _generic.inline_ort(cfg, spatial, x_shape, dtype, w.shape, w_dtype, b_dtype, forced)
+        return dispatch.inline_ort(cfg, spatial, x_shape, dtype, w.shape, w_dtype, b_dtype, forced)
 
     assert key() is not None
     assert key(dtype="d") is None and key(w_dtype="e") is None and key(b_dtype="d") is None
@@ -370,8 +285,8 @@ def test_the_inline_ort_runner_is_only_for_what_the_node_can_take_as_it_lies(rng
     assert key(cfg=negative, spatial=(67, 65)) is None and key(cfg=negative, spatial=(67, 65), forced=True) is None
     assert key(x_shape=(0, 64, 32, 32)) is None
     small = replace(config, in_channels=4, out_channels=4)  # below onnxruntime's work threshold: another path
-    assert _generic.inline_ort(small, out, (8, 4, 32, 32), "f", small.weight_shape, "f", None, False) is None
-    assert _generic.inline_ort(small, out, (8, 4, 32, 32), "f", small.weight_shape, "f", None, True) is not None
+    assert dispatch.inline_ort(small, out, (8, 4, 32, 32), "f", small.weight_shape, "f", None, False) is None
+    assert dispatch.inline_ort(small, out, (8, 4, 32, 32), "f", small.weight_shape, "f", None, True) is not None
     swapped = x.astype(x.dtype.newbyteorder())  # same values, big-endian bytes: dtype char "f" too
     assert swapped.dtype.char == "f"
     np.testing.assert_array_equal(numpy_engine.deconvolve(swapped, w, b, config, out),

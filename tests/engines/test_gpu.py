@@ -11,7 +11,7 @@ from deconv_cli.cli import cli
 from deconv_cli.core.config import DeconvConfig
 from deconv_cli.core.errors import DeconvError
 from deconv_cli.core.shapes import derive
-from deconv_cli.engines import _generic, cupy_engine, get_engine, numpy_engine
+from deconv_cli.engines import cupy_engine, dispatch, get_engine, numpy_engine, shift
 
 CASES = [
     dict(kernel=(4, 4), stride=(2, 2), dilation=(1, 1), crops=((1, 1), (1, 1)), groups=1, in_channels=8, out_channels=4),
@@ -25,7 +25,7 @@ CASES = [
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-4), (np.float16, 2e-2), (np.float64, 1e-10)])
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("path", _generic.PATHS)
+@pytest.mark.parametrize("path", dispatch.PATHS)
 def test_cupy_matches_numpy(case, path, dtype, tol):
     import cupy
 
@@ -48,13 +48,13 @@ def test_cupy_shift_path_gemm_per_phase_matches_numpy(groups, monkeypatch):
     """The shift path's GEMM per phase (``shift_windowed``), forced on a small 1-D problem, on both engines."""
     import cupy
 
-    monkeypatch.setattr(_generic, "SHIFT_WINDOW_MIN_DEPTH", 0)
+    monkeypatch.setattr(shift, "SHIFT_WINDOW_MIN_DEPTH", 0)
     config = DeconvConfig(kernel=(16,), stride=(8,), dilation=(1,), crops=((4, 4),), groups=groups, in_channels=8,
                           out_channels=4)
     rng = np.random.default_rng(7)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((3, 8, 9), config.weight_shape, (4,)))
     out = derive(config, x.shape).output_spatial
-    assert _generic.shift_windowed(config, out)
+    assert shift.shift_windowed(config, out)
     want = numpy_engine.deconvolve(x, w, b, config, out, path="shift")
     got = cupy_engine.deconvolve(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b), config, out, path="shift")
     np.testing.assert_allclose(cupy.asnumpy(got), want, atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=1e-4)

@@ -364,27 +364,27 @@ def test_a_nonfinite_tap_on_the_chosen_path_reaches_what_the_definition_says(cho
     NaN or Inf weight and skip the check; a path that multiplies the padding (phase here) hands such a weight
     to scatter. Either way the NaN and Inf positions are the definition's."""
     from deconv_cli.core.config import DeconvConfig
-    from deconv_cli.engines import _generic
+    from deconv_cli.engines import _common, dispatch, scatter
 
     args, spatial = NONFINITE_CASES[chosen]
     config = DeconvConfig(*args)
-    if chosen == "ort" and not _generic.ort_installed() or chosen == "depthwise" and not _generic.numba_installed():
+    if chosen == "ort" and not dispatch.ort_installed() or chosen == "depthwise" and not dispatch.numba_installed():
         pytest.skip(f"{chosen} is not installed")
     x = rng.standard_normal((8, config.in_channels, *spatial)).astype(np.float32)
     w = rng.standard_normal(config.weight_shape).astype(np.float32)
     w[0, 0, 0, 0] = value  # the first tap: with padding, it reaches past the output's first row and column
     out = tuple((n - 1) * s + d * (k - 1) + 1 - lo - hi for n, k, s, d, (lo, hi)
                 in zip(spatial, config.kernel, config.stride, config.dilation, config.crops))
-    assert _generic.choose_path(config, out, 8, spatial) == chosen
+    assert dispatch.choose_path(config, out, 8, spatial) == chosen
     if chosen == "scatter":
         want = reference_deconv(x.astype(np.float64), w.astype(np.float64), None, stride=config.stride,
                                 dilation=config.dilation, crops=config.crops, groups=config.groups)
     else:  # scatter in float64 as the oracle (checked against the definition above and in the scatter case)
         want = numpy_engine.deconvolve(x.astype(np.float64), w.astype(np.float64), None, config, out, path="scatter")
-    checked, real = [], _generic.all_finite
-    monkeypatch.setattr(_generic, "all_finite", lambda a, xp: checked.append(a.shape) or real(a, xp))
-    ran, scatter_items = [], _generic._ITEMS["scatter"]
-    monkeypatch.setitem(_generic._ITEMS, "scatter", lambda *a: ran.append("scatter") or scatter_items(*a))
+    checked, real = [], _common.all_finite
+    monkeypatch.setattr(_common, "all_finite", lambda a, xp: checked.append(a.shape) or real(a, xp))
+    ran, scatter_items = [], scatter.items
+    monkeypatch.setattr(scatter, "items", lambda *a: ran.append("scatter") or scatter_items(*a))
     got = numpy_engine.deconvolve(x, w, None, config, out)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))

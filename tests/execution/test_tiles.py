@@ -161,25 +161,25 @@ def test_run_under_any_budget_writes_identical_bits(tmp_path, monkeypatch, budge
 def test_tiles_take_the_whole_problems_ort_path_and_give_the_same_bits(tmp_path, monkeypatch, target):
     """A problem the rules give onnxruntime: every tile runs it too, streamed tiles give the in-memory bytes."""
     pytest.importorskip("onnxruntime")
-    from deconv_cli.engines import _generic, _ort
+    from deconv_cli.engines import dispatch, ort
 
     rng = np.random.default_rng(11)
     np.save(tmp_path / "x.npy", rng.standard_normal((8, 8, 20, 16)).astype(np.float32))
     np.save(tmp_path / "w.npy", rng.standard_normal((8, 4, 3, 3)).astype(np.float32))
     np.save(tmp_path / "b.npy", rng.standard_normal(4).astype(np.float32))
     monkeypatch.setattr(tiles, "TILE_BYTES", 4096)
-    monkeypatch.setattr(_generic, "ORT_MIN_MACS", 0)  # this small problem counts as large enough
+    monkeypatch.setattr(dispatch, "ORT_MIN_MACS", 0)  # this small problem counts as large enough
     monkeypatch.chdir(tmp_path)
     options = {"stride": (2, 2), "padding": (1, 2), "output_padding": (1, 0), "dilation": (2, 1)}
     derivation = derive(DeconvConfig(kernel=(3, 3), stride=(2, 2), dilation=(2, 1), crops=((1, 0), (2, 2)), groups=1,
                                      in_channels=8, out_channels=4), (8, 8, 20, 16))
     assert tiling.path_for(tiling.plan_for(derivation, "float32")) == "ort"
-    _ort._session.cache_clear()
+    ort._session.cache_clear()
     run_job(Job("x.npy", "w.npy", "whole.npy", bias="b.npy", options=options))
     monkeypatch.setenv("DECONV_MEMORY_BUDGET", "6K")
     result = run_job(Job("x.npy", "w.npy", target, bias="b.npy", options=options))
     assert result.timings["chunks"] > 2
-    assert _ort._session.cache_info().misses > 2  # the tiles' own sessions: they ran onnxruntime
+    assert ort._session.cache_info().misses > 2  # the tiles' own sessions: they ran onnxruntime
     got = tensor_io.load(tensor_io.parse_ref(target))[...]
     assert got.tobytes() == np.load(tmp_path / "whole.npy").tobytes()
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import numpy as np
 import onnxruntime
 
 from ..core.config import DeconvConfig
+from . import threads as engine_threads
 
 _FLOAT = 1  # onnx TensorProto.FLOAT
 _OPSET = 17
@@ -74,9 +76,18 @@ def model_bytes(config: DeconvConfig, input_shape, pads, with_bias: bool) -> byt
     return _int(1, 8) + _bytes(7, graph) + _bytes(8, _bytes(1, "") + _int(2, _OPSET))  # ir_version 8, opset 17
 
 
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # every session not yet destroyed (``forget_sessions``)
+
+
 @functools.lru_cache(maxsize=8)
 def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: int):
     """One InferenceSession per (problem, shapes, bias, threads); eight kept (a batch job reuses its one)."""
+    session = _new_session(config, input_shape, pads, with_bias, threads)
+    _LIVE.add(session)
+    return session
+
+
+def _new_session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: int):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -91,6 +102,18 @@ def _session(config: DeconvConfig, input_shape, pads, with_bias: bool, threads: 
                                         providers=["CPUExecutionProvider"])
 
 
+def forget_sessions() -> None:
+    """In a forked child: stop using the parent's sessions (their thread pools' threads are gone), without
+    destroying them. A session's destructor joins its pool's threads, which wait forever in a child (seen: a
+    multiprocessing child hung in pthread_cond_destroy); so each inherited session gets one reference that
+    is never released (CPython's public Py_IncRef), and later calls make their own."""
+    import ctypes
+
+    for session in list(_LIVE):
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(session))
+    _session.cache_clear()
+
+
 def _pads(config: DeconvConfig) -> tuple:
     """ONNX pads cannot be negative: the node crops max(crop, 0) on each side."""
     return tuple(max(lo, 0) for lo, _ in config.crops) + tuple(max(hi, 0) for _, hi in config.crops)
@@ -103,6 +126,13 @@ def _run_into(session, feeds: dict, y) -> None:
         binding.bind_cpu_input(name, array)
     binding.bind_output("y", "cpu", 0, np.float32, y.shape, y.ctypes.data)
     session.run_with_iobinding(binding)
+
+
+def items(x, w, b, y, config: DeconvConfig, out_spatial, acc, xp, cap: int) -> list:
+    """The node as one work item on ``threads()`` onnxruntime threads (float32 NumPy arrays)."""
+    from functools import partial
+
+    return [partial(run, x, w, b, y, config, tuple(out_spatial), engine_threads())]
 
 
 def run(x, w, b, y, config: DeconvConfig, out_spatial, threads: int) -> None:

@@ -2,7 +2,7 @@
 
 NumPy alone cannot run it fast: every formulation is several passes over the output for a handful of
 multiply-adds per element (dw 64->64 32x32 k4s2: 20 ms phase path against onnxruntime's 10 ms). This kernel
-writes each output row once, from contiguous per-tap multiply-adds (see ``_planes``). It is imported only when ``choose_path``
+writes each output row once, from contiguous per-tap multiply-adds (see ``_planes``). It is imported only when ``dispatch.choose_path``
 picks the path, which it does only where numba is installed (a dependency; an install may lack it) and the work is large enough
 to pay numba's import (about 0.5 s once per process, compiled code cached on disk), so ``deconv shape`` and
 small ``deconv run`` calls never load it. Work items are (sample x channel) ranges run by the engine's own
@@ -100,10 +100,12 @@ def _planes(x, w, b, y, start, stop, stride, dilation, lo):
                         yp[obase + p + s2 * r] = phase[r]
 
 
-def items(x, w, b, y, config, out_spatial, acc, parts: int) -> list:
-    """Work items for the engine's threads: ``parts`` ranges of output planes, each one kernel call."""
+def items(x, w, b, y, config, out_spatial, acc, xp, cap: int) -> list:
+    """Work items for the engine's threads: up to eight ranges of output planes, each one kernel call
+    (NumPy arrays, one input channel per group; ``cap`` is not needed: the kernel makes no columns)."""
     from functools import partial
 
+    parts = min(8, y.shape[0] * y.shape[1])
     pad = (1,) * (3 - config.rank)  # rank 1 and 2 as 3-D with leading unit dimensions
     x3 = np.ascontiguousarray(x.reshape(x.shape[:2] + pad + x.shape[2:]), dtype=acc)
     w3 = np.ascontiguousarray(w.reshape(w.shape[:2] + pad + w.shape[2:]), dtype=acc)
