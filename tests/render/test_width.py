@@ -45,7 +45,7 @@ def test_a_pipe_gets_whole_rows():
 
 
 def test_bench_report_folds_its_table_to_the_width_it_is_given(monkeypatch):
-    def fake_suite(device, threads, repeat, only, paths, peers, memory, progress):
+    def fake_suite(device, threads, repeat, only, paths, peers, memory, progress, min_time):
         for row in ROWS:
             progress(row)
         return {"rows": ROWS, "blas": [], "threads": 2, "peak_gflops": 100.0}
