@@ -68,10 +68,12 @@ class Detection:
 
 
 def detect(input: str, weight: str, expected: str, *, bias: str | None = None, styles=None, top: int = 3,
-           limit: int = DEFAULT_LIMIT, save_weight: str | None = None, force: bool = False) -> Detection:
+           limit: int = DEFAULT_LIMIT, save_weight: str | None = None, force: bool = False,
+           progress=None) -> Detection:
     """Search option values and weight readings that reproduce EXPECTED; the ``top`` best configs, every
     style spelling of each (``styles``: restrict to these). ``save_weight``: write the weight as the best
-    match's ``deconv run`` lines read it to this tensor reference (``force``: replace it)."""
+    match's ``deconv run`` lines read it to this tensor reference (``force``: replace it). ``progress(done,
+    total)`` after each weight reading is searched (the search's unit of work: seconds on large tensors)."""
     import numpy as np
 
     t0 = time.perf_counter()
@@ -112,12 +114,13 @@ def detect(input: str, weight: str, expected: str, *, bias: str | None = None, s
     seen = []  # the canonical weights searched so far: a reading equal to an earlier one adds nothing
     for r, reading in enumerate(READINGS):
         canonical = _read_weight(w, reading, xc.shape[1], yshape[1])
-        if canonical is None or any(g == canonical[1] and np.array_equal(v, canonical[0]) for v, g in seen):
-            continue  # (a depthwise weight: swapping C_in with C_out/g = 1 changes nothing)
-        wc, groups = canonical
-        seen.append((wc, groups))
-        for config, error in search.search(wc, groups):
-            found.append((error, r, config, wc))
+        if canonical is not None and not any(g == canonical[1] and np.array_equal(v, canonical[0]) for v, g in seen):
+            wc, groups = canonical  # (not a reading equal to an earlier one: a depthwise weight's swap)
+            seen.append((wc, groups))
+            for config, error in search.search(wc, groups):
+                found.append((error, r, config, wc))
+        if progress is not None:
+            progress(r + 1, len(READINGS))
     found.sort(key=lambda f: (f[0], f[1], _plainness(f[2])))
     recipe = _Recipe(refs, infos, only, limit, target, READINGS[found[0][1]] if found else None)
     matches = []

@@ -607,14 +607,15 @@ def detect_command(ctx, input, weight, expected, bias, style, top, limit, save_w
           --style torch
     """
     from ..checks.detect import detect
-    from ..render.report import print_detection
+    from ..render.report import TileProgress, print_detection
 
     try:
         if _is_layer(weight):  # the model's weight and bias, read in its own style's layouts
             layer = _layer_source(ctx, weight, bias=bias)
             weight, bias, style = layer.weight, layer.bias, layer.style
-        found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top, limit=limit,
-                       save_weight=save_weight, force=force)
+        with TileProgress(sys.stderr, show=True, label="weight readings searched") as progress:
+            found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top,
+                           limit=limit, save_weight=save_weight, force=force, progress=progress)
     except DeconvError as error:
         _fail(error)
     _verdict(found, as_json, print_detection, bool(found.matches))

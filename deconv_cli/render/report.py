@@ -305,10 +305,11 @@ class BatchProgress:
 
 class TileProgress:
     """A progress bar over a run's tiles on a terminal (rich): tiles done/total, elapsed, ETA. Silent when the
-    stream is not a terminal or ``show`` is off; the run loop calls it as ``progress(done, total)``."""
+    stream is not a terminal or ``show`` is off; the run loop calls it as ``progress(done, total)``. ``label``
+    names the units (detect's search counts weight readings)."""
 
-    def __init__(self, stream: TextIO, *, show: bool):
-        self._stream, self._show, self._bar = stream, show, None
+    def __init__(self, stream: TextIO, *, show: bool, label: str = "tiles"):
+        self._stream, self._show, self._bar, self._label = stream, show, None, label
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar is None:
@@ -318,10 +319,10 @@ class TileProgress:
             from rich.console import Console
 
             self._bar = rp.Progress(
-                rp.TextColumn("tiles"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+                rp.TextColumn(self._label), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
                 rp.TextColumn("ETA"), rp.TimeRemainingColumn(), console=Console(file=self._stream), transient=True,
             )
-            self._task = self._bar.add_task("tiles", total=total)
+            self._task = self._bar.add_task(self._label, total=total)
             self._bar.start()
         self._bar.update(self._task, completed=done, total=total)
 
