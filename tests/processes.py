@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 
@@ -28,3 +29,24 @@ def hooked(body: str, *args, cwd, env=None, target="deconv_cli.engines.numpy_eng
                          module=module, name=name)
     return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def on_a_terminal(argv: list[str], cwd, env: dict | None = None) -> tuple[int, str]:
+    """Run ``python -m deconv_cli ARGV`` with stderr on a pseudo-terminal: its exit code and what it drew there."""
+    env = dict(os.environ, TERM="xterm", COLUMNS="100", **(env or {}))
+    env.pop("NO_COLOR", None)
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "deconv_cli", *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=child)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # EIO: the child's end is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    return proc.wait(timeout=120), b"".join(chunks).decode(errors="replace")

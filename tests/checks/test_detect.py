@@ -302,28 +302,12 @@ def test_the_search_reports_each_weight_reading_to_its_progress_callback(layer):
 
 
 def test_detect_draws_a_bar_on_a_terminal_and_none_in_a_pipe(layer, tmp_path):
-    import pty
+    from processes import on_a_terminal
 
-    argv = [sys.executable, "-m", "deconv_cli", "detect", "x.npy", "w_flipped.npy", "y.npy", "--bias", "b.npy", "--style",
-            "torch"]
-    env = dict(os.environ, TERM="xterm", COLUMNS="100")
-    env.pop("NO_COLOR", None)
-    main, child = pty.openpty()
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=child)
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:  # EIO: the child's end is closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait(timeout=120) == 0
-    drawn = b"".join(chunks).decode(errors="replace")
+    argv = ["detect", "x.npy", "w_flipped.npy", "y.npy", "--bias", "b.npy", "--style", "torch"]
+    code, drawn = on_a_terminal(argv, tmp_path)
+    assert code == 0, drawn
     assert "weight readings searched" in drawn and f"{len(READINGS)}/{len(READINGS)}" in drawn, drawn
-    piped = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    piped = subprocess.run([sys.executable, "-m", "deconv_cli", *argv], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
     assert piped.returncode == 0 and piped.stderr == ""

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from processes import on_a_terminal
 
 from deconv_cli.cli import cli
 from deconv_cli.execution.job import Job, run_job
@@ -110,24 +108,9 @@ def test_the_loop_reports_each_tile_to_the_progress_callback(folder, monkeypatch
 
 def _on_a_terminal(argv, cwd) -> str:
     """Run the command with stderr on a pseudo-terminal; what it drew there."""
-    env = dict(os.environ, DECONV_MEMORY_BUDGET=BUDGET, TERM="xterm", COLUMNS="100")
-    env.pop("NO_COLOR", None)
-    main, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "deconv_cli", *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=child)
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:  # EIO: the child's end is closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait(timeout=120) == 0
-    return b"".join(chunks).decode(errors="replace")
+    code, drawn = on_a_terminal(argv, cwd, {"DECONV_MEMORY_BUDGET": BUDGET})
+    assert code == 0, drawn
+    return drawn
 
 
 def test_a_streamed_run_draws_a_tile_bar_on_a_terminal_and_not_with_quiet(folder):
