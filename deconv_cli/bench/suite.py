@@ -371,20 +371,33 @@ def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
 
 
 def startup(repeat: int = 5) -> dict:
-    """Wall seconds of ``deconv shape --input-shape ... --weight-shape ...`` against ``python -c pass``."""
-    script = os.path.join(os.path.dirname(sys.executable), "deconv")
-    command = [script] if os.path.exists(script) else [sys.executable, "-m", "deconv_cli"]
-    command += ["shape", "--input-shape", "1,64,32,32,32", "--weight-shape", "64,32,2,2,2", "--set", "stride=2"]
+    """Wall seconds of whole processes, the cold line: ``deconv shape --input-shape ... --weight-shape ...``
+    against ``python -c pass``, and ``deconv run`` on the tiny configuration (its files written first)
+    against ``python -c "import numpy"`` (a shell one-liner feels these)."""
+    import tempfile
 
-    def wall(cmd):
+    import numpy as np
+
+    script = os.path.join(os.path.dirname(sys.executable), "deconv")
+    deconv = [script] if os.path.exists(script) else [sys.executable, "-m", "deconv_cli"]
+    shape = [*deconv, "shape", "--input-shape", "1,64,32,32,32", "--weight-shape", "64,32,2,2,2", "--set", "stride=2"]
+
+    def wall(cmd, cwd=None):
         runs = []
         for _ in range(repeat):
             start = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=cwd)
             runs.append(time.perf_counter() - start)
         return statistics.median(runs)
 
-    return {"deconv_shape_s": wall(command), "python_pass_s": wall([sys.executable, "-c", "pass"])}
+    tiny = SUITE[-1]
+    with tempfile.TemporaryDirectory() as folder:
+        rng = np.random.default_rng(0)
+        np.save(os.path.join(folder, "x.npy"), rng.standard_normal(tiny.input_shape).astype(np.float32))
+        np.save(os.path.join(folder, "w.npy"), rng.standard_normal(tiny.weight_shape).astype(np.float32))
+        run = wall([*deconv, "run", "x.npy", "w.npy", "-o", "y.npy", "--force", "-q"], cwd=folder)
+    return {"deconv_shape_s": wall(shape), "python_pass_s": wall([sys.executable, "-c", "pass"]),
+            "deconv_run_tiny_s": run, "python_import_numpy_s": wall([sys.executable, "-c", "import numpy"])}
 
 
 def _status_bytes(field: str) -> int:
@@ -625,6 +638,9 @@ def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), path
              f"{overhead['numpy_us']:.1f} us: {overhead['overhead_us']:.1f} us around them")
     echo(f"start-up: deconv shape {start['deconv_shape_s'] * 1e3:.0f} ms wall, python -c pass "
          f"{start['python_pass_s'] * 1e3:.0f} ms")
+    echo(f"cold: deconv run on tiny (a whole process) {start['deconv_run_tiny_s'] * 1e3:.0f} ms wall, python -c "
+         f"'import numpy' {start['python_import_numpy_s'] * 1e3:.0f} ms: "
+         f"{start['deconv_run_tiny_s'] / start['python_import_numpy_s']:.2f}x")
 
 
 if __name__ == "__main__":  # the per-configuration memory probe, run in a fresh process by memory()

@@ -24,6 +24,7 @@ def test_bench_json_record():
     assert row["ours_ms"] > 0 and set(row["paths_ms"]) == {"phase", "scatter", "direct", "shift"} | ort
     assert row["torch_ms"] is None and record["summary"]["compared"] == 0 and row["op_ms"] > 0
     assert record["startup"]["deconv_shape_s"] > record["startup"]["python_pass_s"] > 0
+    assert record["startup"]["deconv_run_tiny_s"] > record["startup"]["python_import_numpy_s"] > 0
     overhead = record["call_overhead"]  # checks itself that its bare NumPy calls give the engine's bytes
     assert overhead["call_us"] > 0 and overhead["numpy_us"] > 0
     assert abs(overhead["overhead_us"] - (overhead["call_us"] - overhead["numpy_us"])) < 1e-6
