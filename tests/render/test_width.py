@@ -51,7 +51,8 @@ def test_bench_report_folds_its_table_to_the_width_it_is_given(monkeypatch):
         return {"rows": ROWS, "blas": [], "threads": 2, "peak_gflops": 100.0}
 
     monkeypatch.setattr(bench, "run_suite", fake_suite)
-    monkeypatch.setattr(bench, "startup", lambda: {"deconv_shape_s": 0.1, "python_pass_s": 0.02})
+    monkeypatch.setattr(bench, "startup", lambda: {"deconv_shape_s": 0.1, "python_pass_s": 0.02,
+                                                    "deconv_run_tiny_s": 0.12, "python_import_numpy_s": 0.08})
     monkeypatch.setattr(bench, "call_overhead", lambda: None)
     monkeypatch.setattr(bench, "blas_line", lambda result: "BLAS: test")
     printed: list[str] = []
