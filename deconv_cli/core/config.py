@@ -11,7 +11,9 @@ with positions that receive only the bias. Two spellings of one deconvolution gi
 
 Layouts are not options: ``channels_last`` says where the channel axis of the input (and output) is,
 ``batched`` whether there is a batch axis, and ``weight_perm`` reorders the weight file's axes before a
-plain reshape to the canonical weight ``(C_in, C_out/groups, *kernel)``.
+plain reshape to the canonical weight ``(C_in, C_out/groups, *kernel)``; ``flip`` then reverses its kernel
+axes (JAX and Flax without ``transpose_kernel`` store the kernel of the forward convolution whose gradient
+this is: W[i, o, t] = file[o, i, K-1-t]).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class DeconvConfig:
     batched: bool = True
     channels_last: bool = False
     weight_perm: Shape | None = None  # None: the weight file is already (C_in, C_out/g, *k) in order
+    flip: bool = False  # True: the kernel axes are reversed after the permutation and reshape
     _hash: ClassVar[int]  # set per instance by __post_init__; a ClassVar so that it is not a dataclass field
 
     def __post_init__(self) -> None:

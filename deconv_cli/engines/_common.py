@@ -36,10 +36,14 @@ def to_canonical_input(x, config: DeconvConfig, xp):
 
 
 def to_canonical_weight(w, config: DeconvConfig, xp):
-    """File layout -> (C_in, C_out/g, *k): the config's permutation, then a plain reshape."""
+    """File layout -> (C_in, C_out/g, *k): the config's permutation, a plain reshape, then the kernel reversed
+    where the config says so (a contiguous copy: every algorithm reads the weight as C-ordered rows)."""
     if config.weight_perm is not None:
         w = w.transpose(config.weight_perm)
-    return w.reshape(config.weight_shape)
+    w = w.reshape(config.weight_shape)
+    if config.flip:
+        w = xp.ascontiguousarray(w[(..., *[slice(None, None, -1)] * config.rank)])
+    return w
 
 
 def compute_dtype(dtype, xp):

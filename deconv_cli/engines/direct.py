@@ -26,7 +26,7 @@ def inline_direct(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtyp
     every shape and the gather index worked out once per problem. It returns ``None`` where the weight's sum
     is not finite (NaN or Inf in it, or an overflow): the caller then takes the general path, which checks
     exactly and picks scatter for NaN or Inf. ``None`` for any other problem, an empty one, or a layout that
-    needs moving (channels last, a weight permutation).
+    needs moving (channels last, a weight permutation or a reversed kernel).
 
     Its Python is kept to a few lines because a call after an idle pause runs cold, where every distinct line
     and NumPy entry point costs (tiny 4->4 8x8 k3, each call after 100 ms idle as in the bench, medians in
@@ -38,7 +38,7 @@ def inline_direct(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtyp
     batch, dtype = x_shape[0] if config.batched else 1, numpy.dtype(dtype)
     if not runs_inline(config, out_spatial, batch) or 0 in x_shape or 0 in out_spatial or \
             dtype.kind != "f" or config.out_channels == 0 or config.channels_last or \
-            config.weight_perm is not None or math.prod(w_shape) != math.prod(config.weight_shape):
+            config.weight_perm is not None or config.flip or math.prod(w_shape) != math.prod(config.weight_shape):
         return None
     g, c_in, c_out = config.groups, config.in_channels, config.out_channels
     spatial_in = tuple(x_shape[a] for a in config.input_axes()[2])

@@ -176,15 +176,15 @@ def inline_ort(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtype, 
     """For a float32 problem that takes the ``ort`` path (``choose_path``'s pick, or ``forced``), a function
     ``run(x, w, bias, threads)`` that runs onnxruntime's node with everything else worked out once per problem
     (``ort.runner``): no thread budget (the node runs on onnxruntime's threads, not the BLAS) and no item
-    machinery. ``None`` for any other problem: another dtype, channels last, a weight permutation, a negative
-    crop (positions outside the node's output), an empty problem, or no onnxruntime. Dtypes are given as
+    machinery. ``None`` for any other problem: another dtype, channels last, a weight permutation or reversed
+    kernel, a negative crop (positions outside the node's output), an empty problem, or no onnxruntime. Dtypes are given as
     ``numpy.dtype`` takes them (the engine passes type characters)."""
     import numpy
 
     f32 = numpy.dtype(numpy.float32)
     if numpy.dtype(dtype) != f32 or numpy.dtype(w_dtype) != f32 or (b_dtype is not None and numpy.dtype(b_dtype) != f32):
         return None
-    if config.channels_last or config.weight_perm is not None or any(lo < 0 or hi < 0 for lo, hi in config.crops) or \
+    if config.channels_last or config.weight_perm is not None or config.flip or any(lo < 0 or hi < 0 for lo, hi in config.crops) or \
             math.prod(w_shape) != math.prod(config.weight_shape) or 0 in x_shape or 0 in out_spatial or \
             config.out_channels == 0 or not ort_installed():
         return None

@@ -96,6 +96,8 @@ def _weight_recipe(record: Derivation, expression: Expression) -> str:
         steps.append(f"transpose {tuple(config.weight_perm)}")
     if record.weight_shape and tuple(record.weight_shape) != config.weight_shape:
         steps.append(f"reshape to {config.weight_shape}")
+    if config.flip:
+        steps.append(f"reverse the kernel axes {tuple(range(2, config.rank + 2))}")
     source = f"from {record.style}'s {tuple(record.weight_shape)}: {', '.join(steps)} -> (C_in, C_out/groups, *k); " if steps else ""
     return f"{source}{expression.style}: {expression.weight}"
 

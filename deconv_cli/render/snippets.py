@@ -83,6 +83,8 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
         lines.append(f"W = W.transpose({tuple(config.weight_perm)})")
     if tuple(record.weight_shape) != config.weight_shape or config.weight_perm is not None:
         lines.append(f"W = W.reshape({config.weight_shape})")
+    if config.flip:
+        lines.append(f"W = np.ascontiguousarray(W[:, :{', ::-1' * config.rank}])  # the kernel reversed")
     if has_bias:
         lines.append("B = b.reshape(-1)  # (C_out,)")
     if style == "onnx":

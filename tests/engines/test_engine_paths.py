@@ -158,6 +158,35 @@ def test_weight_permutation_is_applied_on_every_path(rng):
         np.testing.assert_allclose(got, want, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("perm", [False, True])
+@pytest.mark.parametrize("kernel, stride, crops, groups, cin, cout, spatial", [
+    ((3, 2), (2, 1), ((1, 0), (0, 0)), 1, 3, 2, (3, 4)),
+    ((3,), (1,), ((1, 1),), 2, 4, 6, (7,)),
+    ((2, 3, 2), (2, 1, 2), ((0, 1), (1, 1), (0, 0)), 1, 2, 3, (3, 2, 3)),
+    ((4, 4), (2, 2), ((1, 1), (1, 1)), 8, 8, 8, (5, 6)),  # depthwise
+])
+def test_a_reversed_kernel_is_reversed_on_every_path(kernel, stride, crops, groups, cin, cout, spatial, perm, dtype,
+                                                     rng):
+    """``flip`` (JAX and Flax without transpose_kernel) equals the oracle on the file's kernel reversed, on every
+    path, float32 included (the inline runners must not take it as it lies)."""
+    config = _config(kernel, stride, (1,) * len(kernel), crops, groups, cin, cout, flip=True,
+                     weight_perm=(1, 0, *range(2, len(kernel) + 2)) if perm else None)
+    x, w, b = _tensors(rng, config, 2, spatial, dtype)
+    want = reference_deconv(x, w, b, stride=config.stride, dilation=config.dilation, crops=config.crops, groups=groups)
+    stored = w[(..., *[slice(None, None, -1)] * len(kernel))]
+    stored = np.ascontiguousarray(stored.swapaxes(0, 1) if perm else stored).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for path in (*PATHS, None):
+        got = numpy_engine.deconvolve(x.astype(dtype), stored, b.astype(dtype), config, _out_spatial(config, spatial),
+                                      path=path)
+        np.testing.assert_allclose(got, want, atol=tol * max(1.0, float(np.abs(want).max())), err_msg=str(path))
+    if dtype == np.float32:  # the reusable runners take the general path for it
+        for path in PATHS:
+            assert numpy_engine.runner(config, _out_spatial(config, spatial), x.astype(dtype), stored, b.astype(dtype),
+                                       path) is None
+
+
 def test_channels_last_output_is_contiguous_in_its_own_layout(rng):
     config, batch, spatial = CASES["channels_last"]
     x, w, b = _tensors(rng, config, batch, spatial)

@@ -19,6 +19,8 @@ CASES = [
     dict(kernel=(3, 3), stride=(2, 2), dilation=(2, 2), crops=((2, 1), (-1, 0)), groups=2, in_channels=4, out_channels=6),
     dict(kernel=(16,), stride=(8,), dilation=(1,), crops=((4, 4),), groups=1, in_channels=8, out_channels=4),
     dict(kernel=(4, 4), stride=(2, 2), dilation=(1, 1), crops=((1, 1), (1, 1)), groups=8, in_channels=8, out_channels=8),
+    dict(kernel=(3, 2), stride=(2, 1), dilation=(1, 2), crops=((1, 0), (0, 1)), groups=1, in_channels=4, out_channels=6,
+         flip=True),  # JAX/Flax's reversed kernel
 ]
 
 
