@@ -232,8 +232,11 @@ def plan(
     Cached: a batch repeats the same options and shapes over many jobs. The key is the options' repr,
     so ``[2, 2]`` and ``(2, 2)`` stay distinct spellings (the record shows the user's own).
     """
+    spelled = repr(tuple(options.items()))
+    if "..." in spelled:  # an elided repr (a large array) could stand for other values: not keyed
+        return _plan_uncached(style, options, input_shape, weight_shape, bias_shape, quirks, dtypes, cast)
     key = (
-        style, repr(tuple(options.items())), tuple(input_shape), tuple(weight_shape),
+        style, spelled, tuple(input_shape), tuple(weight_shape),
         None if bias_shape is None else tuple(bias_shape), quirks, None if not dtypes else tuple(dtypes.items()), cast,
     )
     derivation = _PLANS.get(key)
