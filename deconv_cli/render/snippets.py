@@ -47,7 +47,21 @@ def _load(var: str, role: str, path: str | None, shape, seed: int) -> list[str]:
     if ref.kind == ".onnx":  # a model's initializer (external data beside the model is loaded too)
         return [f"{var} = numpy_helper.to_array(next(t for t in onnx.load({ref.path!r}).graph.initializer "
                 f"if t.name == {name!r}))  # {role}"]
+    if ref.kind == ".zarr":  # an array of a group is named by its path ("/a/b"), a store's root array by the store
+        item = f"[{name.strip('/')!r}]" if name.startswith("/") else ""
+        return [f"{var} = zarr.open({ref.path!r}, mode='r'){item}[...]  # {role}"]
+    if ref.kind == ".safetensors":
+        return [f"{var} = load_file({ref.path!r})[{name!r}]  # {role}"]
+    if ref.kind == ".keras":  # the HDF5 weights file inside the Keras zip
+        return [f"with zipfile.ZipFile({ref.path!r}) as z, z.open('model.weights.h5') as f, h5py.File(f, 'r') as h5:",
+                f"    {var} = h5[{name!r}][()]  # {role}"]
     return [f"{var} = h5py.File({ref.path!r}, 'r')[{name!r}][()]  # {role}"]
+
+
+# the imports each format's loading lines need
+_FORMAT_IMPORTS = {".h5": ("import h5py",), ".keras": ("import zipfile", "import h5py"), ".zarr": ("import zarr",),
+                   ".safetensors": ("from safetensors.numpy import load_file",),
+                   ".onnx": ("import onnx", "from onnx import numpy_helper")}
 
 
 def snippet(record: Derivation, explanation: Explanation, files: dict[str, str | None]) -> str:
@@ -64,10 +78,8 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     imports, to_tensor, to_numpy = FRAMEWORKS[style]
     lines = [f"# {record.style} -> {style}: y equals what `deconv run` computes, shape {tuple(record.output_shape)}",
              "import numpy as np"]
-    if any(f is not None and tensor_io.parse_ref(f).kind == ".h5" for f in files.values()):
-        lines.append("import h5py")
-    if any(f is not None and tensor_io.parse_ref(f).kind == ".onnx" for f in files.values()):
-        lines.append("import onnx\nfrom onnx import numpy_helper")
+    kinds = {tensor_io.parse_ref(f).kind for f in files.values() if f is not None}
+    lines += dict.fromkeys(line for kind in sorted(kinds) for line in _FORMAT_IMPORTS.get(kind, ()))
     lines += imports + [""]
     lines += _load("x", "input", files.get("input"), record.input_shape, 0)
     lines += _load("w", "weight", files.get("weight"), record.weight_shape, 1)
