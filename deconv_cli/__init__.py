@@ -12,6 +12,7 @@ Nothing heavy is imported here: numpy, h5py, rich and cupy load only when needed
 
 from __future__ import annotations
 
+import marshal
 from collections import OrderedDict
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -72,7 +73,7 @@ def deconvolve(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = Non
         bias = options.pop("bias")  # type: ignore[assignment]
     x, w = _tensor(input, "input"), _tensor(weight, "weight")
     b = None if bias is None else _tensor(bias, "bias")
-    return _run(_prepare(style, device, quirks, options, x, w, b), x, w, b)
+    return _prepare(style, device, quirks, options, x, w, b).run(x, w, b)
 
 
 class Deconvolution:
@@ -101,12 +102,12 @@ class Deconvolution:
 
     def __call__(self, input: ArrayLike) -> Any:
         x = _tensor(input, "input")
-        key = (type(x), x.shape, x.dtype.str)
+        key = (type(x), x.shape, x.dtype)
         prepared = self._plans.get(key)
         if prepared is None:
             prepared = _prepare(self.style, self.device, self.quirks, self.options, x, self.weight, self.bias)
             _remember(self._plans, key, prepared, 16)
-        return _run(prepared, x, self.weight, self.bias)
+        return prepared.run(x, self.weight, self.bias)
 
     def derive(self, input_shape: tuple[int, ...], dtype: str | None = None) -> Derivation:
         """The shape derivation record for an input of this shape and dtype (default: the weight's)."""
@@ -129,11 +130,15 @@ class _Prepared(NamedTuple):
 
 
 _PREPARED: OrderedDict[tuple[Any, ...], _Prepared] = OrderedDict()  # by _key(): the last 256 problems
+_ARRAY_TYPES: set[type] = set()  # the array types _tensor has taken as they are
 
 
 def _tensor(value: object, role: str) -> Any:
     """A NumPy, CuPy or dask array as it is; anything else through ``numpy.asarray``, or a ConfigError."""
+    if type(value) in _ARRAY_TYPES:
+        return value
     if hasattr(value, "shape") and hasattr(value, "dtype") and _kind(value) in ("cupy", "dask", "numpy"):
+        _ARRAY_TYPES.add(type(value))  # the check depends on the type alone (its attributes and module)
         return value
     import numpy as np
 
@@ -164,12 +169,17 @@ def _prepare(style: str, device: str, quirks: bool, options: dict[str, object], 
 
 
 def _key(style: str, device: str, quirks: bool, options: dict[str, object], x: Any, w: Any, b: Any) -> tuple[Any, ...] | None:
-    """The cache key: the keywords by their repr, which keeps types apart (``2``, ``2.0`` and ``True`` are
-    equal but parse differently) and orders as given; None where a repr is elided (a large array's "...")."""
-    spelled = repr(options)
-    if "..." in spelled:
-        return None
-    tensors = tuple(None if a is None else (type(a), a.shape, a.dtype.str) for a in (x, w, b))
+    """The cache key: the keywords spelled so that types stay apart (``2``, ``2.0`` and ``True`` are equal but
+    parse differently) in the order given: ``marshal``'s bytes where it takes them (built-in types only, a
+    third of ``repr``'s cost: tiny 0.39 / 1.23 us), else their repr; None where a repr is elided (a large
+    array's "...")."""
+    try:
+        spelled: bytes | str = marshal.dumps(options, 2)  # version 2: no back-references, one value one spelling
+    except ValueError:  # a type marshal does not write (a NumPy scalar, a subclass)
+        spelled = repr(options)
+        if "..." in spelled:
+            return None
+    tensors = (type(x), x.shape, x.dtype, type(w), w.shape, w.dtype) + (() if b is None else (type(b), b.shape, b.dtype))
     return style, device, quirks, spelled, tensors
 
 
@@ -206,10 +216,6 @@ def _plan(style: str, device: str, quirks: bool, options: dict[str, object], x: 
         fast = engine.runner(tile.config, tile.out_spatial, x, w, b, path) if hasattr(engine, "runner") else None
         return _Prepared(tile_plan, one if fast is None else partial(_fast_or, fast, one))
     return _Prepared(tile_plan, partial(_in_memory, tiling.compute_in_memory, engine, tile_plan, None))
-
-
-def _run(prepared: _Prepared, x: Any, w: Any, b: Any) -> Any:
-    return prepared.run(x, w, b)
 
 
 def _lazy(to_dask: Callable[..., Any], tile_plan: TilePlan, device: str, x: Any, w: Any, b: Any) -> Any:

@@ -12,10 +12,11 @@ import math
 from functools import partial
 
 from ..core.config import DeconvConfig, Shape
-from . import _common
+from . import _common, wanted_threads
 
 DIRECT_MAX_ELEMENTS = 1 << 17  # dense im2col columns (N * C_in * K * prod(out)) of the direct path
 SINGLE_THREAD_GEMM_MACS = 1 << 18  # OpenBLAS runs a GEMM this small on one thread whatever its setting
+SCRATCH_KEEP_BYTES = 64 << 10  # inline columns kept for the next call up to this: tiny (14 KiB) 0.6 us a call less
 
 
 @functools.lru_cache(maxsize=64)
@@ -28,11 +29,9 @@ def inline_direct(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtyp
     exactly and picks scatter for NaN or Inf. ``None`` for any other problem, an empty one, or a layout that
     needs moving (channels last, a weight permutation or a reversed kernel).
 
-    Its Python is kept to a few lines because a call after an idle pause runs cold, where every distinct line
-    and NumPy entry point costs (tiny 4->4 8x8 k3, each call after 100 ms idle as in the bench, medians in
-    shuffled order, us: through the general path 344, this function 205, onnxruntime's peer 245-257, the
-    NumPy calls alone 106; ``ndarray.sum`` cost 15-20 more than ``np.add.reduce``, and adding the bias in
-    place on the GEMM's result 65-70 more than ``np.add`` into the output)."""
+    Steady state, tiny 4->4 8x8 k3 back to back, us a call: 10.6 before this runner kept its scratch (the
+    padded input and the columns, reused by the next call on any thread), gathered with ``mode="clip"`` and
+    dropped unit axes from the GEMM; 8.0 after, of which NumPy's calls are about 6."""
     import numpy
 
     batch, dtype = x_shape[0] if config.batched else 1, numpy.dtype(dtype)
@@ -45,28 +44,41 @@ def inline_direct(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtyp
     index = direct_index(config, spatial_in, out_spatial)
     acc = _common.compute_dtype(dtype, numpy)
     length, taps = math.prod(spatial_in), math.prod(config.kernel)
-    x_rows, xe_shape = (batch, c_in, length), (batch, c_in, length + 1)
-    cols_shape = (batch, g, c_in // g * taps, -1)
-    w_split, wk_shape = (g, c_in // g, c_out // g, taps), (g, c_out // g, -1)
-    y_shape, res_shape, bias_shape = config.output_shape(batch if config.batched else None, out_spatial), \
-        (batch, c_out, -1), (-1, 1)
+    # the GEMM (batch, g, C_out/g, O) = (g, C_out/g, C_in/g K) @ (batch, g, C_in/g K, O), leading ones dropped
+    # (a 2-D matmul is the cheaper call); the bias as (g, C_out/g, 1) broadcasts against it
+    batches, groups = (batch,) if batch > 1 else (), (g,) if g > 1 else ()
+    x_rows, w_split, wk_shape = (batch, c_in, length), (g, c_in // g, c_out // g, taps), (*groups, c_out // g, -1)
+    cols_shape, bias_shape = (*batches, *groups, c_in // g * taps, -1), (*groups, c_out // g, 1)
+    y_shape = config.output_shape(batch if config.batched else None, out_spatial)
     w_cast, b_cast = numpy.dtype(w_dtype) != acc, b_dtype is not None and numpy.dtype(b_dtype) != acc
-    isfinite, total, add, matmul, empty = math.isfinite, numpy.add.reduce, numpy.add, numpy.matmul, numpy.empty
+    same, keep = acc == dtype, batch * c_in * taps * math.prod(out_spatial) * acc.itemsize <= SCRATCH_KEEP_BYTES
+    isfinite, total, add, matmul = math.isfinite, numpy.add.reduce, numpy.add, numpy.matmul
+    spare: list = []  # scratch no call holds now: list.pop and list.append are atomic, so threads never share one
 
+    def scratch():  # the input with one zero slot after each channel, and the gathered columns
+        xe = numpy.zeros((batch, c_in, length + 1), dtype=acc)
+        cols = numpy.empty((batch, c_in) + index.shape, dtype=acc)
+        return xe[:, :, :length], xe, cols, cols.reshape(cols_shape)
+
+    @numpy.errstate(all="ignore")  # as a decorator: no context object made per call (0.41 us against 0.76)
     def run(x, w, bias):  # run_item's calls, canonical layouts (channels first, the weight in order)
+        wanted_threads()  # a bad DECONV_THREADS is an error here too
         if not isfinite(total(w, axis=None)):
             return None
-        y = empty(y_shape, dtype=dtype)
-        xe = empty(xe_shape, dtype=acc)  # the input with one zero slot after each channel
-        xe[:, :, :length] = x.reshape(x_rows)
-        xe[:, :, length] = 0
+        try:
+            item = spare.pop()
+        except IndexError:
+            item = scratch()
+        x_in, xe, cols, cols_g = item
+        x_in[...] = x.reshape(x_rows)
+        xe.take(index, axis=2, out=cols, mode="clip")  # every index is in range; "raise" copies first (+1 us)
         wk = (w.reshape(w_split).astype(acc) if w_cast else w.reshape(w_split)).transpose(0, 2, 1, 3).reshape(wk_shape)
-        res = matmul(wk, xe.take(index, axis=2).reshape(cols_shape)).reshape(res_shape)
-        if bias is None:
-            y.reshape(res_shape)[...] = res
-        else:
-            add(res, (bias.astype(acc) if b_cast else bias).reshape(bias_shape), out=y.reshape(res_shape))
-        return y
+        res = matmul(wk, cols_g)
+        if keep:
+            spare.append(item)
+        if bias is not None:
+            add(res, (bias.astype(acc) if b_cast else bias).reshape(bias_shape), out=res)
+        return res.reshape(y_shape) if same else res.astype(dtype).reshape(y_shape)
 
     return run
 

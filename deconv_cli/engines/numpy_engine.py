@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..core.config import DeconvConfig, Shape
-from . import _common, direct, dispatch, threads, wanted_threads
+from . import _common, direct, dispatch, threads
 
 NAME = "numpy"
 DEVICE = "cpu"
@@ -198,12 +198,8 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
         # the problem's shapes and index worked out once (tiny 4->4 8x8 k3 in a loop: 73 -> 30 -> 17.3 us a
         # call, against 12.3 us for its NumPy calls alone)
         run = direct.inline_direct(*key)
-        if run is not None:
-            wanted_threads()  # a bad DECONV_THREADS is an error here too
-            with np.errstate(all="ignore"):
-                y = run(x, w, bias)
-            if y is not None:
-                return y
+        if run is not None and (y := run(x, w, bias)) is not None:
+            return y
     if path in (None, "ort"):
         # onnxruntime's node on threads() of its own threads (no BLAS in it, so no budget to hold), the
         # problem's feeds and session worked out once
@@ -222,11 +218,7 @@ def runner(config: DeconvConfig, out_spatial: Shape, x, w, bias, path: str):
     key = (config, tuple(out_spatial), x.shape, x.dtype.char, w.shape, w.dtype.char,
            None if bias is None else bias.dtype.char)
     if path == "direct" and (inline := direct.inline_direct(*key)) is not None:
-        def run(x, w, bias):
-            wanted_threads()  # a bad DECONV_THREADS is an error here too
-            with np.errstate(all="ignore"):
-                return inline(x, w, bias)  # None for a weight whose sum is not finite
-        return run
+        return inline  # None for a weight whose sum is not finite
     if path == "ort" and (node := dispatch.inline_ort(*key, True)) is not None:
         def run_node(x, w, bias):
             with np.errstate(all="ignore"):
