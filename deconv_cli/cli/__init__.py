@@ -372,6 +372,8 @@ def layers_command(model, as_json, target, code):
 
 
 def _is_layer(text: str | None) -> bool:
+    if text is None or "#" not in text:  # a tensor file: the models package is not imported for it
+        return False
     from .. import models
 
     return models.is_layer_source(text)
