@@ -370,10 +370,11 @@ def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
     return {"call_us": best["call"] * 1e6, "numpy_us": best["bare"] * 1e6, "overhead_us": (best["call"] - best["bare"]) * 1e6}
 
 
-def startup(repeat: int = 5) -> dict:
+def startup(repeat: int = 11) -> dict:
     """Wall seconds of whole processes, the cold line: ``deconv shape --input-shape ... --weight-shape ...``
     against ``python -c pass``, and ``deconv run`` on the tiny configuration (its files written first)
-    against ``python -c "import numpy"`` (a shell one-liner feels these)."""
+    against ``python -c "import numpy"`` (a shell one-liner feels these). Medians of 11: with 5, the run's
+    ratio moved 1.45-1.54 between back-to-back benches on this 2-vCPU machine, with 21 by 0.03."""
     import tempfile
 
     import numpy as np
