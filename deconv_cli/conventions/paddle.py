@@ -339,6 +339,14 @@ def _padding_spelling(pairs):
 def _candidates(config: DeconvConfig, base: dict):
     """Exact spellings first (pairs, then pairs with output_padding for a negative hi), then the nearest ones."""
     rank = config.rank
+    # PyTorch's spelling where it fits: padding lo, output_padding lo - hi (< stride)
+    if all(0 <= lo - hi < s and hi >= 0 for (lo, hi), s in zip(config.crops, config.stride)):
+        options = dict(base)
+        if any(lo for lo, _ in config.crops):
+            options["padding"] = compact([lo for lo, _ in config.crops])
+        if any(lo - hi for lo, hi in config.crops):
+            options["output_padding"] = compact([lo - hi for lo, hi in config.crops])
+        yield options
     pads = [(max(lo, 0), max(hi, 0)) for lo, hi in config.crops]
     ops = [min(max(-hi, 0), s - 1) for (_, hi), s in zip(config.crops, config.stride)]
     for pairs, op in ((pads, ops), (pads, [0] * rank), ([(0, 0)] * rank, [0] * rank)):
