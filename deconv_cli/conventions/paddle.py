@@ -16,7 +16,7 @@ call's ``output_size`` O picks the length, infer <= O < infer + stride (hi = F -
 (C_in, C_out/groups, *k) in every data_format (canonical, not flipped); bias (C_out,); input (N, C, *spatial)
 or channels-last (NLC, NHWC, NDHWC); no unbatched input.
 
-Where the release departs from its documentation or accepts nonsense, DESIGN.md's policy decides:
+Where the release departs from its documentation or accepts nonsense, docs/DESIGN.md's policy decides:
 
 - 'same' with dilation > 1: Paddle replaces the dilation by 1 for the whole computation, values included
   (its UpdatePaddingAndDilation); the documentation says neither, and its output formula keeps the dilation.

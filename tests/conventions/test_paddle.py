@@ -280,7 +280,7 @@ def test_explain_to_paddle_code(sets, tmp_path):
     result = CliRunner().invoke(cli, ["explain", *files, *sets, "--to", "paddle", "--code"])
     assert result.exit_code == 0, result.output
     code = result.stdout
-    compile(code, "paddle_snippet.py", "exec")
+    compile(code, "<paddle snippet>", "exec")
     assert f"paddle.nn.Conv{rank}DTranspose(" in code and "layer.weight.set_value(W)" in code
     assert CliRunner().invoke(cli, ["run", *files, *sets, "-o", str(tmp_path / "y.npy"), "-q"]).exit_code == 0
     if not PADDLE_PYTHON:

@@ -1,7 +1,7 @@
 """Record PaddlePaddle golden cases (tests/golden/paddle.{json,npz}). Not run in CI.
 
 Environment: a separate virtual environment with ``pip install paddlepaddle`` (PaddlePaddle 3.3.1, CPU,
-Python 3.11; /work/venvs/paddle here); run once, outside CI, with that environment's python::
+Python 3.11); run once, outside CI, with that environment's python::
 
     python tests/golden/make_paddle_goldens.py
 
@@ -20,7 +20,7 @@ child process, and a death by signal is recorded as the rejection it is. Lists i
   with ``quirks: true`` is one where the release departs from its documentation (deconv reproduces it with
   --quirks and warns without);
 - ``quirk_rejects``: rejected only by the release (its CPU kernel), computed by deconv's documented semantics;
-- ``refused``: accepted by Paddle but nonsense deconv refuses by policy (DESIGN.md): Paddle's output is kept so
+- ``refused``: accepted by Paddle but nonsense deconv refuses by policy (docs/DESIGN.md): Paddle's output is kept so
   that the --quirks reproduction (where there is one) is checked against it.
 """
 
