@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import deconv_cli
 from deconv_cli.cli import cli
-from deconv_cli.conventions import paddle
+from deconv_cli.conventions import STYLES, paddle
 from deconv_cli.core.errors import ConfigError
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -374,3 +374,28 @@ def test_express_from_other_styles():
     unbatched = deconv_cli.derive((2, 5), (2, 3, 3), stride=2).config
     e = paddle.express(unbatched, (2, 5))
     assert not e.expressible and e.crop == ((0, 0),) and "no unbatched input" in e.reason
+
+
+@pytest.mark.parametrize("target", sorted(STYLES))
+def test_explain_from_paddle_to_every_style(target):
+    """A channels-last, grouped Paddle layer with 'same' padding, written in every style: the printed keywords give
+    back the same output shape (or a crop is named), and the snippet compiles."""
+    args = ["--style", "paddle", "--input-shape", "1,5,4,4", "--weight-shape", "4,3,3,3", "--bias-shape", "6",
+            "--set", "stride=2", "--set", "padding=same", "--set", "groups=2", "--set", "data_format=NHWC"]
+    result = CliRunner().invoke(cli, ["explain", *args, "--to", target, "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["style"] == target
+    if record["expressible"]:  # the printed keywords give the same output, in the target's layout
+        shape = CliRunner().invoke(cli, ["shape", "--style", target, "--input-shape", ",".join(map(str, record["input_shape"])),
+                                         "--weight-shape", ",".join(map(str, record["weight_shape"])),
+                                         *[v for item in record["set"] for v in ("--set", item)], "--json"])
+        assert shape.exit_code == 0, shape.output
+        assert json.loads(shape.stdout)["output_shape"] == record["output_shape"]
+        assert sorted(record["output_shape"]) == sorted([1, 6, 9, 8])  # L5 -> 9, L4 -> 8
+    code = CliRunner().invoke(cli, ["explain", *args, "--to", target, "--code"])
+    if code.exit_code == 2:  # no spelling at all (Keras and TensorFlow have no groups)
+        assert code.stderr.startswith(f"Error: no runnable {target} code for this configuration")
+        return
+    assert code.exit_code == 0, code.output
+    compile(code.stdout, f"<{target} snippet>", "exec")
