@@ -68,8 +68,9 @@ def style_options(fn=None, *, json_help: str = "Print one JSON object to stdout.
     if fn is None:  # @style_options(json_help=...): a command whose --json prints something else
         return lambda f: style_options(f, json_help=json_help)
     for decorator in reversed([
-        click.option("--style", default="torch", show_default=True, type=click.Choice(STYLE_NAMES),
-                     help="Whose keyword names, padding rules and tensor layouts to use."),
+        # the choices go in the help text, which wraps: as a metavar they outgrow an 80-column line
+        click.option("--style", default="torch", show_default=True, type=click.Choice(STYLE_NAMES), metavar="STYLE",
+                     help=f"Whose keyword names, padding rules and tensor layouts to use: {', '.join(STYLE_NAMES)}."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="One option in the style's own keyword name; VALUE is a Python literal. Repeatable."),
         click.option("--quirks", is_flag=True,
@@ -583,7 +584,8 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
 @click.argument("weight")
 @click.argument("expected")
 @click.option("--bias", metavar="TENSOR", help="Bias tensor (C_out,), when the framework added one.")
-@click.option("--style", type=click.Choice(STYLE_NAMES), help="Only this style's spellings (default: every style).")
+@click.option("--style", type=click.Choice(STYLE_NAMES), metavar="STYLE",
+              help=f"Only this style's spellings (default: every style): {', '.join(STYLE_NAMES)}.")
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many distinct configurations to print (each in every style that can write it).")
 @click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,

@@ -25,6 +25,7 @@ FRAMEWORKS = {
     "dragon": (["import dragon"], "dragon.constant({})", "{}.numpy()"),
     "keras": (["import keras"], "{}", "keras.ops.convert_to_numpy({})"),
     "tensorflow": (["import tensorflow as tf"], "{}", "{}.numpy()"),
+    "paddle": (["import paddle"], "paddle.to_tensor({})", "{}.numpy()"),
     "onnx": (["import onnxruntime", "from onnx import helper"], "{}", "{}"),
 }
 
@@ -105,7 +106,10 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     # Keras and TensorFlow default to channels-last; they say so only for channels-first
     nhwc = e.options.get("data_format") == "NHWC" or (style in ("keras", "tensorflow") and "data_format" not in e.options)
     relayout = []
-    if style in ("keras", "tensorflow"):
+    if style == "paddle":  # the weight is (C_in, C_out/groups, *kernel) in every data_format
+        nhwc = e.options.get("data_format") in ("NLC", "NHWC", "NDHWC")
+        relayout = [f"X = np.moveaxis(X, 1, -1)  # {e.options['data_format']}"] if nhwc else []
+    elif style in ("keras", "tensorflow"):
         relayout = ["X = np.moveaxis(X, 1, -1)  # channels_last"] if nhwc else []
         relayout.append(f"W = W.transpose({(*range(2, config.rank + 2), 1, 0)})  # (*kernel, filters, C_in)")
     elif nhwc:
@@ -171,6 +175,14 @@ def _call(style: str, e, config, rank: int, bias_inside: bool, to_tensor: str, o
         return [f"y = dragon.nn.conv{rank}d_transpose({tensors}, {_kwargs(options)})"]
     if style == "tensorflow":
         return [f"y = tf.nn.conv{rank}d_transpose({x}, {w}, {_kwargs(options)})"]
+    if style == "paddle":
+        size = options.pop("output_size", None)
+        ctor = dict(in_channels=config.in_channels, out_channels=config.out_channels, kernel_size=tuple(config.kernel),
+                    **options, bias_attr=None if bias_inside else False)
+        return ["paddle.set_default_dtype(X.dtype.name)  # the layer's parameters in the data's dtype",
+                f"layer = paddle.nn.Conv{rank}DTranspose({_kwargs(ctor)})", "layer.weight.set_value(W)",
+                *(["layer.bias.set_value(B)"] if bias_inside else []),
+                f"y = layer({x}{'' if size is None else f', output_size={size!r}'})"]
     if style == "keras":
         ctor = dict(filters=config.out_channels, kernel_size=tuple(config.kernel), **options, use_bias=bias_inside)
         weights = "[W, B]" if bias_inside else "[W]"
