@@ -36,7 +36,7 @@ NAME = "flax"
 FRAMEWORK = "Flax 0.12"
 LAX = "Flax 0.12 on JAX 0.10"  # what the padding rules' messages name
 DTYPES = ("float16", "float32", "float64")
-DTYPE_PROMOTION = "Flax promotes mixed dtypes to the wider one (float16 input + float32 params -> float32)"
+PROMOTES_DTYPES = True  # float16 input + float32 params -> float32: plan.check_dtypes points to --cast float32
 KEYWORDS = {
     "features": "int: checked against the kernel's features axis (default: read from the kernel)",
     "kernel_size": "int (1-D) or tuple: checked against the kernel's spatial dims, whose count is the conv rank",
