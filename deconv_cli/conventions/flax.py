@@ -77,7 +77,7 @@ def parse(
     if batch_dims > 1:
         raise ConfigError(f"input {input_shape} has {batch_dims} batch axes before the {rank}-D (*spatial, C); "
                           f"{FRAMEWORK} flattens them into one, deconv takes one batch axis or none",
-                          f"reshape the input to (-1, *{input_shape[batch_dims:]}) and the output back")
+                          f"reshape the input to {(-1, *input_shape[batch_dims:])} and the output back")
     c_in = input_shape[-1]
     features, kernel_in = (weight_shape[rank], weight_shape[rank + 1]) if transpose else \
         (weight_shape[rank + 1], weight_shape[rank])
@@ -125,7 +125,8 @@ def _check_kernel_size(value: object, kernel: Shape, weight_shape: Shape, transp
     given = (as_int("kernel_size", value),) if not isinstance(value, (list, tuple)) else \
         tuple(as_int("kernel_size", v) for v in value)
     if given != kernel:
-        raise ConfigError(f"kernel_size={fmt_shape(given)} does not match the kernel {weight_shape} "
+        said = f"{value!r} (an int is a 1-D kernel)" if isinstance(value, int) else fmt_shape(given)
+        raise ConfigError(f"kernel_size={said} does not match the kernel {weight_shape} "
                           f"(*kernel_size, {_axes(transpose)}) ({FRAMEWORK} rejects the kernel param's shape)",
                           f"pass kernel_size={fmt_shape(kernel)}")
 
@@ -136,7 +137,7 @@ def _positive(name: str, value: object, rank: int) -> Shape:
         return (1,) * rank
     if isinstance(value, (list, tuple)) and len(value) != rank:
         raise ConfigError(f"{name}={tuple(value)} has {len(value)} values for a {rank}-D convolution ({FRAMEWORK} "
-                          "fails to lower it: verifier errors)", f"give {rank} values or one int")
+                          "fails to lower it: verifier errors)", f"give one value per dimension ({rank}) or one int")
     values = as_ints(name, value, rank)
     if min(values) < 1:
         raise ConfigError(f"{name}={fmt(values)} must be positive ({FRAMEWORK}: All dilations must be positive)")
@@ -181,7 +182,7 @@ def _padding(value: object, rank: int):
         if len(pairs) == rank:
             return tuple(pairs)
     raise ConfigError(f"padding={value!r} is not a padding {FRAMEWORK} takes for a {rank}-D ConvTranspose: a string, "
-                      f"an int, or {rank} ints or (low, high) pairs ({FRAMEWORK}: Invalid padding format)",
+                      f"an int, or per dimension ({rank}) one int or (low, high) pair ({FRAMEWORK}: Invalid padding format)",
                       "use 'SAME', 'VALID', an int or one (low, high) pair per dim")
 
 
