@@ -182,6 +182,17 @@ def test_mixed_dtypes_point_to_the_cast_that_gives_flaxs_dtype():
     np.testing.assert_allclose(y, arrays["y"], rtol=1e-5, atol=1e-5)
 
 
+def test_cli_cast_gives_flaxs_promoted_result(tmp_path, monkeypatch):
+    _files(tmp_path, "policy_fp16_input_fp32_params")
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "x.npy", "w.npy", "--bias", "b.npy", "--style", "flax", "--set", "strides=2", "-o", "out.npy"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "--cast float32" in refused.stderr and not (tmp_path / "out.npy").exists()
+    result = CliRunner().invoke(cli, [*args, "--cast", "float32", "--expect", "y.npy"])
+    assert result.exit_code == 0, result.output
+    assert np.load("out.npy").dtype == np.float32
+
+
 def test_the_shape_xla_aborts_on_is_computed():
     """XLA's CPU compiler aborts the process here (recorded); deconv computes lax's arithmetic."""
     case = next(c for c in RECORD["crashes"] if c["name"] == "f3_pad0_middle_one")
