@@ -51,6 +51,8 @@ CASES = [
     case("f1_pair_s2", (1, 5, 2), (3, 2, 3), strides=2, padding=((1, 2),)),
     case("f1_pair_list", (1, 5, 2), (3, 2, 3), strides=2, padding=[(0, 3)]),
     case("f1_seq_int", (1, 5, 2), (3, 2, 3), strides=2, padding=[1]),
+    case("f1_pair_nested_list", (1, 5, 2), (3, 2, 3), strides=2, padding=[[0, 3]]),  # what --set [[0,3]] gives
+    case("f2_mixed_list", (1, 4, 5, 2), (3, 3, 2, 3), (3,), strides=2, padding=[1, [0, 2]]),
     case("f1_negative_pair", (1, 5, 2), (3, 2, 3), strides=2, padding=((-1, 0),)),
     case("f1_dilation2_same", (1, 5, 2), (3, 2, 3), (3,), kernel_dilation=2),
     case("f1_dilation3_valid", (2, 4, 3), (3, 3, 2), kernel_dilation=3, padding="VALID"),
