@@ -283,7 +283,8 @@ def _all_styles(record):
 @cli.command(name="explain")
 @shape_sources
 @style_options
-@click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), help="The style to write the call in.")
+@click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), metavar="STYLE",
+              help=f"The style to write the call in: {', '.join(STYLE_NAMES)}.")
 @click.option("--code", is_flag=True,
               help="Print a runnable Python snippet for the target framework (its op, the re-layouts, the crop).")
 @tensors(stdio=False)
@@ -335,7 +336,8 @@ def explain_command(ctx, input, weight, bias, input_shape, weight_shape, bias_sh
 @cli.command(name="layers")
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per layer, to stdout.")
-@click.option("--to", "target", type=click.Choice(STYLE_NAMES), help="Also write each layer in this style, with the weight re-layout.")
+@click.option("--to", "target", type=click.Choice(STYLE_NAMES), metavar="STYLE",
+              help=f"Also write each layer in this style, with the weight re-layout: {', '.join(STYLE_NAMES)}.")
 @click.option("--code", is_flag=True, help="With --to: a runnable Python snippet per layer (the output is one script).")
 def layers_command(model, as_json, target, code):
     """List a model's transposed convolutions: the porting report.
