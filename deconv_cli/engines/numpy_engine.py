@@ -214,7 +214,8 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
         # problem's feeds and session worked out once
         run = dispatch.inline_ort(*key, path == "ort")
         if run is not None:
-            return run(x, w, bias, threads())
+            budget = thread_budget()  # its threads only: no BLAS in the node, so no limit to hold
+            return run(x, w, bias, budget.size, budget.parallel_map)
     with thread_budget() as parallel_map, np.errstate(all="ignore"):
         return dispatch.deconvolve(x, w, bias, config, out_spatial, xp=np, path=path, parallel_map=parallel_map)
 
@@ -237,7 +238,8 @@ def runner(config: DeconvConfig, out_spatial: Shape, x, w, bias, path: str):
             with np.errstate(all="ignore"):
                 if not _common.all_finite(w, np):  # the caller's rule for such a weight: scatter
                     return None
-            return node(x, w, bias, threads())
+            budget = thread_budget()
+            return node(x, w, bias, budget.size, budget.parallel_map)
         return run_node
     return None
 

@@ -13,6 +13,7 @@ from reference import reference_deconv
 from deconv_cli.core.config import DeconvConfig
 from deconv_cli.core.shapes import full_length
 from deconv_cli.engines import _common, dispatch, numpy_engine, phase, scatter, shift
+from deconv_cli.engines import threads as engine_threads
 
 PATHS = dispatch.PATHS
 
@@ -367,11 +368,13 @@ def test_ort_sessions_are_cached_per_problem(rng):
     ort._session.cache_clear()
     config, batch, spatial = CASES["2d_groups"]
     x, w, b = _tensors(rng, config, batch, spatial, np.float32)
-    for _ in range(3):
+    _check(config, x, w, b, "ort", np.float32)
+    made = ort._session.cache_info().misses  # one model per shape of batch slice (ort.batch_parts)
+    assert made == len({b1 - b0 for b0, b1 in ort.batch_parts(batch, engine_threads())})
+    for _ in range(2):
         _check(config, x, w, b, "ort", np.float32)
     _check(config, x, w, None, "ort", np.float32)
-    info = ort._session.cache_info()
-    assert (info.misses, info.hits) == (2, 2)  # with and without a bias: two models
+    assert ort._session.cache_info().misses == 2 * made  # without a bias: other models; the repeats made none
 
 
 def test_rule_more_phases_than_taps_picks_scatter():
@@ -617,3 +620,30 @@ def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
     assert sorted(item.args[-1] for item in items) == sorted([((r, r + 1),) for r in range(5)] * batch * 2)
     monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", 1)
     _check(config, x, w, b, "scatter", np.float32)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_ort_runs_one_single_thread_node_per_batch_slice(batch, rng, monkeypatch):
+    """Two threads: a batch is cut in two slices, each a one-thread node on one of the engine's threads (the
+    inline runner and the general path alike); a batch of one is one node on both threads. Same numbers."""
+    pytest.importorskip("onnxruntime")
+    from deconv_cli.engines import ort
+
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    config, _, spatial = CASES["2d_groups"]
+    x, w, b = (a.astype(np.float32) for a in _tensors(rng, config, batch, spatial, np.float32))
+    calls = []
+    real = ort._session
+    monkeypatch.setattr(ort, "_session", lambda *a: calls.append((a[1][0], a[4])) or real(*a))
+    out = _out_spatial(config, spatial)
+    want = reference_deconv(x, w, b, stride=config.stride, dilation=config.dilation, crops=config.crops,
+                            groups=config.groups)
+    calls.clear()
+    np.testing.assert_allclose(numpy_engine.deconvolve(x, w, b, config, out, path="ort"), want,  # the inline runner
+                               atol=2e-5 * max(1.0, float(np.abs(want).max())))
+    assert sorted(calls) == ([(1, 2)] if batch == 1 else [(2, 1), (3, 1)])
+    calls.clear()
+    with numpy_engine.thread_budget() as parallel_map:  # the general path's items
+        y = dispatch.deconvolve(x, w, b, config, out, xp=np, path="ort", parallel_map=parallel_map)
+    np.testing.assert_allclose(y, want, atol=2e-5 * max(1.0, float(np.abs(want).max())))
+    assert sorted(calls) == ([(1, 2)] if batch == 1 else [(2, 1), (3, 1)])
