@@ -3,9 +3,9 @@
 The canonical problem, input (N, C_in, *L) and weight (C_in, C_out/g, *k), is already ONNX's layout, so the
 path is one ConvTranspose node per slice of the batch (``batch_parts``), each on one onnxruntime thread and
 run on the engine's threads; a batch of one is one node on the engine's thread budget
-(``intra_op_num_threads``, the calling thread included; one inter-op thread; sequential). ONNX pads cannot be negative: the node crops ``max(crop, 0)`` and
-its result is written into its window of the output, whose other positions (reached by no input) get the bias
-alone, as on every path. The model is encoded here (a few protobuf fields), so the path needs onnxruntime
+(``intra_op_num_threads``, the calling thread included; one inter-op thread; sequential). ONNX pads cannot
+be negative: the node crops ``max(crop, 0)`` and its result is written into its window of the output, whose
+other positions (reached by no input) get the bias alone, as on every path. The model is encoded here (a few protobuf fields), so the path needs onnxruntime
 alone, not the ``onnx`` package (0.1 s more to import). Sessions are cached per problem (``_session``).
 
 This module imports onnxruntime (about 40 ms after NumPy); ``choose_path`` picks the path only where
