@@ -46,7 +46,7 @@ def test_golden(framework, case):
     quirks = bool(case.get("quirks", False))
     if case["expect"] == "reject":
         x = np.zeros(case["input_shape"], dtype=case["dtype"])
-        w = np.zeros(case["weight_shape"], dtype=case["dtype"])
+        w = np.zeros(case["weight_shape"], dtype=case.get("weight_dtype", case["dtype"]))
         b = None if case["bias_shape"] is None else np.zeros(case["bias_shape"], dtype=case["dtype"])
         with pytest.raises(ConfigError) as err:
             deconv_cli.deconvolve(x, w, b, style=case["style"], quirks=quirks, **options)

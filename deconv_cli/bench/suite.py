@@ -372,10 +372,12 @@ def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
     return {"call_us": best["call"] * 1e6, "numpy_us": best["bare"] * 1e6, "overhead_us": (best["call"] - best["bare"]) * 1e6}
 
 
-def startup(repeat: int = 5) -> dict:
+def startup(repeat: int = 11) -> dict:
     """Wall seconds of whole processes, the cold line: ``deconv shape --input-shape ... --weight-shape ...``
     against ``python -c pass``, and ``deconv run`` on the tiny configuration (its files written first)
-    against ``python -c "import numpy"`` (a shell one-liner feels these)."""
+    against ``python -c "import numpy"`` (a shell one-liner feels these). Medians of 11: with 5, the run's
+    ratio moved 1.45-1.54 between back-to-back benches on this 2-vCPU machine, with 21 by 0.03."""
+    import compileall
     import tempfile
 
     import numpy as np
@@ -392,6 +394,9 @@ def startup(repeat: int = 5) -> dict:
             runs.append(time.perf_counter() - start)
         return statistics.median(runs)
 
+    # the package's bytecode as any pip install leaves it: with PYTHONDONTWRITEBYTECODE set (as in some
+    # development environments) every process would compile what was edited since, measuring the compiler
+    compileall.compile_dir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), quiet=2)
     tiny = SUITE[-1]
     with tempfile.TemporaryDirectory() as folder:
         rng = np.random.default_rng(0)
@@ -642,7 +647,7 @@ def report(device: str = "cpu", threads: int = 2, repeat: int = 7, only=(), path
          f"{start['python_pass_s'] * 1e3:.0f} ms")
     echo(f"cold: deconv run on tiny (a whole process) {start['deconv_run_tiny_s'] * 1e3:.0f} ms wall, python -c "
          f"'import numpy' {start['python_import_numpy_s'] * 1e3:.0f} ms: "
-         f"{start['deconv_run_tiny_s'] / start['python_import_numpy_s']:.2f}x")
+         f"{start['deconv_run_tiny_s'] / start['python_import_numpy_s']:.2f}x (bytecode compiled first, as pip leaves it)")
 
 
 if __name__ == "__main__":  # the per-configuration memory probe, run in a fresh process by memory()

@@ -68,8 +68,9 @@ def style_options(fn=None, *, json_help: str = "Print one JSON object to stdout.
     if fn is None:  # @style_options(json_help=...): a command whose --json prints something else
         return lambda f: style_options(f, json_help=json_help)
     for decorator in reversed([
-        click.option("--style", default="torch", show_default=True, type=click.Choice(STYLE_NAMES),
-                     help="Whose keyword names, padding rules and tensor layouts to use."),
+        # the choices go in the help text, which wraps: as a metavar they outgrow an 80-column line
+        click.option("--style", default="torch", show_default=True, type=click.Choice(STYLE_NAMES), metavar="STYLE",
+                     help=f"Whose keyword names, padding rules and tensor layouts to use: {', '.join(STYLE_NAMES)}."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="One option in the style's own keyword name; VALUE is a Python literal. Repeatable."),
         click.option("--quirks", is_flag=True,
@@ -282,7 +283,8 @@ def _all_styles(record):
 @cli.command(name="explain")
 @shape_sources
 @style_options
-@click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), help="The style to write the call in.")
+@click.option("--to", "target", required=True, type=click.Choice(STYLE_NAMES), metavar="STYLE",
+              help=f"The style to write the call in: {', '.join(STYLE_NAMES)}.")
 @click.option("--code", is_flag=True,
               help="Print a runnable Python snippet for the target framework (its op, the re-layouts, the crop).")
 @tensors(stdio=False)
@@ -334,7 +336,8 @@ def explain_command(ctx, input, weight, bias, input_shape, weight_shape, bias_sh
 @cli.command(name="layers")
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per layer, to stdout.")
-@click.option("--to", "target", type=click.Choice(STYLE_NAMES), help="Also write each layer in this style, with the weight re-layout.")
+@click.option("--to", "target", type=click.Choice(STYLE_NAMES), metavar="STYLE",
+              help=f"Also write each layer in this style, with the weight re-layout: {', '.join(STYLE_NAMES)}.")
 @click.option("--code", is_flag=True, help="With --to: a runnable Python snippet per layer (the output is one script).")
 def layers_command(model, as_json, target, code):
     """List a model's transposed convolutions: the porting report.
@@ -366,9 +369,14 @@ def layers_command(model, as_json, target, code):
         print_code(found, sys.stdout)
     else:
         print_layers(model, found, sys.stdout)
+    unreadable = next((entry.layer.problem for entry in found if entry.layer.problem is not None), None)
+    if unreadable is not None:  # every other layer is listed; the exit status says the report is not whole
+        _fail(unreadable)
 
 
 def _is_layer(text: str | None) -> bool:
+    if text is None or "#" not in text:  # a tensor file: the models package is not imported for it
+        return False
     from .. import models
 
     return models.is_layer_source(text)
@@ -578,7 +586,8 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
 @click.argument("weight")
 @click.argument("expected")
 @click.option("--bias", metavar="TENSOR", help="Bias tensor (C_out,), when the framework added one.")
-@click.option("--style", type=click.Choice(STYLE_NAMES), help="Only this style's spellings (default: every style).")
+@click.option("--style", type=click.Choice(STYLE_NAMES), metavar="STYLE",
+              help=f"Only this style's spellings (default: every style): {', '.join(STYLE_NAMES)}.")
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many distinct configurations to print (each in every style that can write it).")
 @click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True,

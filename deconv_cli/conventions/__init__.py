@@ -26,6 +26,9 @@ STYLES = {
     "onnx": "onnx",
     "keras": "keras",
     "tensorflow": "tensorflow",
+    "jax": "jax",
+    "flax": "flax",
+    "paddle": "paddle",
 }
 
 

@@ -304,6 +304,11 @@ def check_dtypes(dtypes: Mapping[str, str], convention) -> None:
             raise ConfigError(f"{role} has dtype {dtype}; deconv computes in float16, float32 or float64", f"cast the {role} to float32")
     if len(set(dtypes.values())) > 1:
         found = ", ".join(f"{role} {dtype}" for role, dtype in dtypes.items())
+        if getattr(convention, "PROMOTES_DTYPES", False):  # the framework computes in the widest: so can --cast
+            wide = max(dtypes.values(), key=FLOAT_DTYPES.index)
+            raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} promotes them to {wide}, deconv computes "
+                              "in one dtype", f"cast to the promoted dtype (deconv run --cast {wide}) for "
+                              f"{convention.FRAMEWORK}'s {wide} result")
         raise ConfigError(f"mixed dtypes ({found}); {convention.FRAMEWORK} requires one dtype", "cast all tensors to the same dtype (deconv run --cast float32)")
     dtype = next(iter(dtypes.values()))
     if dtype not in convention.DTYPES:

@@ -111,7 +111,7 @@ RULES = (
     Rule("scatter", _sparse_phases, "more phases than taps and > 64: tiny per-phase GEMMs (s60 d70 6x6: 10 / phase 600)"),
     Rule("shift", _many_phases, ">= 16 phases, narrow channels, <= 2.5x MACs: one GEMM for all (fcn 30 / ort 37 / phase 50)"),
     Rule("shift", _deep_1d_phases, "1-D stride >= 4, phase GEMMs >= 512 deep: one gather per shift (hifigan 291 / phase 323)"),
-    Rule("ort", _onnxruntime, "float32, >= 16 M MACs, >= 256 positions, narrow or narrowing (dil2 4.9 / scatter 7.8; g4 9.5 / phase 13.5)"),
+    Rule("ort", _onnxruntime, "float32, >= 16 M MACs, >= 256 positions, narrow or narrowing (dil2 1.65 / scatter 5.1; g4 2.7 / phase 7.8)"),
     Rule("scatter", _few_outputs, "C_out/g <= C_in/g / 4: the GEMM's small side (ms_doc 132 / phase 660; dcgan 128->3 51 / 526)"),
     Rule("scatter", _narrowing, "3 C_out/g < 2 C_in/g, output in cache (dcgan 512->256 174 / phase 202; dil2 12.0 / 15.1)"),
     Rule("phase", lambda p: True, "otherwise: each output written once (fcn 219 / 220; of_doc 229 / scatter 768)"),
@@ -174,9 +174,9 @@ _LOADED = {"direct": direct, "phase": phase, "scatter": scatter, "shift": shift}
 def inline_ort(config: DeconvConfig, out_spatial: Shape, x_shape: Shape, dtype, w_shape: Shape, w_dtype, b_dtype,
                forced: bool = False):
     """For a float32 problem that takes the ``ort`` path (``choose_path``'s pick, or ``forced``), a function
-    ``run(x, w, bias, threads)`` that runs onnxruntime's node with everything else worked out once per problem
-    (``ort.runner``): no thread budget (the node runs on onnxruntime's threads, not the BLAS) and no item
-    machinery. ``None`` for any other problem: another dtype, channels last, a weight permutation or reversed
+    ``run(x, w, bias, threads, parallel_map)`` that runs onnxruntime's node on each batch slice with everything
+    else worked out once per problem (``ort.runner``): no BLAS limit to hold (the nodes run no BLAS) and no
+    item machinery. ``None`` for any other problem: another dtype, channels last, a weight permutation or reversed
     kernel, a negative crop (positions outside the node's output), an empty problem, or no onnxruntime. Dtypes are given as
     ``numpy.dtype`` takes them (the engine passes type characters)."""
     import numpy

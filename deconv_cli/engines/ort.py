@@ -1,10 +1,11 @@
 """onnxruntime's MLAS ConvTranspose kernel as the ``ort`` path (float32, CPU), where onnxruntime is installed.
 
 The canonical problem, input (N, C_in, *L) and weight (C_in, C_out/g, *k), is already ONNX's layout, so the
-path is one ConvTranspose node run on the engine's thread budget (``intra_op_num_threads``, the calling thread
-included; one inter-op thread; sequential). ONNX pads cannot be negative: the node crops ``max(crop, 0)`` and
-its result is written into its window of the output, whose other positions (reached by no input) get the bias
-alone, as on every path. The model is encoded here (a few protobuf fields), so the path needs onnxruntime
+path is one ConvTranspose node per slice of the batch (``batch_parts``), each on one onnxruntime thread and
+run on the engine's threads; a batch of one is one node on the engine's thread budget
+(``intra_op_num_threads``, the calling thread included; one inter-op thread; sequential). ONNX pads cannot
+be negative: the node crops ``max(crop, 0)`` and its result is written into its window of the output, whose
+other positions (reached by no input) get the bias alone, as on every path. The model is encoded here (a few protobuf fields), so the path needs onnxruntime
 alone, not the ``onnx`` package (0.1 s more to import). Sessions are cached per problem (``_session``).
 
 This module imports onnxruntime (about 40 ms after NumPy); ``choose_path`` picks the path only where
@@ -128,11 +129,31 @@ def _run_into(session, feeds: dict, y) -> None:
     session.run_with_iobinding(binding)
 
 
+def batch_parts(config: DeconvConfig, input_shape, tensor_bytes: int, threads: int) -> list[tuple[int, int]]:
+    """The batch cut into one slice per thread, each run by a one-thread node: onnxruntime parallelizes its
+    GEMMs but not the col2im after them, so a batch split runs both on every thread (interleaved with the
+    onnxruntime peer, 2 threads, bench arrays: g4 5.1-5.3 ms as one two-thread node, 3.1-3.2 as two
+    one-thread nodes on four samples each). Each node holds its own column buffer, prod(k) x C_out/g x
+    prod(L) floats: the split is made only where those buffers stay within a fifth of the tensors, the memory
+    target's margin (peak above the tensors, split / one node: g4 1.10x / 1.07x; dil2 1.36x / 1.15x and
+    ms_doc 1.45x / 1.22x, which stay one node). A batch of one is one node on ``threads`` threads."""
+    n = input_shape[0]
+    parts = max(1, min(threads, n))
+    column = math.prod(config.kernel) * (config.out_channels // config.groups) * math.prod(input_shape[2:]) * 4
+    if parts * column > tensor_bytes // 5:
+        parts = 1
+    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+
+
 def items(x, w, b, y, config: DeconvConfig, out_spatial, acc, xp, cap: int) -> list:
-    """The node as one work item on ``threads()`` onnxruntime threads (float32 NumPy arrays)."""
+    """The node as one work item per ``batch_parts`` slice (float32 NumPy arrays)."""
     from functools import partial
 
-    return [partial(run, x, w, b, y, config, tuple(out_spatial), engine_threads())]
+    threads, out_spatial = engine_threads(), tuple(out_spatial)
+    parts = batch_parts(config, x.shape, x.nbytes + w.nbytes + y.nbytes, threads)
+    if len(parts) == 1:
+        return [partial(run, x, w, b, y, config, out_spatial, threads)]
+    return [partial(run, x[b0:b1], w, b, y[b0:b1], config, out_spatial, 1) for b0, b1 in parts]
 
 
 def run(x, w, b, y, config: DeconvConfig, out_spatial, threads: int) -> None:
@@ -168,13 +189,28 @@ def runner(config: DeconvConfig, input_shape, y_shape, with_bias: bool):
     0.62 ms of Python around dil2's 6.3-6.7 ms node, this runner 0.15 ms."""
     pads, w_shape = _pads(config), config.weight_shape
     contiguous, empty, f32 = np.ascontiguousarray, np.empty, np.float32
+    out_shape = input_shape[:1] + tuple(y_shape[-config.rank - 1:])
+    tensor_bytes = 4 * (math.prod(input_shape) + math.prod(w_shape) + math.prod(y_shape))
 
-    def run(x, w, b, threads: int):
+    def run(x, w, b, threads: int, parallel_map=None):
+        """``parallel_map(fn, items)`` runs the batch slices on ``threads`` threads (None: one node)."""
         y = empty(y_shape, dtype=f32)
         feeds = {"x": contiguous(x, dtype=f32).reshape(input_shape), "w": contiguous(w, dtype=f32).reshape(w_shape)}
         if with_bias:
             feeds["b"] = contiguous(b, dtype=f32).reshape(-1)
-        _run_into(_session(config, input_shape, pads, with_bias, threads), feeds, y.reshape(input_shape[:1] + y.shape[-config.rank - 1:]))
+        parts = batch_parts(config, input_shape, tensor_bytes, threads) if parallel_map is not None \
+            else [(0, input_shape[0])]
+        y_view = y.reshape(out_shape)
+        if len(parts) == 1:
+            _run_into(_session(config, input_shape, pads, with_bias, threads), feeds, y_view)
+            return y
+
+        def part(bounds):
+            b0, b1 = bounds
+            session = _session(config, (b1 - b0, *input_shape[1:]), pads, with_bias, 1)
+            _run_into(session, dict(feeds, x=feeds["x"][b0:b1]), y_view[b0:b1])
+
+        parallel_map(part, parts)
         return y
 
     return run

@@ -18,7 +18,9 @@ second of ``done`` lines, and those jobs run again on ``--resume``:
 modification time of every file it read, when it finished). ``--resume`` skips exactly the jobs with a
 ``done``/``ok`` line of the same key (same fields after defaults and paths) whose inputs are unchanged and
 whose output is still there; it may replace an output that a ``start`` line shows this manifest wrote
-(its modification time is later than the start), so a job killed after writing is simply run again.
+(its modification time is later than the start), so a job killed after writing is simply run again. Within
+one run, a job that Dask or the process pool runs again (its worker died after writing and before reporting)
+replaces the output written since the run submitted it, and never a file older than that.
 A journal line that cannot be read (torn by a crash, not UTF-8) is skipped with a warning naming it, and its
 job runs again. A run holds its journal (a lock that dies with the process): a second ``deconv batch`` with
 the same journal is refused instead of running every job a second time.
@@ -34,7 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..core.errors import DeconvError
 from . import manifest
@@ -69,6 +71,7 @@ class Task:
     line: int
     job: Job
     output: str | None
+    since: float | None = None  # when this run submitted it: an output written after is this job's own
 
 
 @dataclass
@@ -152,9 +155,14 @@ def execute(task: Task) -> dict:
 
     record = {"id": task.id, "line": task.line, "status": "ok", "output": task.output}
     try:
-        if task.job.output is not None:  # a manifest's output tree is made as needed
-            _make_folder(task.job.output)
-        result = run_job(task.job, shared=SHARED)
+        job = task.job
+        if job.output is not None:  # a manifest's output tree is made as needed
+            _make_folder(job.output)
+            if not job.force and _written_since(job.output, task.since):
+                # an earlier attempt of this job in this run wrote it, and its worker died before reporting
+                # (Dask and the process pool run such a job again); no other job of a manifest writes it
+                job = replace(job, force=True)
+        result = run_job(job, shared=SHARED)
         record.update(output_shape=list(result.derivation.output_shape), timings=result.timings)
         if result.compare is not None:
             record["compare"] = result.compare.as_dict()
@@ -167,6 +175,14 @@ def execute(task: Task) -> dict:
     except MemoryError:
         record.update(status="failed", error="out of memory. Run fewer jobs at once (--jobs) or lower DECONV_MEMORY_BUDGET.")
     return record
+
+
+def _written_since(output: str, since: float | None) -> bool:
+    try:
+        # no slack for coarse timestamps here: a file the user had just before the run is never replaced
+        return since is not None and os.stat(manifest.file_of(output)).st_mtime >= since
+    except OSError:
+        return False
 
 
 def _make_folder(output: str) -> None:
@@ -371,13 +387,13 @@ def _resume_plan(entries: list[Entry], records: list[dict]) -> tuple[dict, set]:
 # ---------------------------------------------------------------- the run
 
 
-def _task(entry: Entry, settings: Settings, force: bool) -> Task:
+def _task(entry: Entry, settings: Settings, force: bool, since: float | None = None) -> Task:
     job = Job(
         input=entry.input, weight=entry.weight, output=entry.output, bias=entry.bias, style=entry.style,
         options=dict(entry.options), device=settings.device, force=force, quirks=entry.quirks,
         expect=entry.expect, atol=entry.atol, rtol=entry.rtol,
     )
-    return Task(entry.id, entry.line, job, entry.raw_output)
+    return Task(entry.id, entry.line, job, entry.raw_output, since)
 
 
 def dry_run(entries: list[Entry], emit: Callable[[dict], None], log: Callable[[str], None]) -> Summary:
@@ -482,7 +498,7 @@ def run(source: str, defaults: manifest.Defaults, settings: Settings, *, emit: C
             starts = []
             for entry in todo:
                 force = settings.force or (entry.output is not None and manifest.file_of(entry.output) in replaceable)
-                pending[executor.submit(execute, _task(entry, settings, force))] = (entry, _stats(entry))
+                pending[executor.submit(execute, _task(entry, settings, force, now))] = (entry, _stats(entry))
                 starts.append({"event": "start", "key": entry.key, "id": entry.id, "output": entry.output and manifest.file_of(entry.output), "t": now})
             if starts:
                 journal.write(starts)

@@ -16,10 +16,11 @@ between 1 and 2 OpenBLAS threads); the CPU engine holds BLAS to one thread per c
 
 from __future__ import annotations
 
+import math
 import time
 
-from ..core.budget import ITEMSIZE
-from ..core.errors import DeconvError
+from ..core.budget import ITEMSIZE, MAX_ARRAY_BYTES
+from ..core.errors import ConfigError, DeconvError
 from ..core.shapes import Derivation
 from .tiles import Tile, TilePlan, chunk_shape, plan_tiles
 from .windows import (
@@ -34,12 +35,19 @@ from .windows import (
     with_weight,
 )
 
+INDEX_LIMIT = 1 << 62  # positions, crops and full lengths below it leave int64 index sums room to not overflow
 
 def plan_for(derivation: Derivation, dtype: str, budget: int | None = None) -> TilePlan:
     """The one tile grid of this problem (see ``tiles``). Only a ``budget`` below one of its tiles gets
     a finer grid (whose results may then differ from the in-memory run's in the last bit)."""
     from . import tiles
 
+    holdable = math.prod(derivation.output_shape) * ITEMSIZE[str(dtype)] <= MAX_ARRAY_BYTES  # else memory_plan says so
+    for dim in derivation.dims if holdable else ():  # the engines index in int64: every position must fit
+        if max(dim.full, abs(dim.crop[0]), abs(dim.crop[1])) >= INDEX_LIMIT:
+            raise ConfigError(f"output axis {dim.name}: the full length {dim.full} and crop {dim.crop} reach 2**62, "
+                              "past the 64-bit positions deconv computes with",
+                              "use smaller padding, stride and dilation values")
     plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, ITEMSIZE[str(dtype)])
     if budget is not None and plan.tile_bytes > budget and budget < tiles.TILE_BYTES:
         plan = plan_tiles(derivation.config, derivation.input_shape, derivation.output_shape, ITEMSIZE[str(dtype)],

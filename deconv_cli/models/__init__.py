@@ -14,7 +14,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, DeconvError
 
 # extension -> format module
 FORMATS = {".onnx": "onnx", ".keras": "keras"}
@@ -38,6 +38,7 @@ class Layer:
     bias_shape: tuple[int, ...] | None = None
     input_shape: tuple[int | None, ...] | None = None
     dtype: str = "float32"
+    problem: DeconvError | None = None  # why this layer cannot be read (raised when it is chosen; listed otherwise)
 
     @property
     def rank(self) -> int:
@@ -91,11 +92,13 @@ def layer(source: str) -> Layer:
     path, wanted = parts
     module = format_of(path)
     found = module.layers(path)
-    for item in found:
-        if item.name == wanted:
-            return item
-    if wanted.isdigit() and int(wanted) < len(found):
-        return found[int(wanted)]
+    chosen = next((item for item in found if item.name == wanted), None)
+    if chosen is None and wanted.isdigit() and int(wanted) < len(found):
+        chosen = found[int(wanted)]
+    if chosen is not None:
+        if chosen.problem is not None:
+            raise chosen.problem
+        return chosen
     other = getattr(module, "other_node", lambda p, n: None)(path, wanted)
     listed = ", ".join(f"#{i.index} {i.name}" for i in found) or "none"
     if other is not None:

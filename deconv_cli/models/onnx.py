@@ -1,14 +1,14 @@
 """ONNX models: every ``ConvTranspose`` node of the main graph as a Layer in the ``onnx`` style.
 
 The node's attributes are the onnx style's keywords as they stand (ONNX ConvTranspose, opsets 1 to 22 share
-them); its W and B inputs are initializers, read lazily through ``tensor_io`` (``model.onnx:name``), from the
+them); its W and B inputs are tensors the model stores (initializers, or Constant nodes' tensors), read lazily through ``tensor_io`` (``model.onnx:name``), from the
 model or from external data files beside it. The input shape is what the model records for X (graph inputs,
 value_info, or onnx's shape inference where the model has none).
 """
 
 from __future__ import annotations
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, DeconvError
 from ..tensor_io.onnx import ModelError, external_file, initializers, onnx_package, read_model
 from . import Layer
 
@@ -37,7 +37,10 @@ def layers(path: str) -> list[Layer]:
             continue
         index = len(found)
         name = node.name or f"{OP}_{index}"
-        found.append(_layer(path, node, name, index, tensors, produced | graph_inputs, shapes))
+        try:
+            found.append(_layer(path, node, name, index, tensors, produced | graph_inputs, shapes))
+        except DeconvError as problem:  # this layer's own: the model's other layers stay usable
+            found.append(Layer(model=path, name=name, index=index, op=OP, style="onnx", problem=problem))
     return found
 
 
@@ -73,7 +76,7 @@ def _initializer(where, role, name, tensors, computed, path):
     if tensor is None:
         if name in computed:
             raise ConfigError(f"{where}: its {role} '{name}' is computed in the graph, not stored in the model",
-                              "deconv reads layers whose weight and bias are initializers (export with constant folding)")
+                              "deconv reads layers whose weight and bias the model stores (export with constant folding)")
         raise ModelError(f"{where}: its {role} initializer '{name}' is missing from the model",
                          "re-export the model with its initializers")
     external_file(path, tensor)

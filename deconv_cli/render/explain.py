@@ -84,7 +84,8 @@ def explain(record: Derivation, style: str) -> Explanation:
     if not config.batched:
         steps.append("add a batch axis: x[None]")
     if config.channels_last:
-        steps.append(f"move channels to axis 1: np.moveaxis(x, {config.rank + (1 if config.batched else 0)}, 1)")
+        # after the batch axis is added (unbatched inputs), the channels are last either way
+        steps.append(f"move channels to axis 1: np.moveaxis(x, {config.rank + 1}, 1)")
     return Explanation(record.style, expression, "; ".join(steps) or None, _weight_recipe(record, expression),
                        _output_shape(expression))
 

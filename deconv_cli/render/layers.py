@@ -32,7 +32,7 @@ class Entry:
 
     @property
     def output_shape(self) -> list | None:
-        if self.assumed:
+        if self.assumed or self.record is None:
             return None
         recorded = self.layer.input_shape
         shape = list(self.record.output_shape)
@@ -40,6 +40,8 @@ class Entry:
 
     def as_dict(self) -> dict:
         layer = self.layer
+        if layer.problem is not None:
+            return {"name": layer.name, "index": layer.index, "op": layer.op, "error": _problem(layer)}
         data = {
             "name": layer.name, "index": layer.index, "op": layer.op, "rank": layer.rank, "style": layer.style,
             "set": [set_item(k, v) for k, v in layer.options.items()],
@@ -77,6 +79,9 @@ def _size_dependent(layer) -> bool:
 def entries(layers, target: str | None = None, code: bool = False) -> list[Entry]:
     out = []
     for layer in layers:
+        if layer.problem is not None:
+            out.append(Entry(layer, None, False, note=f"cannot be read: {_problem(layer)}"))
+            continue
         shape, assumed = _planning_shape(layer)
         try:
             record = plan(layer.style, layer.options, shape, layer.weight_shape, layer.bias_shape)
@@ -103,6 +108,10 @@ def _translate(layer, record, assumed, target, code) -> Entry:
     return Entry(layer, record, assumed, explanation, text)
 
 
+def _problem(layer) -> str:
+    return str(layer.problem)  # "<problem>. <Fix>."
+
+
 def _needs_size(layer, target: str | None) -> str:
     how = f"--to {target}" if target else "--to STYLE"
     return (f"its keywords depend on the input size, which the model does not record: deconv explain "
@@ -119,6 +128,9 @@ def print_layers(model: str, found: list[Entry], stream: TextIO) -> None:
     lines = [f"{model}: {len(found)} transposed convolution{'s' if len(found) != 1 else ''}"]
     for entry in found:
         layer = entry.layer
+        if layer.problem is not None:
+            lines += [f"#{layer.index} {layer.name}  {layer.op}", f"    note: {entry.note}"]
+            continue
         shapes = [f"input {_shape(layer.input_shape)}" if layer.input_shape is not None else "input not recorded",
                   f"weight {_shape(layer.weight_shape)}"]
         if layer.bias_shape is not None:

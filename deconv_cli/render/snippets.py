@@ -25,6 +25,11 @@ FRAMEWORKS = {
     "dragon": (["import dragon"], "dragon.constant({})", "{}.numpy()"),
     "keras": (["import keras"], "{}", "keras.ops.convert_to_numpy({})"),
     "tensorflow": (["import tensorflow as tf"], "{}", "{}.numpy()"),
+    "jax": (["import jax", "jax.config.update('jax_enable_x64', True)  # float64 stays float64", "from jax import lax"],
+            "{}", "np.asarray({})"),
+    "flax": (["import jax", "jax.config.update('jax_enable_x64', True)  # float64 stays float64",
+              "import flax.linen as nn"], "{}", "np.asarray({})"),
+    "paddle": (["import paddle"], "paddle.to_tensor({})", "{}.numpy()"),
     "onnx": (["import onnxruntime", "from onnx import helper"], "{}", "{}"),
 }
 
@@ -102,10 +107,20 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     if style == "onnx":
         lines.append("X0, W0 = X, W  # kept for the check at the end")
 
-    # Keras and TensorFlow default to channels-last; they say so only for channels-first
-    nhwc = e.options.get("data_format") == "NHWC" or (style in ("keras", "tensorflow") and "data_format" not in e.options)
+    # Keras and TensorFlow default to channels-last; they say so only for channels-first. Flax is channels-last.
+    nhwc = e.options.get("data_format") == "NHWC" or (style in ("keras", "tensorflow", "flax") and "data_format" not in e.options) \
+        or (style == "jax" and e.options["dimension_numbers"][0].endswith("C"))
     relayout = []
-    if style in ("keras", "tensorflow"):
+    if style == "paddle":  # the weight is (C_in, C_out/groups, *kernel) in every data_format
+        nhwc = e.options.get("data_format") in ("NLC", "NHWC", "NDHWC")
+        relayout = [f"X = np.moveaxis(X, 1, -1)  # {e.options['data_format']}"] if nhwc else []
+    elif style == "jax":  # the rhs spec 'OI...' with transpose_kernel=True takes W as it lies
+        relayout = ["X = np.moveaxis(X, 1, -1)  # (N, *spatial, C_in)"] if nhwc else []
+    elif style == "flax":  # the batch axis stays: ConvTranspose takes a batch of one as well as none
+        relayout = ["X = np.moveaxis(X, 1, -1)  # (N, *spatial, C_in)",
+                    f"W = W.transpose({(*range(2, config.rank + 2), 1, 0)})  # (*kernel_size, features, C_in), "
+                    "transpose_kernel=True"]
+    elif style in ("keras", "tensorflow"):
         relayout = ["X = np.moveaxis(X, 1, -1)  # channels_last"] if nhwc else []
         relayout.append(f"W = W.transpose({(*range(2, config.rank + 2), 1, 0)})  # (*kernel, filters, C_in)")
     elif nhwc:
@@ -118,17 +133,17 @@ def snippet(record: Derivation, explanation: Explanation, files: dict[str, str |
     if relayout:
         lines += ["", f"# -> {style}'s layouts: input {tuple(e.input_shape)}, weight {tuple(e.weight_shape)}", *relayout]
 
-    crop = e.crop or ((0, 0),) * (len(e.input_shape) - 2)
+    crop = e.crop or ((0, 0),) * (len(e.weight_shape) - 2)
     rank = len(crop)
     # the framework adds the bias unless positions must be added after it (they hold only the bias)
-    bias_inside = has_bias and style not in ("mindspore", "tensorflow") and all(lo >= 0 and hi >= 0 for lo, hi in crop)
+    bias_inside = has_bias and style not in ("mindspore", "tensorflow", "jax") and all(lo >= 0 and hi >= 0 for lo, hi in crop)
     if bias_inside and style == "megengine":
         lines.append(f"B = B.reshape(1, -1{', 1' * rank})  # MegEngine's bias is (1, C_out, 1, ...)")
     lines += ["", f"# {style}"] + _call(style, e, config, rank, bias_inside, to_tensor, explanation.output_shape)
     if to_numpy != "{}":
         lines.append(f"y = {to_numpy.format('y')}")
 
-    out_spatial = explanation.output_shape[1:-1] if nhwc else explanation.output_shape[2:]
+    out_spatial = explanation.output_shape[-rank - 1:-1] if nhwc else explanation.output_shape[-rank:]
     if nhwc:
         lines.append("y = np.moveaxis(y, -1, 1)  # back to (N, C_out, *spatial)")
     if any(c != (0, 0) for c in crop):
@@ -171,11 +186,25 @@ def _call(style: str, e, config, rank: int, bias_inside: bool, to_tensor: str, o
         return [f"y = dragon.nn.conv{rank}d_transpose({tensors}, {_kwargs(options)})"]
     if style == "tensorflow":
         return [f"y = tf.nn.conv{rank}d_transpose({x}, {w}, {_kwargs(options)})"]
+    if style == "paddle":
+        size = options.pop("output_size", None)
+        ctor = dict(in_channels=config.in_channels, out_channels=config.out_channels, kernel_size=tuple(config.kernel),
+                    **options, bias_attr=None if bias_inside else False)
+        return ["paddle.set_default_dtype(X.dtype.name)  # the layer's parameters in the data's dtype",
+                f"layer = paddle.nn.Conv{rank}DTranspose({_kwargs(ctor)})", "layer.weight.set_value(W)",
+                *(["layer.bias.set_value(B)"] if bias_inside else []),
+                f"y = layer({x}{'' if size is None else f', output_size={size!r}'})"]
     if style == "keras":
         ctor = dict(filters=config.out_channels, kernel_size=tuple(config.kernel), **options, use_bias=bias_inside)
         weights = "[W, B]" if bias_inside else "[W]"
         return [f"layer = keras.layers.Conv{rank}DTranspose({_kwargs(ctor)}, dtype=X.dtype.name)",
                 "layer.build(X.shape)", f"layer.set_weights({weights})", "y = layer(X)"]
+    if style == "jax":
+        return [f"y = lax.conv_transpose({x}, {w}, {_kwargs(options)})"]
+    if style == "flax":
+        params = "{'kernel': W, 'bias': B}" if bias_inside else "{'kernel': W}"
+        return [f"layer = nn.ConvTranspose({_kwargs(dict(options, use_bias=bias_inside))})",
+                f"y = layer.apply({{'params': {params}}}, X)"]
     if style == "mindspore":
         if rank == 3:
             ctor = dict(in_channel=config.in_channels, out_channel=config.out_channels, kernel_size=tuple(e.weight_shape[2:]),

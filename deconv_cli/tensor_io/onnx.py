@@ -1,4 +1,4 @@
-"""``.onnx``: a model's initializers as named tensors (``model.onnx:name``), read only.
+"""``.onnx``: the tensors a model stores (initializers, Constant nodes) by name (``model.onnx:name``), read only.
 
 The model is parsed with the ``onnx`` package (the ``onnx`` extra, imported only here) without its external
 data: shapes and dtypes come from the initializers' headers, and a tensor's bytes are read only when it is
@@ -63,8 +63,28 @@ def read_model(path: str):
 
 
 def initializers(path: str) -> dict:
-    """{name: TensorProto} of the model's graph (Constant nodes' tensors are not initializers)."""
-    return {t.name: t for t in read_model(path).graph.initializer}
+    """{name: TensorProto} of every tensor the model's main graph stores: its initializers, the tensors of its
+    ``Constant`` nodes (some exporters keep weights there), and ``Identity`` nodes of either (a weight shared
+    under a second name), each under the name the graph gives it."""
+    graph = read_model(path).graph
+    found = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or len(node.output) != 1:
+            continue
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            found.setdefault(node.output[0], _named(node.attribute[0].t, node.output[0]))
+        elif node.op_type == "Identity" and len(node.input) == 1 and node.input[0] in found:
+            found.setdefault(node.output[0], _named(found[node.input[0]], node.output[0]))
+    return found
+
+
+def _named(tensor, name: str):
+    if tensor.name == name:
+        return tensor
+    copy = onnx_package().TensorProto()
+    copy.CopyFrom(tensor)
+    copy.name = name
+    return copy
 
 
 def external_file(path: str, tensor) -> str | None:

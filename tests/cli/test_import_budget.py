@@ -93,8 +93,11 @@ def test_onnxruntime_is_imported_only_for_float32_work_large_enough(tmp_path, ba
 
 # What a tiny `deconv run` -q into a .npy file needs none of: the temporary file's name comes from os.urandom and
 # platform (not secrets, socket, hashlib: about 5 ms), JSON and shell quoting only where printed, no other format.
+# A tensor file is not a model's layer (deconv_cli.models: 0.8 ms) and a one-item run needs no thread pool
+# (concurrent.futures with logging: 2.7 ms).
 TINY_RUN_NEEDS_NONE = ("secrets", "hmac", "hashlib", "socket", "json", "shlex", "rich", "h5py", "zarr", "zipfile",
-                       "threadpoolctl", "numba", "onnxruntime", "cupy", "dask")
+                       "threadpoolctl", "numba", "onnxruntime", "cupy", "dask", "deconv_cli.models",
+                       "concurrent.futures")
 
 
 def test_a_tiny_run_imports_only_what_it_uses(tmp_path):

@@ -288,7 +288,7 @@ def _snippet(args, target) -> str:
 # the framework each target style's snippet imports (run where installed, compiled elsewhere)
 FRAMEWORK_MODULES = {"torch": ["torch"], "onnx": ["onnx", "onnxruntime"], "oneflow": ["oneflow"],
                      "megengine": ["megengine"], "mindspore": ["mindspore"], "dragon": ["dragon"], "keras": ["keras"],
-                     "tensorflow": ["tensorflow"]}
+                     "tensorflow": ["tensorflow"], "paddle": ["paddle"], "jax": ["jax"], "flax": ["flax", "jax"]}
 
 
 def _tensor_case(folder: Path, name: str, x_shape, w_shape, b_shape, *sets) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import numpy as np
@@ -13,6 +14,7 @@ from reference import reference_deconv
 from deconv_cli.core.config import DeconvConfig
 from deconv_cli.core.shapes import full_length
 from deconv_cli.engines import _common, dispatch, numpy_engine, phase, scatter, shift
+from deconv_cli.engines import threads as engine_threads
 
 PATHS = dispatch.PATHS
 
@@ -367,11 +369,14 @@ def test_ort_sessions_are_cached_per_problem(rng):
     ort._session.cache_clear()
     config, batch, spatial = CASES["2d_groups"]
     x, w, b = _tensors(rng, config, batch, spatial, np.float32)
-    for _ in range(3):
+    _check(config, x, w, b, "ort", np.float32)
+    made = ort._session.cache_info().misses  # one model per shape of batch slice (ort.batch_parts)
+    tensor_bytes = 4 * (x.size + w.size + batch * config.out_channels * math.prod(_out_spatial(config, spatial)))
+    assert made == len({b1 - b0 for b0, b1 in ort.batch_parts(config, x.shape, tensor_bytes, engine_threads())})
+    for _ in range(2):
         _check(config, x, w, b, "ort", np.float32)
     _check(config, x, w, None, "ort", np.float32)
-    info = ort._session.cache_info()
-    assert (info.misses, info.hits) == (2, 2)  # with and without a bias: two models
+    assert ort._session.cache_info().misses == 2 * made  # without a bias: other models; the repeats made none
 
 
 def test_rule_more_phases_than_taps_picks_scatter():
@@ -617,3 +622,35 @@ def test_disjoint_covering_scatter_is_cut_into_row_blocks(rng, monkeypatch):
     assert sorted(item.args[-1] for item in items) == sorted([((r, r + 1),) for r in range(5)] * batch * 2)
     monkeypatch.setattr(_common, "COLUMN_BUDGET_BYTES", 1)
     _check(config, x, w, b, "scatter", np.float32)
+
+
+G4_LIKE = _config((4, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 4, 16, 16)  # its column buffers: a fifth of the tensors
+
+
+@pytest.mark.parametrize("config, batch, spatial, nodes", [
+    (G4_LIKE, 9, (8, 8), [(4, 1), (5, 1)]),  # two slices, one onnxruntime thread each
+    (G4_LIKE, 1, (8, 8), [(1, 2)]),  # a batch of one: one node on both threads
+    (CASES["2d_groups"][0], 5, CASES["2d_groups"][2], [(5, 2)]),  # two column buffers would pass the memory margin
+])
+def test_ort_runs_one_single_thread_node_per_batch_slice(config, batch, spatial, nodes, rng, monkeypatch):
+    """Two threads: the batch is cut in slices, each a one-thread node on one of the engine's threads, where
+    their column buffers fit the memory margin (the inline runner and the general path alike). Same numbers."""
+    pytest.importorskip("onnxruntime")
+    from deconv_cli.engines import ort
+
+    monkeypatch.setenv("DECONV_THREADS", "2")
+    x, w, b = (a.astype(np.float32) for a in _tensors(rng, config, batch, spatial, np.float32))
+    calls = []
+    real = ort._session
+    monkeypatch.setattr(ort, "_session", lambda *a: calls.append((a[1][0], a[4])) or real(*a))
+    out = _out_spatial(config, spatial)
+    want = reference_deconv(x, w, b, stride=config.stride, dilation=config.dilation, crops=config.crops,
+                            groups=config.groups)
+    tol = 2e-5 * max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(numpy_engine.deconvolve(x, w, b, config, out, path="ort"), want, atol=tol)  # inline
+    assert sorted(calls) == nodes
+    calls.clear()
+    with numpy_engine.thread_budget() as parallel_map:  # the general path's items
+        y = dispatch.deconvolve(x, w, b, config, out, xp=np, path="ort", parallel_map=parallel_map)
+    np.testing.assert_allclose(y, want, atol=tol)
+    assert sorted(calls) == nodes

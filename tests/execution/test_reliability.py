@@ -537,3 +537,26 @@ def test_a_dask_worker_killed_mid_job_has_the_job_rerun_elsewhere_and_the_batch_
     assert sorted((r["id"], r["status"]) for r in records) == [(i, "ok") for i in range(1, 7)]
     assert sorted(p.name for p in (work / "out").iterdir()) == [f"y{i}.npy" for i in range(6)]
     assert leftovers(work) == []
+
+
+def test_a_job_run_again_in_the_same_run_replaces_only_its_own_earlier_output(tmp_path, rng):
+    """A worker that dies after writing a job's output and before reporting it has the job run again (Dask,
+    the process pool): that attempt replaces the output written since the run submitted it, and never a
+    file the user had before the run."""
+    from deconv_cli.execution import batch
+    from deconv_cli.execution.job import Job
+
+    np.save(tmp_path / "x.npy", rng.standard_normal((1, 2, 4, 4)).astype(np.float32))
+    np.save(tmp_path / "w.npy", rng.standard_normal((2, 3, 3, 3)).astype(np.float32))
+    out = tmp_path / "y.npy"
+    job = Job(input=str(tmp_path / "x.npy"), weight=str(tmp_path / "w.npy"), output=str(out), style="torch", options={})
+    np.save(out, np.zeros(3))  # the user's file, from before the run
+    os.utime(out, (time.time() - 60, time.time() - 60))
+    since = time.time()
+    record = batch.execute(batch.Task(1, 1, job, str(out), since))
+    assert record["status"] == "failed" and "already exists" in record["error"]
+    assert np.load(out).shape == (3,)
+    os.utime(out, (since + 0.5, since + 0.5))  # as if the first attempt of this job wrote it in this run
+    record = batch.execute(batch.Task(1, 1, job, str(out), since))
+    assert record["status"] == "ok", record
+    assert np.load(out).shape == (1, 3, 6, 6)

@@ -392,3 +392,15 @@ def test_a_nonfinite_tap_on_the_chosen_path_reaches_what_the_definition_says(cho
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
     assert (checked == []) == (chosen != "phase")
     assert ran == (["scatter"] if chosen in ("phase", "scatter") else [])
+
+
+def test_a_full_length_past_int64_positions_is_one_line_not_an_overflow(files):
+    """torch padding 2**63 with dilation 2**63 is a 6-long output whose full result is 2**64 long: the engines'
+    int64 positions would overflow (hypothesis found the traceback), so the run refuses it in one line; the
+    shape alone is still derived."""
+    args = ["--set", "padding=(9223372036854775808,0)", "--set", "dilation=(9223372036854775808,1)"]
+    result = invoke("run", "x.npy", "w.npy", *args, "-o", "y.npy", "-q")
+    assert result.exit_code == 2 and "reach 2**62, past the 64-bit positions" in result.stderr
+    assert result.stderr.count("\n") == 1 and not os.path.exists("y.npy")
+    shaped = invoke("shape", "--input-shape", "2,4,6,6", "--weight-shape", "4,3,3,3", *args)
+    assert shaped.exit_code == 0, shaped.output

@@ -424,3 +424,37 @@ def test_layers_of_a_keras_model_derive_every_output_shape():
         shapes = {layer["name"]: layer["output_shape"] for layer in json.loads(result.stdout)}
         assert {name: shape[1:] for name, shape in shapes.items()} == {
             name: list(recorded_tensors[f"{name}_y"].shape[1:]) for name in ("up1d", "valid2d", "dilated2d", "up3d_cf")}
+
+
+def test_weights_kept_in_constant_nodes_and_shared_through_identity(tmp_path):
+    """Some exporters keep a weight in a Constant node, or share one under a second name with Identity: both
+    are tensors the model stores, read like initializers; a weight the graph computes is still refused."""
+    import onnxruntime
+
+    rng = np.random.default_rng(8)
+    w, b = rng.standard_normal((2, 3, 3, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    nodes = [helper.make_node("Constant", [], ["Wc"], value=numpy_helper.from_array(w, "ignored")),
+             helper.make_node("Identity", ["B0"], ["Bshared"]),
+             helper.make_node("ConvTranspose", ["X", "Wc", "Bshared"], ["Y"], name="up", strides=[2, 2], pads=[1, 1, 0, 0]),
+             helper.make_node("Mul", ["Wc", "Wc"], ["Wsq"]),
+             helper.make_node("ConvTranspose", ["X", "Wsq"], ["Z"], name="computed")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2, 4, 5])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("Y", "Z")],
+                              [numpy_helper.from_array(b, "B0")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    (y,) = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["Y"], {"X": x})
+    np.savez(tmp_path / "io.npz", x=x, y=y)
+    result = invoke("run", f"{tmp_path / 'io.npz'}:x", f"{path}#up", "--expect", f"{tmp_path / 'io.npz'}:y", "-q")
+    assert result.exit_code == 0, result.output
+    line = one_error_line(invoke("shape", f"{path}#computed", "--input-shape", "1,2,4,5"))
+    assert "its W 'Wsq' is computed in the graph, not stored in the model" in line
+    result = invoke("layers", path, "--json")  # every layer listed; exit 2 and the first problem's line
+    assert "its W 'Wsq' is computed in the graph" in one_error_line(result)
+    listed = json.loads(result.stdout)
+    assert listed[0]["weight_shape"] == [2, 3, 3, 3] and "is computed in the graph" in listed[1]["error"]
+    text = invoke("layers", path).stdout
+    assert "#1 computed  ConvTranspose\n    note: cannot be read: " in text
+    names = {e["name"] for e in json.loads(invoke("info", path, "--json").stdout)[str(path)]}
+    assert {"Wc", "B0", "Bshared"} <= names
