@@ -7,22 +7,14 @@ numpy 2.4.6); run once, outside CI, with that environment's python::
 
 Each case calls ``jax.lax.conv_transpose(x, w, **options)`` with jax_enable_x64 on (float64 stays float64);
 the recorded options are exactly the keywords JAX got. XLA's CPU compiler aborts the whole process on some 3-D
-shapes, so the cases run in a worker process: a case that kills it is recorded under ``crashes`` and the next
-worker goes on after it. ``policy`` holds cases JAX computes that deconv refuses by design (lhs and out specs
+shapes, so the cases run in a worker process (_isolated.py): a case that kills it is recorded under
+``crashes`` and the next worker goes on after it. ``policy`` holds cases JAX computes that deconv refuses by design (lhs and out specs
 of different layouts, a batch axis elsewhere than first): tests/conventions/test_jax.py checks the refusal.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
-import tempfile
 import zlib
-from pathlib import Path
-
-HERE = Path(__file__).parent
 
 
 def case(name, x, w, dtype="float32", wdtype=None, policy=False, **options):
@@ -153,76 +145,8 @@ def run(spec: dict):
     return arrays, kwargs
 
 
-def worker(names: list[str], folder: Path) -> None:
-    """Run the named cases in order, each result written as soon as it is known (an abort loses only its case)."""
-    import jax
-    import numpy as np
-
-    jax.config.update("jax_enable_x64", True)
-    specs = {spec["name"]: spec for spec in CASES}
-    for name in names:
-        spec = specs[name]
-        (folder / f"{name}.started").write_text("")
-        try:
-            arrays, options = run(spec)
-        except Exception as err:  # noqa: BLE001 - every JAX rejection is recorded
-            message = " ".join(re.sub(r"\x1b?\[[0-9;]*m", "", f"{type(err).__name__}: {err}").split())
-            result = {"expect": "reject", "options": dict(spec["options"]), "framework_error": message[:300]}
-        else:
-            np.savez(folder / f"{name}.npz", **arrays)
-            result = {"expect": "ok", "options": options, "output_shape": list(arrays["y"].shape),
-                      "output_dtype": str(arrays["y"].dtype)}
-        result["options"] = {k: repr(v) for k, v in result["options"].items()}
-        (folder / f"{name}.json").write_text(json.dumps(result))
-
-
-def main() -> None:
-    import jax
-    import numpy as np
-
-    entries, policy, crashes, arrays = [], [], [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        todo = [spec["name"] for spec in CASES]
-        while todo:
-            subprocess.run([sys.executable, __file__, "--worker", folder, *todo], check=False,
-                           stderr=subprocess.DEVNULL)
-            done = [n for n in todo if (folder / f"{n}.json").exists()]
-            started = [n for n in todo if (folder / f"{n}.started").exists() and n not in done]
-            todo = [n for n in todo if n not in done and n not in started]
-            for name in started:  # the worker died on it
-                spec = next(s for s in CASES if s["name"] == name)
-                crashes.append({"name": name, "style": "jax", "dtype": spec["dtype"], "input_shape": spec["x"],
-                                "weight_shape": spec["w"], "bias_shape": spec["b"],
-                                "options": {k: repr(v) for k, v in spec["options"].items()},
-                                "framework_error": "the process aborted (XLA CPU compiler check failure)"})
-                print(f"{name:40s} CRASH")
-        for spec in CASES:
-            name = spec["name"]
-            if not (folder / f"{name}.json").exists():
-                continue
-            result = json.loads((folder / f"{name}.json").read_text())
-            entry = {"name": name, "style": "jax", "options": result["options"], "dtype": spec["dtype"],
-                     "input_shape": spec["x"], "weight_shape": spec["w"], "bias_shape": spec["b"],
-                     "expect": result["expect"]}
-            if spec["wdtype"] != spec["dtype"]:
-                entry["weight_dtype"] = spec["wdtype"]
-            if result["expect"] == "ok":
-                entry.update(output_shape=result["output_shape"], output_dtype=result["output_dtype"], quirks=False)
-                with np.load(folder / f"{name}.npz") as found:
-                    arrays.update({f"{name}__{k}": found[k] for k in found.files})
-            else:
-                entry["framework_error"] = result["framework_error"]
-            (policy if spec["policy"] else entries).append(entry)
-            print(f"{name:40s} {entry['expect']:6s} {entry.get('output_shape', entry.get('framework_error'))}")
-    doc = {"framework": "JAX (jax.lax.conv_transpose, CPU, jax_enable_x64)", "version": f"jax {jax.__version__}", "script": Path(__file__).name,
-           "cases": entries, "policy": policy, "crashes": crashes}
-    (HERE / "jax.json").write_text(json.dumps(doc, indent=1) + "\n")
-    np.savez_compressed(HERE / "jax.npz", **arrays)
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        worker(sys.argv[3:], Path(sys.argv[2]))
-    else:
-        main()
+    from _isolated import main
+
+    main(__file__, "jax", CASES, run, "JAX (jax.lax.conv_transpose, CPU, jax_enable_x64)",
+         lambda: f"jax {__import__('jax').__version__}")
