@@ -132,6 +132,23 @@ def check_module_args(options: Mapping[str, object], *, in_channels: int, out_ch
         raise ConfigError(f"padding_mode={mode!r}: {framework} transposed convolutions only pad with zeros")
 
 
+def data_format_of(options: Mapping[str, object], formats: Sequence[str], op: str, framework: str) -> str:
+    """The ``data_format`` keyword, one of ``formats`` for this rank (the first is the framework's default)."""
+    chosen = options.get("data_format", formats[0])
+    if chosen not in formats:
+        raise ConfigError(f"data_format={chosen!r}: {op} takes {' or '.join(formats)} ({framework} rejects it)",
+                          f"use data_format={formats[0]!r}")
+    return str(chosen)
+
+
+def check_batched(input_shape: Shape, rank: int, op: str, data_format: str, framework: str) -> None:
+    """The input has a batch axis: ``rank`` + 2 dimensions (the op has no unbatched form)."""
+    if len(input_shape) != rank + 2:
+        raise ConfigError(f"input has {len(input_shape)} dimensions {input_shape}; {op} needs {rank + 2} "
+                          f"({data_format}: there is no unbatched input; {framework} rejects it)",
+                          "add a batch axis of 1" if len(input_shape) == rank + 1 else None)
+
+
 def check_bias(bias_shape: Shape | None, out_channels: int, *, accept: Sequence[Shape], framework: str) -> None:
     """The bias must have one of the accepted shapes (each a shape with out_channels filled in)."""
     if bias_shape is None:

@@ -48,7 +48,19 @@ from collections.abc import Mapping
 from ..core.config import DeconvConfig, Shape
 from ..core.errors import ConfigError
 from ..core.shapes import full_length
-from ._common import Expression, Parsed, as_int, as_ints, check_keywords, compact, express_first, fmt, fmt_shape
+from ._common import (
+    Expression,
+    Parsed,
+    as_int,
+    as_ints,
+    check_batched,
+    check_keywords,
+    compact,
+    data_format_of,
+    express_first,
+    fmt,
+    fmt_shape,
+)
 
 NAME = "paddle"
 FRAMEWORK = "Paddle 3.3.1"
@@ -85,16 +97,9 @@ def parse(
     if rank not in (1, 2, 3):
         raise ConfigError(f"weight has {len(weight_shape)} dimensions {weight_shape}; {FRAMEWORK} Conv1D/2D/3DTranspose "
                           "weights are (C_in, C_out/groups, *kernel) with 1 to 3 kernel dims")
-    formats = DATA_FORMATS[rank]
-    data_format = options.get("data_format", formats[0])
-    if data_format not in formats:
-        raise ConfigError(f"data_format={data_format!r}: Conv{rank}DTranspose takes {' or '.join(formats)} "
-                          f"({FRAMEWORK} rejects it)", f"use data_format={formats[0]!r}")
-    channels_last = data_format == formats[1]
-    if len(input_shape) != rank + 2:
-        raise ConfigError(f"input has {len(input_shape)} dimensions {input_shape}; Conv{rank}DTranspose needs {rank + 2} "
-                          f"({data_format}: there is no unbatched input; {FRAMEWORK} rejects it)",
-                          "add a batch axis of 1" if len(input_shape) == rank + 1 else None)
+    data_format = data_format_of(options, DATA_FORMATS[rank], f"Conv{rank}DTranspose", FRAMEWORK)
+    channels_last = data_format == DATA_FORMATS[rank][1]
+    check_batched(input_shape, rank, f"Conv{rank}DTranspose", data_format, FRAMEWORK)
     in_channels = input_shape[-1] if channels_last else input_shape[1]
     kernel = weight_shape[2:]
     stride = as_ints("stride", options.get("stride", 1), rank)

@@ -29,7 +29,17 @@ from collections.abc import Mapping
 from ..core.config import DeconvConfig, Shape
 from ..core.errors import ConfigError
 from ..core.shapes import dilated_kernel, full_length
-from ._common import Expression, Parsed, as_int, check_keywords, compact, express_first, fmt
+from ._common import (
+    Expression,
+    Parsed,
+    as_int,
+    check_batched,
+    check_keywords,
+    compact,
+    data_format_of,
+    express_first,
+    fmt,
+)
 
 NAME = "tensorflow"
 FRAMEWORK = "TensorFlow 2.21"
@@ -59,16 +69,9 @@ def parse(
     if rank not in (1, 2, 3):
         raise ConfigError(f"filters have {len(weight_shape)} dimensions {weight_shape}; {FRAMEWORK} conv1d/2d/3d_transpose "
                           "filters are (k..., out_channels, in_channels) with 1 to 3 spatial dims")
-    formats = DATA_FORMATS[rank]
-    data_format = options.get("data_format", formats[0])
-    if data_format not in formats:
-        raise ConfigError(f"data_format={data_format!r}: conv{rank}d_transpose takes {' or '.join(formats)} "
-                          f"({FRAMEWORK} rejects it)", f"use data_format={formats[0]!r}")
-    channels_last = data_format == formats[0]
-    if len(input_shape) != rank + 2:
-        raise ConfigError(f"input has {len(input_shape)} dimensions {input_shape}; conv{rank}d_transpose needs "
-                          f"{rank + 2} ({data_format}: there is no unbatched input; {FRAMEWORK} rejects it)",
-                          "add a batch axis of 1" if len(input_shape) == rank + 1 else None)
+    data_format = data_format_of(options, DATA_FORMATS[rank], f"conv{rank}d_transpose", FRAMEWORK)
+    channels_last = data_format == DATA_FORMATS[rank][0]
+    check_batched(input_shape, rank, f"conv{rank}d_transpose", data_format, FRAMEWORK)
     for key in ("output_shape", "strides"):
         if key not in options:
             raise ConfigError(f"{key} is required by tf.nn.conv{rank}d_transpose", f"give it with --set {key}=VALUE")
