@@ -16,9 +16,10 @@ from ..core.errors import ConfigError
 from ..core.shapes import Derivation
 from .explain import Explanation, canonical_input_shape
 
-# target style -> (import lines, how its tensors are made from NumPy, how its result becomes NumPy)
+# target style -> (import lines, how its tensors are made from NumPy, how its result becomes NumPy); torch copies
+# (torch.from_numpy warns on the read-only arrays onnx's numpy_helper gives)
 FRAMEWORKS = {
-    "torch": (["import torch", "import torch.nn.functional as F"], "torch.from_numpy({})", "{}.numpy()"),
+    "torch": (["import torch", "import torch.nn.functional as F"], "torch.tensor({})", "{}.numpy()"),
     "oneflow": (["import oneflow as flow"], "flow.tensor({})", "{}.numpy()"),
     "megengine": (["import megengine as mge", "import megengine.functional as MF"], "mge.tensor({})", "{}.numpy()"),
     "mindspore": (["import mindspore as ms", "from mindspore import ops"], "ms.Tensor({})", "{}.asnumpy()"),

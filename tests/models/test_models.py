@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 
 import numpy as np
 import onnx
@@ -136,7 +137,9 @@ def test_explain_code_to_torch_computes_the_recorded_output():
     pytest.importorskip("torch")
     result = invoke("explain", f"{RECORDED}:b", f"{EXTERNAL}#2", "--to", "torch", "--code")
     scope = {}
-    exec(compile(result.stdout, "snippet", "exec"), scope)
+    with warnings.catch_warnings():  # quiet: onnx gives read-only arrays, which torch.from_numpy warns about
+        warnings.simplefilter("error")
+        exec(compile(result.stdout, "snippet", "exec"), scope)
     np.testing.assert_allclose(scope["y"], recorded("c"), rtol=1e-5, atol=1e-5)
 
 
