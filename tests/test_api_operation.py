@@ -200,3 +200,20 @@ def test_a_single_tile_that_reads_part_of_the_input_gets_its_window(rng):
     for _ in range(2):
         np.testing.assert_array_equal(deconv_cli.deconvolve(x, w, style="megengine", **options), want)
         np.testing.assert_array_equal(deconv_cli.Deconvolution(w, style="megengine", **options)(x), want)
+
+
+def test_a_bad_deconv_threads_is_an_error_when_a_small_problem_is_prepared(rng, monkeypatch):
+    """The prepared direct runner uses one thread and reads no setting per call, but a bad DECONV_THREADS is
+    still refused: when the problem is prepared, by both ``deconvolve`` and ``Deconvolution``, whose cache
+    then holds nothing for it; a good value afterwards runs it."""
+    x, w, b = _tensors(rng, (1, 4, 8, 8), 4)
+    deconv_cli._PREPARED.clear()
+    monkeypatch.setenv("DECONV_THREADS", "two")
+    with pytest.raises(deconv_cli.ConfigError, match="DECONV_THREADS='two'"):
+        deconv_cli.deconvolve(x, w, b)
+    op = deconv_cli.Deconvolution(w, b)
+    with pytest.raises(deconv_cli.ConfigError, match="DECONV_THREADS='two'"):
+        op(x)
+    assert not deconv_cli._PREPARED and not op._plans
+    monkeypatch.setenv("DECONV_THREADS", "1")
+    np.testing.assert_array_equal(op(x), deconv_cli.deconvolve(x, w, b))

@@ -340,20 +340,20 @@ def call_overhead(rounds: int = 7, calls: int = 2000) -> dict:
     engine = get_engine("cpu")
     if dispatch.choose_path(config, out_spatial, case.batch, case.spatial) != "direct":
         raise RuntimeError("the tiny configuration no longer takes the direct path; update call_overhead")
-    index = direct.direct_index(config, case.spatial, out_spatial)
-    n, c_in, c_out, length, taps = case.batch, case.in_channels, case.out_channels, math.prod(case.spatial), math.prod(case.kernel)
-
-    xe = np.zeros((n, c_in, length + 1), np.float32)  # the input with a zero slot after each channel, made once
-    cols = np.empty((n, c_in, taps, math.prod(out_spatial)), np.float32)
+    index = direct.direct_index(config, case.spatial, out_spatial, True)
+    n, c_in, c_out, length = case.batch, case.in_channels, case.out_channels, math.prod(case.spatial)
+    xe, x_in = direct.flat_input(n, c_in, length, np.float32, np)  # the scratch, made once as the runner keeps it
+    wk, w_in, b_in = direct.weight_matrix(config, index.shape[1], np.float32, np)
+    cols = np.empty((n,) + index.shape, np.float32)
+    cols_gemm, wk_gemm = cols.reshape(index.shape[1], -1), wk.reshape(c_out, -1)  # one group, one image
 
     def bare():  # the inline direct runner's NumPy calls (direct.inline_direct), nothing around them
         np.add.reduce(w, axis=None)
-        xe[:, :, :length] = x.reshape(n, c_in, length)
-        xe.take(index, axis=2, out=cols, mode="clip")
-        wk = w.reshape(1, c_in, c_out, taps).transpose(0, 2, 1, 3).reshape(c_out, -1)
-        y = np.matmul(wk, cols.reshape(c_in * taps, -1))
-        np.add(y, b.reshape(c_out, 1), out=y)
-        return y.reshape(n, c_out, *out_spatial)
+        x_in[...] = x.reshape(n, c_in, length)
+        xe.take(index, axis=1, out=cols, mode="clip")
+        w_in[...] = w.reshape(1, c_in, c_out, -1).transpose(0, 2, 1, 3)
+        b_in[...] = b.reshape(b_in.shape)
+        return np.matmul(wk_gemm, cols_gemm).reshape(n, c_out, *out_spatial)
 
     def call():
         return engine.deconvolve(x, w, b, config, out_spatial)

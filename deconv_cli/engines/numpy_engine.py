@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.config import DeconvConfig, Shape
-from . import _common, direct, dispatch, threads
+from . import _common, direct, dispatch, threads, wanted_threads
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -203,8 +203,10 @@ def deconvolve(x, w, bias, config: DeconvConfig, out_spatial: Shape, *, path: st
         # the problem's shapes and index worked out once (tiny 4->4 8x8 k3 in a loop: 73 -> 30 -> 17.3 us a
         # call, against 12.3 us for its NumPy calls alone)
         run = direct.inline_direct(*key)
-        if run is not None and (y := run(x, w, bias)) is not None:
-            return y
+        if run is not None:
+            wanted_threads()  # a bad DECONV_THREADS is an error on every path
+            if (y := run(x, w, bias)) is not None:
+                return y
     if path in (None, "ort"):
         # onnxruntime's node on threads() of its own threads (no BLAS in it, so no budget to hold), the
         # problem's feeds and session worked out once
@@ -224,6 +226,7 @@ def runner(config: DeconvConfig, out_spatial: Shape, x, w, bias, path: str):
     key = (config, tuple(out_spatial), x.shape, x.dtype.char, w.shape, w.dtype.char,
            None if bias is None else bias.dtype.char)
     if path == "direct" and (inline := direct.inline_direct(*key)) is not None:
+        wanted_threads()  # a bad DECONV_THREADS is an error when the problem is prepared; its calls use one thread
         return inline  # None for a weight whose sum is not finite
     if path == "ort" and (node := dispatch.inline_ort(*key, True)) is not None:
         def run_node(x, w, bias):
