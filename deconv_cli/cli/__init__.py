@@ -369,9 +369,9 @@ def layers_command(model, as_json, target, code):
         print_code(found, sys.stdout)
     else:
         print_layers(model, found, sys.stdout)
-    unreadable = next((entry.layer.problem for entry in found if entry.layer.problem is not None), None)
-    if unreadable is not None:  # every other layer is listed; the exit status says the report is not whole
-        _fail(unreadable)
+    failed = next((entry.error for entry in found if entry.error is not None), None)
+    if failed is not None:  # every other layer is listed; the exit status says the report is not whole
+        _fail(failed)
 
 
 def _is_layer(text: str | None) -> bool:

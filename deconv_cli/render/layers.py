@@ -29,6 +29,7 @@ class Entry:
     explanation: Explanation | None = None
     code: str | None = None
     note: str | None = None  # why there is no translation
+    error: DeconvError | None = None  # why the layer has no report: unreadable, or keywords that do not plan
 
     @property
     def output_shape(self) -> list | None:
@@ -40,8 +41,8 @@ class Entry:
 
     def as_dict(self) -> dict:
         layer = self.layer
-        if layer.problem is not None:
-            return {"name": layer.name, "index": layer.index, "op": layer.op, "error": _problem(layer)}
+        if layer.problem is not None:  # unreadable: no shapes to report
+            return {"name": layer.name, "index": layer.index, "op": layer.op, "error": str(layer.problem)}
         data = {
             "name": layer.name, "index": layer.index, "op": layer.op, "rank": layer.rank, "style": layer.style,
             "set": [set_item(k, v) for k, v in layer.options.items()],
@@ -52,7 +53,9 @@ class Entry:
         }
         if self.explanation is not None:
             data["to"] = self.explanation.as_dict()
-        if self.note is not None:
+        if self.error is not None:
+            data["error"] = str(self.error)
+        elif self.note is not None:
             data["to"] = {"note": self.note}
         if self.code is not None:
             data["code"] = self.code
@@ -80,15 +83,17 @@ def entries(layers, target: str | None = None, code: bool = False) -> list[Entry
     out = []
     for layer in layers:
         if layer.problem is not None:
-            out.append(Entry(layer, None, False, note=f"cannot be read: {_problem(layer)}"))
+            out.append(Entry(layer, None, False, note=f"cannot be read: {layer.problem}", error=layer.problem))
             continue
         shape, assumed = _planning_shape(layer)
         try:
             record = plan(layer.style, layer.options, shape, layer.weight_shape, layer.bias_shape)
         except DeconvError as error:
-            if not (assumed and _size_dependent(layer)):
-                raise type(error)(f"{layer.model}#{layer.name}: {error.message}", error.hint) from None
-            out.append(Entry(layer, None, True, note=_needs_size(layer, target)))  # e.g. an output_shape
+            if assumed and _size_dependent(layer):  # e.g. an output_shape: the stand-in size is the problem
+                out.append(Entry(layer, None, True, note=_needs_size(layer, target)))
+            else:  # the model's own keywords and shapes do not plan: this layer's report is the error
+                named = type(error)(f"{layer.model}#{layer.name}: {error.message}", error.hint)
+                out.append(Entry(layer, None, assumed, note=f"cannot be planned: {error}", error=named))
             continue
         out.append(_translate(layer, record, assumed, target, code))
     return out
@@ -106,10 +111,6 @@ def _translate(layer, record, assumed, target, code) -> Entry:
 
         text = snippet(record, explanation, {"input": None, "weight": layer.weight, "bias": layer.bias})
     return Entry(layer, record, assumed, explanation, text)
-
-
-def _problem(layer) -> str:
-    return str(layer.problem)  # "<problem>. <Fix>."
 
 
 def _needs_size(layer, target: str | None) -> str:

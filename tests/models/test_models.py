@@ -461,3 +461,32 @@ def test_weights_kept_in_constant_nodes_and_shared_through_identity(tmp_path):
     assert "#1 computed  ConvTranspose\n    note: cannot be read: " in text
     names = {e["name"] for e in json.loads(invoke("info", path, "--json").stdout)[str(path)]}
     assert {"Wc", "B0", "Bshared"} <= names
+
+
+def test_a_layer_whose_keywords_do_not_plan_is_listed_with_its_error_beside_the_others(tmp_path):
+    """One layer whose attributes contradict its weight (group 3 on 2 input channels) does not hide the rest of
+    the report: every layer is listed, that one with its shapes and the planning error, in text, JSON and
+    --code; the exit status is 2 with that error's one line."""
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("ConvTranspose", ["X", "W"], ["Y"], name="good", strides=[2, 2]),
+             helper.make_node("ConvTranspose", ["X", "W"], ["Z"], name="bad", group=3)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2, 4, 5])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("Y", "Z")],
+                              [numpy_helper.from_array(w, "W")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    planned = one_error_line(invoke("shape", f"{path}#bad"))
+    result = invoke("layers", path, "--json")
+    line = one_error_line(result)
+    assert line == planned.replace("Error: ", f"Error: {path}#bad: ", 1)
+    good, bad = json.loads(result.stdout)
+    assert good["output_shape"] == [1, 3, 9, 11] and "error" not in good
+    assert bad["weight_shape"] == [2, 3, 3, 3] and bad["output_shape"] is None and "group" in bad["error"]
+    result = invoke("layers", path, "--to", "torch")
+    assert result.exit_code == 2 and "torch: stride=2" in result.stdout
+    assert "#1 bad  ConvTranspose 2-D  input (1, 2, 4, 5)  weight (2, 3, 3, 3)\n    onnx: group=3" in result.stdout
+    assert "    note: cannot be planned: " in result.stdout
+    result = invoke("layers", path, "--to", "torch", "--code")
+    assert result.exit_code == 2 and "# no code: cannot be planned: " in result.stdout
+    assert "F.conv_transpose2d(" in result.stdout
