@@ -22,10 +22,12 @@ Works in the canonical config space, so every style is covered by one search:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import shlex
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .. import conventions, tensor_io
 from ..conventions import STYLES
@@ -33,6 +35,9 @@ from ..core.config import DeconvConfig
 from ..core.errors import ConfigError, DeconvError
 
 READINGS = ("as saved", "swap in/out", "flip", "swap in/out + flip")
+# where the saved weight keeps its two channel axes: (a, b, *k) as PyTorch, ONNX and most others, (*k, a, b) as
+# Keras, TensorFlow, Flax and JAX's HWIO, or (a, *k, b) as Dragon's NHWC; each reading applies to each
+LAYOUTS = ("channels first", "kernel first", "kernel inside")
 MAX_STRIDE = 16
 MAX_DILATION = 4
 DEFAULT_LIMIT = 100_000  # candidates per weight reading
@@ -47,10 +52,22 @@ class Match:
     weight: str  # one of READINGS
     max_abs: float
     command: str  # the ready-to-paste line(s)
+    layout: str = LAYOUTS[0]  # one of LAYOUTS: where the saved weight's channel axes are
 
     def as_dict(self) -> dict:
-        return {"style": self.style, "set": list(self.set), "weight": self.weight, "max_abs": self.max_abs,
-                "command": self.command}
+        return {"style": self.style, "set": list(self.set), "weight": self.weight, "layout": self.layout,
+                "max_abs": self.max_abs, "command": self.command}
+
+
+class _Reading(NamedTuple):
+    layout: str  # one of LAYOUTS
+    reading: str  # one of READINGS
+
+    def __str__(self) -> str:
+        return self.reading if self.layout == LAYOUTS[0] else f"{self.layout}, {self.reading}"
+
+
+_ALL_READINGS = tuple(_Reading(layout, reading) for layout in LAYOUTS for reading in READINGS)
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,7 @@ class Detection:
     seconds: float
     limited: bool = False  # a reading's search stopped at the limit
     saved_weight: str | None = None  # where --save-weight wrote the best match's weight
+    channels_last: bool = False  # the input and output were read channels last
 
     def as_dict(self) -> dict:
         return {"matches": [m.as_dict() for m in self.matches], "tried": self.tried, "checked_full": self.checked_full,
@@ -69,11 +87,13 @@ class Detection:
 
 def detect(input: str, weight: str, expected: str, *, bias: str | None = None, styles=None, top: int = 3,
            limit: int = DEFAULT_LIMIT, save_weight: str | None = None, force: bool = False,
-           progress=None) -> Detection:
+           channels_last: bool = False, progress=None) -> Detection:
     """Search option values and weight readings that reproduce EXPECTED; the ``top`` best configs, every
     style spelling of each (``styles``: restrict to these). ``save_weight``: write the weight as the best
-    match's ``deconv run`` lines read it to this tensor reference (``force``: replace it). ``progress(done,
-    total)`` after each weight reading is searched (the search's unit of work: seconds on large tensors)."""
+    match's ``deconv run`` lines read it to this tensor reference (``force``: replace it). ``channels_last``:
+    INPUT and EXPECTED hold channels on their last axis, and only spellings that read them so are kept.
+    ``progress(done, total)`` after each weight reading is searched (the search's unit of work: seconds on
+    large tensors)."""
     import numpy as np
 
     t0 = time.perf_counter()
@@ -92,19 +112,23 @@ def detect(input: str, weight: str, expected: str, *, bias: str | None = None, s
         tensor_io.check_writable(target, force=force)
     infos = {role: tensor_io.peek(ref) for role, ref in refs.items()}
     x = np.asarray(tensor_io.load(refs["input"]))
-    w = np.asarray(tensor_io.load(refs["weight"]))
+    w = saved = np.asarray(tensor_io.load(refs["weight"]))
     b = None if bias is None else np.asarray(tensor_io.load(refs["bias"])).reshape(-1)
     y = tensor_io.load(refs["expected"])  # .npy: memory-mapped; only sampled positions are read until step 3
     # a grouped weight saved as (groups, C_in/g, C_out/g, *k) (MegEngine; or (groups, C_out/g, C_in/g, *k))
     # is read as (C_in, C_out/g, *k) (or (C_out, C_in/g, *k)); the readings take it from there
-    if w.ndim == x.ndim + 1 and w.ndim >= 4 and w.shape[0] * w.shape[1] in (x.shape[1], y.shape[1]):
+    channel = -1 if channels_last else 1  # of a batched tensor
+    if w.ndim == x.ndim + 1 and w.ndim >= 4 and w.shape[0] * w.shape[1] in (x.shape[channel], y.shape[channel]):
         w = w.reshape(w.shape[0] * w.shape[1], *w.shape[2:])
     batched = x.ndim == w.ndim
     if x.ndim not in (w.ndim, w.ndim - 1) or w.ndim < 3 or y.ndim != x.ndim:
+        layout = "*spatial, C" if channels_last else "C, *spatial"
         raise ConfigError(
             f"input {x.shape}, weight {w.shape} and expected {tuple(y.shape)} are not one transposed convolution",
-            "give INPUT (N, C, *spatial), WEIGHT (C_in, C_out/groups, *kernel) and EXPECTED (N, C_out, *spatial)",
+            f"give INPUT (N, {layout}), WEIGHT (C_in, C_out/groups, *kernel) and EXPECTED (N, {layout.replace('C', 'C_out')})",
         )
+    if channels_last:  # the search works channels first, on views
+        x, y = np.moveaxis(x, -1, 1 if batched else 0), np.moveaxis(y, -1, 1 if batched else 0)
     xc = x if batched else x[None]
     yshape = tuple(y.shape) if batched else (1, *y.shape)
     if b is not None and b.size != yshape[1]:
@@ -112,39 +136,46 @@ def detect(input: str, weight: str, expected: str, *, bias: str | None = None, s
     search = _Search(xc, b, y if batched else y[None], yshape, limit)
     found = []  # (max_abs, reading index, config, canonical weight)
     seen = []  # the canonical weights searched so far: a reading equal to an earlier one adds nothing
-    for r, reading in enumerate(READINGS):
-        canonical = _read_weight(w, reading, xc.shape[1], yshape[1])
+    for r, reading in enumerate(_ALL_READINGS):
+        grouped = w is not saved  # a (groups, ...) weight: its channel axes are first
+        canonical = None if grouped and reading.layout != LAYOUTS[0] else _read_weight(w, reading, xc.shape[1], yshape[1])
         if canonical is not None and not any(g == canonical[1] and np.array_equal(v, canonical[0]) for v, g in seen):
             wc, groups = canonical  # (not a reading equal to an earlier one: a depthwise weight's swap)
             seen.append((wc, groups))
             for config, error in search.search(wc, groups):
                 found.append((error, r, config, wc))
         if progress is not None:
-            progress(r + 1, len(READINGS))
+            progress(r + 1, len(_ALL_READINGS))
     found.sort(key=lambda f: (f[0], f[1], _plainness(f[2])))
-    recipe = _Recipe(refs, infos, only, limit, target, READINGS[found[0][1]] if found else None)
+    recipe = _Recipe(refs, infos, only, limit, target, _ALL_READINGS[found[0][1]] if found else None, channels_last)
     matches = []
     configs = 0
     for error, r, config, wc in found:
-        lines = _spellings(config, READINGS[r], wc, recipe, x.shape, styles, error)
+        config = dataclasses.replace(config, channels_last=channels_last)
+        lines = _spellings(config, _ALL_READINGS[r], saved, wc, recipe, xc.shape, styles, error)
         if lines:
             if target is not None and not configs:
-                tensor_io.save(target, np.ascontiguousarray(w.reshape(infos["weight"].shape) if r == 0 else wc), force=force)
+                tensor_io.save(target, np.ascontiguousarray(wc), force=force)
             matches.extend(lines)
             configs += 1
         if configs >= top:
             break
     saved = str(target) if target is not None and configs else None
-    return Detection(tuple(matches), search.tried, search.full, time.perf_counter() - t0, search.exhausted, saved)
+    return Detection(tuple(matches), search.tried, search.full, time.perf_counter() - t0, search.exhausted, saved,
+                     channels_last)
 
 
-def _read_weight(w, reading: str, c_in: int, c_out: int):
+def _read_weight(w, reading: _Reading, c_in: int, c_out: int):
     """The canonical weight (C_in, C_out/g, *k) and groups for one reading of the saved weight, or None when
     the shapes rule it out."""
     import numpy as np
 
+    if reading.layout == "kernel first":
+        w = np.moveaxis(w, (-2, -1), (0, 1))
+    elif reading.layout == "kernel inside":
+        w = np.moveaxis(w, -1, 1)
     a, bdim, kernel = w.shape[0], w.shape[1], w.shape[2:]
-    if reading.startswith("swap"):  # saved as (C_out, C_in/g, *k)
+    if reading.reading.startswith("swap"):  # saved as (C_out, C_in/g, *k)
         if a != c_out or c_in % bdim:
             return None
         groups = c_in // bdim
@@ -158,26 +189,32 @@ def _read_weight(w, reading: str, c_in: int, c_out: int):
         if c_in % groups:
             return None
         wc = w
-    if reading.endswith("flip"):
+    if reading.reading.endswith("flip"):
         wc = np.flip(wc, axis=tuple(range(2, w.ndim)))
     return np.ascontiguousarray(wc), groups
 
 
-def reading_code(reading: str, shape, groups: int, rank: int) -> str:
+def reading_code(reading: _Reading, shape, groups: int, rank: int) -> str:
     """NumPy code turning the saved weight ``w`` into the reading's canonical weight (for the printed recipe)."""
     code = "w"
     if len(shape) == rank + 3:  # grouped (g, C_in/g, C_out/g, *k): merge the first two axes
         shape = (shape[0] * shape[1], *shape[2:])
         code = f"w.reshape({tuple(shape)})"
+    if reading.layout == "kernel first":
+        shape = (shape[-2], shape[-1], *shape[:-2])
+        code = f"np.moveaxis({code}, (-2, -1), (0, 1))"
+    elif reading.layout == "kernel inside":
+        shape = (shape[0], shape[-1], *shape[1:-1])
+        code = f"np.moveaxis({code}, -1, 1)"
     a, bdim, kernel = shape[0], shape[1], tuple(shape[2:])
-    if reading.startswith("swap"):
+    if reading.reading.startswith("swap"):
         if groups == 1:
             code = f"{code}.swapaxes(0, 1)"
         else:
             c_in = groups * bdim
             code = (f"{code}.reshape({(groups, a // groups, bdim, *kernel)}).swapaxes(1, 2)"
                     f".reshape({(c_in, a // groups, *kernel)})")
-    if reading.endswith("flip"):
+    if reading.reading.endswith("flip"):
         code = f"np.flip({code}, axis={tuple(range(2, len(shape)))})"
     return code
 
@@ -370,48 +407,56 @@ class _Recipe:
     only: tuple | None  # --style, when the search was restricted
     limit: int
     target: object  # the --save-weight reference, or None
-    best: str | None
+    best: _Reading | None
+    channels_last: bool  # --channels-last
 
 
-def _spellings(config, reading, wc, recipe: _Recipe, input_shape, styles, error) -> list[Match]:
-    infos = recipe.infos
-    canonical_input = (input_shape[0], *input_shape[1:]) if len(input_shape) == config.rank + 2 else (1, *input_shape)
-    weight_shape = infos["weight"].shape if reading == "as saved" else tuple(wc.shape)
+def _spellings(config, reading: _Reading, saved, wc, recipe: _Recipe, canonical_input, styles, error) -> list[Match]:
+    """Each style's keywords for ``config``; ``saved``: the weight as the file holds it, ``wc``: the reading's
+    canonical weight; ``canonical_input``: the input's shape (N, C, *spatial)."""
     matches = []
     for style in styles:
         try:
             expression = conventions.get(style).express(config, canonical_input)
             if not expression.expressible:
                 continue
-            found = _spelled(style, expression, config, input_shape, weight_shape, infos)
+            found = _spelled(style, expression, config, saved, wc, recipe.infos)
         except DeconvError:
             continue
         if found is None:
             continue
         items = tuple(f"{key}={_value(value)}" for key, value in expression.options.items())
-        matches.append(Match(style, items, reading, error, _command(style, items, reading, config, recipe, found)))
+        command = _command(style, items, reading, config, recipe, found)
+        matches.append(Match(style, items, reading.reading, error, command, reading.layout))
     return matches
 
 
-def _spelled(style, expression, config, input_shape, weight_shape, infos):
-    """How ``expression`` runs on the files: () with the weight as read, or the permutation that re-lays the
-    reading's canonical weight into the style's own layout (Keras's (k..., filters, C_in)); None: it does not."""
+def _spelled(style, expression, config, saved, wc, infos):
+    """How ``expression`` runs on the files: "saved" where the style reads the weight file as it is (its own
+    layout of the file gives the reading's canonical weight), () with the canonical weight re-saved, or the
+    permutation that re-lays the canonical weight into the style's own layout (Keras's (k..., filters, C_in));
+    None: it does not run."""
+    import numpy as np
+
     from ..conventions.plan import plan
+    from ..engines._common import to_canonical_weight
 
     bias_shape = infos["bias"].shape if "bias" in infos else None
-    want = (config.kernel, config.stride, config.dilation, config.crops, config.groups, False)
-    expected = tuple(infos["expected"].shape)
-    for shape in dict.fromkeys((tuple(weight_shape), tuple(expression.weight_shape))):
+    want = (config.kernel, config.stride, config.dilation, config.crops, config.groups, config.channels_last, config.flip)
+    expected, input_shape = tuple(infos["expected"].shape), tuple(infos["input"].shape)
+    for shape in dict.fromkeys((saved.shape, wc.shape, tuple(expression.weight_shape))):
         try:
-            record = plan(style, expression.options, tuple(input_shape), shape, bias_shape)
+            record = plan(style, expression.options, input_shape, shape, bias_shape)
         except DeconvError:
             continue
         got = record.config
-        if (got.kernel, got.stride, got.dilation, got.crops, got.groups, got.channels_last) != want:
+        if (got.kernel, got.stride, got.dilation, got.crops, got.groups, got.channels_last, got.flip) != want:
             continue
         if tuple(record.output_shape) != expected:
             continue
-        if got.weight_perm is None and shape == tuple(weight_shape):
+        if shape == saved.shape and np.array_equal(to_canonical_weight(saved, got, np), wc):
+            return "saved"
+        if got.weight_perm is None and shape == wc.shape:
             return ()
         if got.weight_perm is not None and shape == tuple(expression.weight_shape):
             return tuple(sorted(range(len(shape)), key=got.weight_perm.__getitem__))  # canonical -> the style's
@@ -425,20 +470,24 @@ def _value(value) -> str:
     return repr(value).replace(" ", "")
 
 
-def _command(style, items, reading, config, recipe: _Recipe, relayout: tuple = ()) -> str:
-    """The run line of one match; ``relayout``: the permutation into the style's own weight layout (Keras's
-    (k..., filters, C_in)), which the weight file it reads must have."""
+def _command(style, items, reading: _Reading, config, recipe: _Recipe, found) -> str:
+    """The run line of one match (after the line that makes its weight file, where it needs one): ``found`` is
+    ``_spelled``'s answer, "saved" for the weight file as it is, else the permutation from the canonical weight
+    into the style's own layout, which the weight file it reads must have."""
     refs = recipe.refs
     weight, lines = str(refs["weight"]), []
-    if recipe.target is not None and reading == recipe.best and not relayout:  # --save-weight wrote it
-        weight = str(recipe.target)
-    elif reading != "as saved" or relayout:
-        stem = refs["weight"].path.rsplit(".", 1)[0]
-        name = reading.replace(" + ", "-").replace(" in/out", "").replace(" ", "-")
-        if relayout:
-            name = style if reading == "as saved" else f"{name}.{style}"
-        weight = f"{stem}.{name}.npy"
-        lines.append(_resave_line(reading, config, recipe, weight, relayout))
+    if found != "saved":
+        if recipe.target is not None and reading == recipe.best and not found:  # --save-weight wrote it
+            weight = str(recipe.target)
+        else:
+            stem = refs["weight"].path.rsplit(".", 1)[0]
+            name = str(reading).replace(", ", "-").replace(" + ", "-").replace(" in/out", "").replace(" ", "-")
+            if reading == _ALL_READINGS[0]:  # as saved, in the style's own layout or the canonical one
+                name = style if found else "canonical"
+            elif found:
+                name = f"{name}.{style}"
+            weight = f"{stem}.{name}.npy"
+            lines.append(_resave_line(reading, config, recipe, weight, found))
     parts = ["deconv", "run", str(refs["input"]), weight]
     if "bias" in refs:
         parts += ["--bias", str(refs["bias"])]
@@ -450,7 +499,7 @@ def _command(style, items, reading, config, recipe: _Recipe, relayout: tuple = (
     return "\n".join(lines)
 
 
-def _resave_line(reading, config, recipe: _Recipe, weight: str, relayout: tuple = ()) -> str:
+def _resave_line(reading: _Reading, config, recipe: _Recipe, weight: str, relayout: tuple = ()) -> str:
     """How to get the weight file the run line reads: this search again with --save-weight (it saves the best
     match's reading), or for another reading or a style's own layout the NumPy re-layout of the loaded weight ``w``."""
     refs = recipe.refs
@@ -462,6 +511,8 @@ def _resave_line(reading, config, recipe: _Recipe, weight: str, relayout: tuple 
             parts += ["--style", recipe.only[0]]
         if recipe.limit != DEFAULT_LIMIT:
             parts += ["--limit", str(recipe.limit)]
+        if recipe.channels_last:
+            parts.append("--channels-last")
         return shlex.join([*parts, "--top", "1", "--save-weight", weight])
     code = reading_code(reading, recipe.infos["weight"].shape, config.groups, config.rank)
     if relayout:  # into the style's own weight layout

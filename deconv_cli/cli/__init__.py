@@ -595,18 +595,23 @@ def compare_command(actual, expected, atol, rtol, top, as_json):
 @click.option("--save-weight", metavar="PATH",
               help="Write the weight as the best match's run lines read it (re-laid for its reading) to PATH.")
 @click.option("--force", is_flag=True, help="Replace the --save-weight file if it exists.")
+@click.option("--channels-last", is_flag=True,
+              help="INPUT and EXPECTED are (N, *spatial, C), as TensorFlow, Keras, JAX and Flax save them by default.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @tensors(stdio=False)
 @click.pass_context
-def detect_command(ctx, input, weight, expected, bias, style, top, limit, save_weight, force, as_json):
+def detect_command(ctx, input, weight, expected, bias, style, top, limit, save_weight, force, channels_last, as_json):
     """Find the options and the weight reading that turn INPUT and WEIGHT into EXPECTED.
 
     Tries every stride, dilation, groups, padding and output padding that gives EXPECTED's shape
     (stride <= 16, dilation <= 4), under four readings of the weight: as saved, in/out channel axes
-    swapped, kernel flipped, and both. Checks each on a few output positions, then the survivors in full
+    swapped, kernel flipped, and both, each with the weight's channel axes first (PyTorch), last (Keras,
+    TensorFlow, Flax) or around the kernel (Dragon NHWC). Checks each on a few output positions, then the survivors in full
     (default tolerances, see `deconv compare --help`). Prints the matches best first as `deconv run` lines;
-    where the reading is not "as saved", they read a re-laid weight file, which --save-weight PATH writes
-    (for the best match, whose lines then read PATH). Exit 0 on a match, 1 when none.
+    where a style cannot read the weight file as it is, they read a re-laid one, which --save-weight PATH
+    writes (for the best match, whose lines then read PATH). INPUT and EXPECTED are read channels first, or
+    with --channels-last channels last (then only the spellings that read them so are printed). Exit 0 on a
+    match, 1 when none.
     WEIGHT may be a model's layer, MODEL.onnx#NODE: its weight and bias, searched in the model's own style.
 
     \b
@@ -624,7 +629,8 @@ def detect_command(ctx, input, weight, expected, bias, style, top, limit, save_w
             weight, bias, style = layer.weight, layer.bias, layer.style
         with TileProgress(sys.stderr, show=True, label="weight readings searched") as progress:
             found = detect(input, weight, expected, bias=bias, styles=(style,) if style else None, top=top,
-                           limit=limit, save_weight=save_weight, force=force, progress=progress)
+                           limit=limit, save_weight=save_weight, force=force, channels_last=channels_last,
+                           progress=progress)
     except DeconvError as error:
         _fail(error)
     _verdict(found, as_json, print_detection, bool(found.matches))

@@ -375,13 +375,15 @@ def print_detection(d, stream: TextIO) -> None:
         head += "; stopped at --limit, raise it to search further"
     if not d.matches:
         stream.write(f"no match ({head})\n")
-        stream.write("  not searched: a bias (pass --bias if the framework added one), channels-last layouts, negative "
+        layouts = "" if d.channels_last else "channels-last input and output (pass --channels-last), "
+        stream.write(f"  not searched: a bias (pass --bias if the framework added one), {layouts}negative "
                      "paddings, stride > 16, dilation > 4\n")
         return
     groups: list[tuple[tuple, list]] = []
     for m in d.matches:
         lines = m.command.splitlines()
-        key = (m.weight, m.max_abs, tuple(lines[:-1]))
+        reading = m.weight if m.layout == "channels first" else f"{m.layout}, {m.weight}"
+        key = (reading, m.max_abs, tuple(lines[:-1]))
         if not groups or groups[-1][0] != key:
             groups.append((key, []))
         groups[-1][1].append((m.style, lines[-1]))

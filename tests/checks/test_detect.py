@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from test_goldens import GOLDEN, _cases, _options
 
 import deconv_cli
-from deconv_cli.checks.detect import MAX_DILATION, MAX_STRIDE, READINGS, detect
+from deconv_cli.checks.detect import LAYOUTS, MAX_DILATION, MAX_STRIDE, READINGS, detect
 from deconv_cli.cli import cli, parse_set
 from deconv_cli.conventions import STYLES
 
@@ -240,10 +240,12 @@ def test_detect_no_match_exit_1_and_tried(layer, tmp_path, rng):
     assert record["matches"] == [] and record["tried"] > 100
     text = CliRunner().invoke(cli, ["detect", "x.npy", "w_flipped.npy", "noise.npy", "--limit", "10"])
     assert text.exit_code == 1
-    assert text.stdout.startswith("no match (20 candidates tried, 0 computed in full, ")  # 10 per reading, 2 readings
+    # 10 per reading; 4 readings fit the shapes: as saved and flipped, channels first and (a, *k, b) as 2 groups
+    assert text.stdout.startswith("no match (40 candidates tried, 0 computed in full, ")
     assert text.stdout.splitlines()[0].endswith(" s; stopped at --limit, raise it to search further)")
     assert text.stdout.splitlines()[1] == ("  not searched: a bias (pass --bias if the framework added one), "
-                                           "channels-last layouts, negative paddings, stride > 16, dilation > 4")
+                                           "channels-last input and output (pass --channels-last), negative paddings, "
+                                           "stride > 16, dilation > 4")
 
 
 def test_detect_rejects_impossible_shapes_with_one_line(layer, tmp_path):
@@ -288,8 +290,10 @@ def test_detect_reads_a_grouped_megengine_weight(reading, tmp_path):
     assert mine, found
     assert {m.style for m in mine} >= ({"megengine"} if reading == "as saved" else {"torch"})
     for m in mine:
-        if m.style in ("megengine", "torch"):
-            shape = saved.shape if reading == "as saved" else truth.weight_shape
+        if m.style in ("megengine", "torch"):  # the file as saved, or the canonical weight re-saved
+            reads_the_file = shlex.split(m.command.splitlines()[-1])[3] == args[1]
+            assert reads_the_file == (reading == "as saved" and m.style == "megengine")
+            shape = saved.shape if reads_the_file else truth.weight_shape
             got = deconv_cli.derive(x.shape, shape, style=m.style, **parse_set(m.set)).config
             assert _effective(got, x.shape[2:]) == _effective(truth, x.shape[2:])
 
@@ -298,7 +302,8 @@ def test_the_search_reports_each_weight_reading_to_its_progress_callback(layer):
     seen = []
     found = detect("x.npy", "w_flipped.npy", "y.npy", bias="b.npy", styles=("torch",), top=1,
                    progress=lambda done, total: seen.append((done, total)))
-    assert found.matches and seen == [(i, len(READINGS)) for i in range(1, len(READINGS) + 1)]
+    total = len(READINGS) * len(LAYOUTS)  # each reading of the weight with its channel axes first, then last
+    assert found.matches and seen == [(i, total) for i in range(1, total + 1)]
 
 
 def test_detect_draws_a_bar_on_a_terminal_and_none_in_a_pipe(layer, tmp_path):
@@ -307,7 +312,86 @@ def test_detect_draws_a_bar_on_a_terminal_and_none_in_a_pipe(layer, tmp_path):
     argv = ["detect", "x.npy", "w_flipped.npy", "y.npy", "--bias", "b.npy", "--style", "torch"]
     code, drawn = on_a_terminal(argv, tmp_path)
     assert code == 0, drawn
-    assert "weight readings searched" in drawn and f"{len(READINGS)}/{len(READINGS)}" in drawn, drawn
+    total = len(READINGS) * len(LAYOUTS)
+    assert "weight readings searched" in drawn and f"{total}/{total}" in drawn, drawn
     piped = subprocess.run([sys.executable, "-m", "deconv_cli", *argv], cwd=tmp_path, capture_output=True, text=True,
                            timeout=120)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def _picked_channels_last():
+    """Per style, one float32 case per spatial rank (two at most) recorded channels last and batched: the
+    files TensorFlow, Keras, JAX, Flax, Paddle and Dragon users have, weights in their own layouts."""
+    chosen: dict = {}
+    for param in _cases():
+        framework, case = param.values
+        if case["expect"] != "ok" or case["dtype"] != "float32" or case.get("quirks"):
+            continue
+        c = deconv_cli.derive(case["input_shape"], case["weight_shape"], style=case["style"],
+                              bias_shape=case["bias_shape"], **_options(case)).config
+        if not (c.channels_last and c.batched) or max(c.stride) > MAX_STRIDE or max(c.dilation) > MAX_DILATION \
+                or not _in_bounds(c) or len(case["weight_shape"]) != c.rank + 2:
+            continue
+        chosen.setdefault(case["style"], {}).setdefault(c.rank, (framework, case))
+    for style, ranks in sorted(chosen.items()):
+        for framework, case in list(ranks.values())[:2]:
+            yield pytest.param(framework, case, id=f"{style}-{case['name']}")
+
+
+def _follow(command: str) -> None:
+    """Do what a match's lines say: the re-save comment (its NumPy code on the loaded weight ``w``), a detect
+    line with --save-weight, then the run line, whose --expect must pass."""
+    for line in command.splitlines():
+        if line.startswith("# save the weight w re-laid as "):
+            code, path = line.removeprefix("# save the weight w re-laid as ").rsplit(" to ", 1)
+            source = shlex.split(command.splitlines()[-1])[3]  # not the run line's file: the original's
+            np.save(path, eval(code, {"np": np, "w": np.load(_ORIGINAL[source])}))  # noqa: S307 (our own output)
+            continue
+        result = CliRunner().invoke(cli, shlex.split(line)[1:])
+        assert result.exit_code == 0, (line, result.output)
+
+
+_ORIGINAL: dict = {}  # the run line's weight path -> the weight file the recipe re-lays
+
+
+@pytest.mark.parametrize("framework, case", list(_picked_channels_last()))
+def test_detect_channels_last_finds_the_golden_configuration_and_its_lines_run(framework, case, tmp_path):
+    """With --channels-last, the input and output are read (N, *spatial, C) and the weight in every reading,
+    its channel axes first or last: each recorded channels-last golden is found in its own style, and every
+    printed recipe (re-save, then run with --expect) runs and matches. Keras's, TensorFlow's, Paddle's and
+    Dragon's weights are read as saved, in their own layouts ((k..., filters, C_in), (C_in, *k, C_out))."""
+    with np.load(GOLDEN / f"{framework}.npz") as arrays:
+        x, w, y = (arrays[f"{case['name']}__{k}"] for k in "xwy")
+        b = arrays.get(f"{case['name']}__b")
+    style = case["style"]
+    files = {name: str(tmp_path / f"{name}.npy") for name in ("x", "w", "y", "b")}
+    for name, array in (("x", x), ("w", w), ("y", y), ("b", b)):
+        if array is not None:
+            np.save(files[name], array)
+    found = detect(files["x"], files["w"], files["y"], bias=None if b is None else files["b"], styles=(style,),
+                   limit=LIMIT, channels_last=True)
+    mine = [m for m in found.matches if m.style == style]
+    assert mine, found
+    if style not in ("jax", "flax"):  # their goldens' forward kernels take a flipped re-save (transpose_kernel=True)
+        assert any(m.command.count("\n") == 0 and shlex.split(m.command)[3] == files["w"] for m in mine), mine
+    for m in mine:
+        run_line = shlex.split(m.command.splitlines()[-1])
+        _ORIGINAL[run_line[3]] = files["w"]
+        _follow(m.command)
+
+
+def test_without_channels_last_a_channels_last_file_is_not_misread(tmp_path, rng):
+    """The same files without --channels-last: no spelling claims them (the search reads channels first)."""
+    x = rng.standard_normal((1, 5, 6, 3)).astype(np.float32)  # (N, H, W, C)
+    k = rng.standard_normal((3, 3, 4, 3)).astype(np.float32)  # Keras's (k, k, filters, C_in)
+    y = deconv_cli.deconvolve(x, k, style="keras", strides=2, padding="same")
+    for name, array in (("x", x), ("k", k), ("y", y)):
+        np.save(tmp_path / f"{name}.npy", array)
+    args = [str(tmp_path / f"{n}.npy") for n in "xky"]
+    assert not detect(*args, limit=LIMIT).matches
+    found = detect(*args, limit=LIMIT, channels_last=True)
+    keras = next(m for m in found.matches if m.style == "keras")
+    assert (keras.weight, keras.layout, keras.set) == ("swap in/out", "kernel first", ("strides=2", "padding=same"))
+    assert keras.as_dict()["layout"] == "kernel first" and keras.command.count("\n") == 0
+    text = CliRunner().invoke(cli, ["detect", *args, "--channels-last", "--style", "keras"])
+    assert text.exit_code == 0 and "1. weight kernel first, swap in/out, max abs error " in text.stdout
